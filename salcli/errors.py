@@ -1,0 +1,53 @@
+"""Typed exceptions, raised deep down; only the CLI turns them into one-line messages
+and exit codes (see ``EXIT_CODES`` and the README)."""
+
+from __future__ import annotations
+
+# Process exit codes of the `salcli` command.
+EXIT_OK = 0  # every input done
+EXIT_FAILED = 1  # at least one input failed (the others were still processed)
+EXIT_USAGE = 2  # bad command line (unknown option, bad value, no inputs)
+EXIT_WEIGHTS = 3  # no usable weights: nothing could run
+EXIT_INTERRUPTED = 130  # Ctrl-C
+
+EXIT_CODES = {
+    EXIT_OK: "every input was processed",
+    EXIT_FAILED: "one or more inputs failed; the others were processed",
+    EXIT_USAGE: "bad usage: unknown option, bad value, nothing to do",
+    EXIT_WEIGHTS: "weights missing, unreadable or of the wrong architecture",
+    EXIT_INTERRUPTED: "interrupted (Ctrl-C); no partial output is left behind",
+}
+
+
+class SalcliError(Exception):
+    """Base of every error salcli raises on purpose. ``str(err)`` is one line for users."""
+
+    exit_code = EXIT_FAILED
+
+
+class InputError(SalcliError):
+    """An input file cannot be read or decoded (missing, not a video, corrupt, no frames)."""
+
+
+class NoAudioError(InputError):
+    """``--audio`` was asked for, but the input has no audio track."""
+
+
+class OutputError(SalcliError):
+    """An output cannot be written (unwritable folder, disk full)."""
+
+
+class WeightsError(SalcliError):
+    """Weights not found, unreadable, unsafe, or not of the expected architecture."""
+
+    exit_code = EXIT_WEIGHTS
+
+
+class UsageError(SalcliError):
+    """Options that contradict each other or are out of range."""
+
+    exit_code = EXIT_USAGE
+
+
+class DatasetError(SalcliError):
+    """A dataset folder is missing or not laid out as the published data are."""

@@ -85,9 +85,7 @@ class InceptionBlock(nn.Module):
     ``b1`` and ``b2`` are (reduce, out) widths of the two separable-conv branches.
     """
 
-    def __init__(
-        self, in_ch: int, *, b0: int, b1: tuple[int, int], b2: tuple[int, int], b3: int
-    ):
+    def __init__(self, in_ch: int, *, b0: int, b1: tuple[int, int], b2: tuple[int, int], b3: int):
         super().__init__()
         self.branch0 = nn.Sequential(BasicConv3d(in_ch, b0))
         self.branch1 = nn.Sequential(
@@ -292,14 +290,19 @@ class PositionalEncoding(nn.Module):
 class TokenTransformer(nn.Module):
     """Positional encoding + a post-norm transformer encoder over (L, B, d) tokens."""
 
-    def __init__(self, d_model: int = 512, *, nhead: int = 4, layers: int = 3, ff: int = 512,
-                 max_len: int = BOTTLENECK_TOKENS + AUDIO_POSITIONS):
+    def __init__(
+        self,
+        d_model: int = 512,
+        *,
+        nhead: int = 4,
+        layers: int = 3,
+        ff: int = 512,
+        max_len: int = BOTTLENECK_TOKENS + AUDIO_POSITIONS,
+    ):
         super().__init__()
         self.pos_encoder = PositionalEncoding(d_model, max_len)
         layer = nn.TransformerEncoderLayer(d_model, nhead, dim_feedforward=ff)
-        self.transformer_encoder = nn.TransformerEncoder(
-            layer, layers, enable_nested_tensor=False
-        )
+        self.transformer_encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         return self.transformer_encoder(self.pos_encoder(tokens))

@@ -1,0 +1,307 @@
+"""Video readers: frames as they come, never a whole video in memory.
+
+``open_video(source)`` picks a backend:
+
+- ``PyAVReader``: any file FFmpeg decodes (mp4, mkv, webm, avi, mov; any codec,
+  pixel format or size), frames converted to RGB, rotation metadata applied.
+- ``FrameFolderReader``: a folder of numbered images (the layout of the published
+  datasets), at a frame rate the caller gives.
+
+``prefetch`` runs any frame iterator on a background thread behind a bounded queue.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import TypeVar
+
+import numpy as np
+
+from .errors import InputError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+DEFAULT_FOLDER_FPS = 30.0  # frames/s assumed for a frame folder when none is given
+MAX_PIXELS = 8192 * 8192  # frames larger than this are refused (memory)
+
+
+@dataclass
+class VideoMeta:
+    """What is known of a video before decoding it."""
+
+    path: Path
+    width: int  # pixels, after rotation
+    height: int  # pixels, after rotation
+    fps: float  # frames/s (average rate for variable-rate video)
+    n_frames: int | None  # from the container; may be absent or approximate
+    duration: float | None  # seconds
+    start_time: float = 0.0  # seconds, presentation time of the first frame
+    has_audio: bool = False
+    rotation: int = 0  # degrees, counter-clockwise, as applied to the frames
+    codec: str = ""
+
+    @property
+    def stem(self) -> str:
+        return self.path.stem if self.path.suffix else self.path.name
+
+
+@dataclass
+class Frame:
+    index: int  # 0-based, in presentation order
+    time: float  # seconds from the first frame
+    rgb: np.ndarray = field(repr=False)  # (H, W, 3) uint8
+
+
+class VideoReader:
+    """Interface of the frame readers: ``meta``, iteration over ``Frame``, ``close``."""
+
+    meta: VideoMeta
+
+    def __iter__(self) -> Iterator[Frame]:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _av():
+    import av  # imported lazily: `salcli --help` stays fast
+
+    return av
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+class PyAVReader(VideoReader):
+    """Frames of a media file, decoded by FFmpeg through PyAV."""
+
+    def __init__(self, path: str | Path):
+        av = _av()
+        self.path = Path(path)
+        if not self.path.exists():
+            raise InputError(f"{self.path}: no such file")
+        if self.path.is_file() and self.path.stat().st_size == 0:
+            raise InputError(f"{self.path}: empty file")
+        try:
+            self._container = av.open(str(self.path), metadata_errors="ignore")
+        except (av.FFmpegError, OSError, ValueError, UnicodeDecodeError) as exc:
+            raise InputError(f"{self.path}: not a readable video ({_one_line(exc)})") from None
+        if not self._container.streams.video:
+            self._container.close()
+            raise InputError(f"{self.path}: no video stream")
+        self._stream = self._container.streams.video[0]
+        self._stream.thread_type = "AUTO"
+        self.meta = self._read_meta()
+        self._frames = self._decode()
+        try:  # decode the first frame now: a file that is not a video fails at open
+            self._first: Frame | None = next(self._frames)
+        except StopIteration:
+            self.close()
+            raise InputError(f"{self.path}: no decodable video frames") from None
+        except InputError:
+            self.close()
+            raise
+
+    def _read_meta(self) -> VideoMeta:
+        s = self._stream
+        ctx = s.codec_context
+        width, height = int(ctx.width or 0), int(ctx.height or 0)
+        if width <= 0 or height <= 0:
+            raise InputError(f"{self.path}: video stream has no frame size")
+        if width * height > MAX_PIXELS:
+            raise InputError(f"{self.path}: frames of {width}x{height} are too large")
+        rate = s.average_rate or s.guessed_rate or s.base_rate
+        fps = float(rate) if rate else 0.0
+        if not fps or fps <= 0 or fps > 1000:
+            fps = 25.0
+        duration = None
+        if s.duration is not None and s.time_base is not None:
+            duration = float(s.duration * s.time_base)
+        elif self._container.duration is not None:
+            duration = self._container.duration / 1_000_000
+        n = int(s.frames) if s.frames else None
+        if n is None and duration:
+            n = int(round(duration * fps))
+        start = float(s.start_time * s.time_base) if s.start_time is not None else 0.0
+        rotation = 0
+        return VideoMeta(
+            path=self.path,
+            width=width,
+            height=height,
+            fps=fps,
+            n_frames=n,
+            duration=duration,
+            start_time=start,
+            has_audio=bool(self._container.streams.audio),
+            rotation=rotation,
+            codec=ctx.name or "",
+        )
+
+    def __iter__(self) -> Iterator[Frame]:
+        if self._first is None:
+            raise InputError(f"{self.path}: a video can be iterated once")
+        first, self._first = self._first, None
+        yield first
+        yield from self._frames
+
+    def _decode(self) -> Iterator[Frame]:
+        av = _av()
+        index = 0
+        t0: float | None = None
+        last_time = -1.0
+        errors = 0
+        try:
+            for packet in self._container.demux(self._stream):
+                try:
+                    frames = packet.decode()
+                except (av.InvalidDataError, av.error.PatchWelcomeError, ValueError):
+                    errors += 1  # a corrupt packet: skip it, keep decoding
+                    if errors > 1000:
+                        raise InputError(f"{self.path}: too many corrupt packets") from None
+                    continue
+                for vf in frames:
+                    if vf.time is not None:
+                        t = float(vf.time)
+                    else:
+                        t = (last_time if last_time >= 0 else 0.0) + 1.0 / self.meta.fps
+                    if t0 is None:
+                        t0 = t
+                    rgb = vf.to_ndarray(format="rgb24")
+                    if index == 0:
+                        self._set_rotation(int(round((vf.rotation or 0) / 90.0)) % 4 * 90)
+                    if self.meta.rotation:
+                        rgb = np.ascontiguousarray(np.rot90(rgb, self.meta.rotation // 90))
+                    last_time = t
+                    yield Frame(index=index, time=max(0.0, t - t0), rgb=rgb)
+                    index += 1
+        except av.FFmpegError as exc:
+            if index == 0:
+                raise InputError(f"{self.path}: cannot decode ({_one_line(exc)})") from None
+            # frames decoded so far are kept; a broken tail ends the video
+        if index == 0:
+            raise InputError(f"{self.path}: no decodable video frames")
+
+    def _set_rotation(self, degrees: int) -> None:
+        """Display-matrix rotation (counter-clockwise): frames are turned upright."""
+        self.meta.rotation = degrees
+        if degrees % 180:
+            self.meta.width, self.meta.height = self.meta.height, self.meta.width
+
+    def close(self) -> None:
+        self._frames = iter(())
+        self._container.close()
+
+
+class FrameFolderReader(VideoReader):
+    """A folder of numbered images (``0001.png``, ``img_00001.jpg``...) as a video."""
+
+    def __init__(self, folder: str | Path, fps: float | None = None):
+        self.path = Path(folder)
+        files = sorted(
+            p for p in self.path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+        )
+        if not files:
+            raise InputError(f"{self.path}: no image files in the folder")
+        self.files = files
+        first = self._read(files[0])
+        h, w = first.shape[:2]
+        rate = float(fps) if fps else DEFAULT_FOLDER_FPS
+        self.meta = VideoMeta(
+            path=self.path,
+            width=w,
+            height=h,
+            fps=rate,
+            n_frames=len(files),
+            duration=len(files) / rate,
+            codec="images",
+        )
+
+    def _read(self, path: Path) -> np.ndarray:
+        import cv2
+
+        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise InputError(f"{path}: not a readable image")
+        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+    def __iter__(self) -> Iterator[Frame]:
+        for i, p in enumerate(self.files):
+            yield Frame(index=i, time=i / self.meta.fps, rgb=self._read(p))
+
+
+def open_video(source: str | Path, *, fps: float | None = None) -> VideoReader:
+    """A reader for a media file or a folder of frames; ``InputError`` if neither."""
+    path = Path(source)
+    if path.is_dir():
+        return FrameFolderReader(path, fps=fps)
+    return PyAVReader(path)
+
+
+def probe(source: str | Path, *, fps: float | None = None) -> VideoMeta:
+    with open_video(source, fps=fps) as reader:
+        return reader.meta
+
+
+T = TypeVar("T")
+_END = object()
+
+
+def prefetch(items: Iterable[T], maxsize: int = 8) -> Iterator[T]:
+    """Iterate ``items`` on a background thread, at most ``maxsize`` ahead of the consumer.
+
+    Exceptions raised by the producer are re-raised in the consumer. Closing the
+    returned generator (or dropping it) stops the producer.
+    """
+    q: queue.Queue = queue.Queue(maxsize=max(1, maxsize))
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        q.put((item, None), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put((_END, None))
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            q.put((_END, exc))
+
+    worker = threading.Thread(target=produce, name="salcli-prefetch", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item, exc = q.get()
+            if item is _END:
+                if exc is not None:
+                    raise exc
+                return
+            yield item
+    finally:
+        stop.set()
+        while worker.is_alive():
+            try:
+                q.get_nowait()
+            except queue.Empty:
+                worker.join(timeout=0.05)
+
+
+def fraction_fps(fps: float) -> Fraction:
+    """A rational frame rate close to ``fps`` (for encoders)."""
+    return Fraction(fps).limit_denominator(1001)

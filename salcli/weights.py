@@ -1,0 +1,176 @@
+"""Loading checkpoints: unwrapping, architecture detection, strict loading, look-up.
+
+Published files are plain ``state_dict``s; re-uploads often wrap them
+(``{"state_dict": ...}``, ``{"model": ...}``) or carry DataParallel's ``module.``
+prefix. All of these load unchanged. Every load goes through
+``torch.load(..., weights_only=True)``: a pickle that tries to run code is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .defaults import DEFAULT_WEIGHTS, WEIGHTS_ENV
+from .errors import WeightsError
+from .model import build_model
+
+ARCHS = ("vinet", "bilinear", "transformer", "concat", "soundnet")
+_WRAPPER_KEYS = ("state_dict", "model", "model_state_dict", "net", "weights")
+
+PUBLISHED_SOURCES = {
+    "vinet": "ViNet_DHF1K.pt: the zip linked from the README of github.com/samyak0210/ViNet",
+    "bilinear": "AViNet (bilinear) fine-tunes: the zip linked from github.com/samyak0210/ViNet",
+    "transformer": "AViNet (transformer) fine-tunes: the zip linked from "
+    "github.com/samyak0210/ViNet",
+    "concat": "no published AViNet(C) weights exist: train them with salcli",
+    "soundnet": "soundnet8_final.pth at the root of github.com/samyak0210/ViNet",
+}
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def unwrap_state_dict(obj: object) -> dict[str, torch.Tensor]:
+    """The tensors of a loaded checkpoint, with wrappers and ``module.`` prefixes removed."""
+    for _ in range(3):  # wrappers nest at most a couple of levels in practice
+        if isinstance(obj, Mapping) and not _is_tensor_map(obj):
+            inner = next((obj[k] for k in _WRAPPER_KEYS if k in obj), None)
+            if inner is None:
+                break
+            obj = inner
+    if not isinstance(obj, Mapping) or not _is_tensor_map(obj):
+        raise WeightsError("the file holds no state_dict of tensors")
+    sd = dict(obj)
+    if sd and all(k.startswith("module.") for k in sd):
+        sd = {k[len("module.") :]: v for k, v in sd.items()}
+    return sd
+
+
+def _is_tensor_map(obj: Mapping) -> bool:
+    return bool(obj) and all(isinstance(v, torch.Tensor) for v in obj.values())
+
+
+def detect_arch(state_dict: Mapping[str, torch.Tensor]) -> str:
+    """Which model a state_dict belongs to: one of ``ARCHS``."""
+    keys = set(state_dict)
+    if "transformer.pos_encoder.pe" in keys:
+        return "transformer"
+    if "concat_conv.weight" in keys:
+        return "concat"
+    if "bilinear.weight" in keys and any(k.startswith("visual_model.") for k in keys):
+        return "bilinear"
+    if "decoder.convtsp4.8.weight" in keys and any(k.startswith("backbone.") for k in keys):
+        return "vinet"
+    if "conv1.weight" in keys and "conv7.weight" in keys:
+        return "soundnet"
+    raise WeightsError("the checkpoint is not ViNet, AViNet or SoundNet-8 (unknown keys)")
+
+
+def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
+    """``torch.load`` with ``weights_only=True`` and a one-line error on any failure."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"weights file not found: {path}")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - every failure becomes one line
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
+            raise WeightsError(
+                f"{path}: refused, the file holds Python objects that could run code "
+                "(only plain tensors are loaded)"
+            ) from None
+        raise WeightsError(f"{path}: not a readable PyTorch checkpoint ({first})") from None
+    return unwrap_state_dict(obj)
+
+
+def load_model(
+    path: str | Path, expect: str | None = None
+) -> tuple[nn.Module, str, dict[str, torch.Tensor]]:
+    """Build the model a checkpoint belongs to and load it strictly.
+
+    ``expect`` ("vinet", "avinet", or a fusion name) refuses a file of another kind.
+    Returns (model in eval mode, arch, state_dict).
+    """
+    sd = read_checkpoint(path)
+    arch = detect_arch(sd)
+    if expect is not None:
+        fusions = ("bilinear", "transformer", "concat")
+        ok = arch == expect or (expect == "avinet" and arch in fusions)
+        if not ok:
+            want = "ViNet" if expect == "vinet" else f"AViNet ({expect})"
+            raise WeightsError(f"{path}: this is a {_arch_name(arch)} checkpoint, not {want}")
+    model = build_model(arch)
+    check_keys(model, sd, path)
+    model.load_state_dict(sd, strict=True)
+    return model.eval(), arch, sd
+
+
+def check_keys(model: nn.Module, sd: Mapping[str, torch.Tensor], path: str | Path) -> None:
+    """Raise a one-line WeightsError unless ``sd`` has exactly the model's keys and shapes."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in sd]
+    extra = [k for k in sd if k not in own]
+    if missing or extra:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing (e.g. {missing[0]})")
+        if extra:
+            parts.append(f"{len(extra)} unexpected (e.g. {extra[0]})")
+        raise WeightsError(f"{path}: keys do not match the model: " + ", ".join(parts))
+    for k, v in own.items():
+        if tuple(sd[k].shape) != tuple(v.shape):
+            raise WeightsError(
+                f"{path}: {k} has shape {tuple(sd[k].shape)}, expected {tuple(v.shape)}"
+            )
+
+
+def _arch_name(arch: str) -> str:
+    return {"vinet": "ViNet", "soundnet": "SoundNet-8"}.get(arch, f"AViNet ({arch})")
+
+
+def repo_weights_dir() -> Path:
+    """The ``weights/`` folder of a source checkout (beside the package)."""
+    return Path(__file__).resolve().parent.parent / "weights"
+
+
+def cache_dir() -> Path:
+    """The user cache: ``$SALCLI_WEIGHTS``, else ``$XDG_CACHE_HOME/salcli/weights``
+    (``~/.cache/salcli/weights``)."""
+    env = os.environ.get(WEIGHTS_ENV)
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "salcli" / "weights"
+
+
+def search_dirs() -> list[Path]:
+    """Where default weights are looked for, in order."""
+    return [Path.cwd() / "weights", repo_weights_dir(), cache_dir()]
+
+
+def find_weights(arch: str) -> Path:
+    """The default weights file for ``arch`` (see ``DEFAULT_WEIGHTS``) in ``search_dirs()``."""
+    name = DEFAULT_WEIGHTS[arch]
+    seen: list[str] = []
+    for d in search_dirs():
+        if str(d) in seen:
+            continue
+        seen.append(str(d))
+        if (d / name).is_file():
+            return d / name
+    raise WeightsError(
+        f"no weights: {name} not found in {', '.join(seen)}; get it from "
+        f"{PUBLISHED_SOURCES[arch]}, put it in one of those folders or pass --weights PATH"
+    )

@@ -1,0 +1,54 @@
+"""Frames in, maps out: the pre- and post-processing of the published pipeline."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .defaults import BLUR_KSIZE, IMAGENET_MEAN, IMAGENET_STD, INPUT_H, INPUT_W
+
+_MEAN = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
+_STD = torch.tensor(IMAGENET_STD).view(3, 1, 1)
+
+
+def frame_to_tensor(
+    rgb: np.ndarray, size: tuple[int, int] = (INPUT_H, INPUT_W), *, round_to_uint8: bool = True
+) -> torch.Tensor:
+    """(H, W, 3) uint8 RGB -> (3, h, w) float32, resized and ImageNet-normalized.
+
+    The resize is bilinear and antialiased when shrinking, as torchvision's ``Resize``
+    on PIL images in the authors' pipeline; ``round_to_uint8`` rounds the resized
+    pixels back to 8 bits as PIL does, before scaling to [0, 1].
+    """
+    x = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None].float()  # (1,3,H,W)
+    if tuple(x.shape[-2:]) != tuple(size):
+        x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
+        if round_to_uint8:
+            x = x.round_().clamp_(0, 255)
+    x = x[0].div_(255.0)
+    return (x - _MEAN) / _STD  # (3, h, w)
+
+
+def postprocess(saliency: np.ndarray, height: int, width: int) -> np.ndarray:
+    """A model map (h, w) -> the frame's (height, width), blurred, min-max to [0, 1].
+
+    Bilinear resize (OpenCV), an 11x11 Gaussian blur (sigma 2.0, derived from the
+    kernel size as OpenCV does for sigma 0), then min-max normalization; a constant
+    map becomes all zeros. Returns float32.
+    """
+    import cv2
+
+    m = np.asarray(saliency, dtype=np.float32)
+    if m.shape != (height, width):
+        m = cv2.resize(m, (width, height), interpolation=cv2.INTER_LINEAR)
+    m = cv2.GaussianBlur(m, (BLUR_KSIZE, BLUR_KSIZE), 0)
+    lo, hi = float(m.min()), float(m.max())
+    if hi - lo <= 0.0:
+        return np.zeros_like(m)
+    return (m - lo) / (hi - lo)
+
+
+def to_uint8(saliency: np.ndarray) -> np.ndarray:
+    """[0, 1] float map -> 8-bit, round(255 x)."""
+    return np.clip(np.rint(np.asarray(saliency) * 255.0), 0, 255).astype(np.uint8)

@@ -324,11 +324,13 @@ class AViNet(nn.Module):
         if fusion not in ("bilinear", "transformer", "concat"):
             raise ValueError(f"unknown fusion {fusion!r}")
         self.fusion = fusion
+        # registration order = the published checkpoints' key order
         self.visual_model = ViNet()
-        self.audionet = SoundNet8()
         if fusion == "transformer":
             self.conv_in_1x1 = nn.Conv3d(1024, d_model, 1)
             self.transformer = TokenTransformer(d_model)
+        self.audionet = SoundNet8()
+        if fusion == "transformer":
             self.audio_conv_1x1 = nn.Conv2d(1024, d_model, 1)
         if fusion in ("bilinear", "transformer"):
             self.bilinear = nn.Bilinear(

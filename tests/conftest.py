@@ -1,0 +1,111 @@
+"""Shared fixtures: tiny media files encoded with PyAV, small models and checkpoints."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+torch.set_num_threads(2)
+
+DATA = Path(__file__).parent / "data"
+SMALL_INPUT = (32, 64)  # (H, W) model input used by the fast end-to-end tests
+
+
+def moving_frames(n: int, height: int, width: int, seed: int = 0) -> list[np.ndarray]:
+    """n RGB frames of a bright square moving over a textured background."""
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, 80, size=(height, width, 3), dtype=np.uint8)
+    frames = []
+    side = max(2, min(height, width) // 4)
+    for i in range(n):
+        f = base.copy()
+        x = (i * 3) % max(1, width - side)
+        y = (i * 2) % max(1, height - side)
+        f[y : y + side, x : x + side] = (250, 240, 200)
+        frames.append(f)
+    return frames
+
+
+def write_video(
+    path: Path,
+    n_frames: int = 40,
+    size: tuple[int, int] = (48, 64),
+    fps: int = 25,
+    *,
+    codec: str = "mpeg4",
+    pix_fmt: str = "yuv420p",
+    audio_rate: int | None = None,
+    audio_layout: str = "stereo",
+    tone_hz: float = 440.0,
+) -> Path:
+    """Encode a small test video (and optionally a sine soundtrack) with PyAV."""
+    import av
+
+    h, w = size
+    with av.open(str(path), "w") as out:
+        vs = out.add_stream(codec, rate=fps)
+        vs.width, vs.height, vs.pix_fmt = w, h, pix_fmt
+        as_ = None
+        if audio_rate:
+            as_ = out.add_stream("aac", rate=audio_rate, layout=audio_layout)
+        for i, rgb in enumerate(moving_frames(n_frames, h, w)):
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            frame.pts = i
+            frame.time_base = Fraction(1, fps)
+            for pkt in vs.encode(frame):
+                out.mux(pkt)
+        for pkt in vs.encode():
+            out.mux(pkt)
+        if as_ is not None:
+            total = int(audio_rate * n_frames / fps)
+            t = np.arange(total) / audio_rate
+            mono = (0.3 * np.sin(2 * np.pi * tone_hz * t)).astype(np.float32)
+            channels = 2 if audio_layout == "stereo" else 1
+            block = 1024
+            for start in range(0, total, block):
+                chunk = np.tile(mono[start : start + block], (channels, 1))
+                af = av.AudioFrame.from_ndarray(chunk, format="fltp", layout=audio_layout)
+                af.sample_rate = audio_rate
+                af.pts = start
+                af.time_base = Fraction(1, audio_rate)
+                for pkt in as_.encode(af):
+                    out.mux(pkt)
+            for pkt in as_.encode():
+                out.mux(pkt)
+    return path
+
+
+@pytest.fixture
+def make_video(tmp_path):
+    def make(name: str = "clip.mp4", **kw) -> Path:
+        return write_video(tmp_path / name, **kw)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def vinet_checkpoint(tmp_path_factory) -> Path:
+    """A randomly initialised ViNet state_dict saved as the published files are."""
+    from salcli.model import ViNet
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("weights") / "ViNet_DHF1K.pt"
+    torch.save(ViNet().state_dict(), path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def avinet_checkpoints(tmp_path_factory) -> dict[str, Path]:
+    from salcli.model import AViNet
+
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("avweights")
+    paths = {}
+    for fusion in ("bilinear", "transformer", "concat"):
+        paths[fusion] = folder / f"AViNet_{fusion}.pt"
+        torch.save(AViNet(fusion).state_dict(), paths[fusion])
+    return paths

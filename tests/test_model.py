@@ -1,0 +1,103 @@
+"""The model reproduces the authors' implementation on the reference checkpoints."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from conftest import DATA
+
+from salcli.model import AViNet, S3DBackbone, SoundNet8, ViNet, build_model
+from salcli.testing import deterministic_state_dict, load_manifest, reference_inputs
+
+TOL = 1e-4  # absolute, fp32 CPU
+
+
+@pytest.fixture(scope="module")
+def ref_inputs():
+    clip, audio = reference_inputs()
+    return torch.from_numpy(clip), torch.from_numpy(audio)
+
+
+def _loaded(manifest: str, arch: str) -> torch.nn.Module:
+    model = build_model(arch).eval()
+    model.load_state_dict(deterministic_state_dict(load_manifest(DATA / manifest)), strict=True)
+    return model
+
+
+@pytest.mark.parametrize(
+    "manifest,arch",
+    [
+        ("vinet.keys.json", "vinet"),
+        ("avinet_bilinear.keys.json", "bilinear"),
+        ("avinet_transformer.keys.json", "transformer"),
+        ("soundnet.keys.json", "soundnet"),
+    ],
+)
+def test_state_dict_keys_and_shapes_match_published(manifest, arch):
+    own = {k: tuple(v.shape) for k, v in build_model(arch).state_dict().items()}
+    published = {k: tuple(v) for k, v in load_manifest(DATA / manifest).items()}
+    assert list(own) == list(published)  # same keys, same order
+    assert own == published
+
+
+@pytest.mark.parametrize(
+    "name,arch",
+    [
+        ("vinet", "vinet"),
+        ("avinet_bilinear", "bilinear"),
+        ("avinet_transformer", "transformer"),
+    ],
+)
+def test_golden_parity(name, arch, ref_inputs):
+    clip, audio = ref_inputs
+    model = _loaded(f"{name}.keys.json", arch)
+    with torch.inference_mode():
+        out = model(clip) if arch == "vinet" else model(clip, audio)
+    expected = np.load(DATA / f"{name}.expected.npy")
+    assert out.shape == expected.shape == (1, 224, 384)
+    assert np.abs(out.numpy() - expected).max() < TOL
+
+
+def test_soundnet_parity(ref_inputs):
+    _, audio = ref_inputs
+    model = _loaded("soundnet.keys.json", "soundnet")
+    with torch.inference_mode():
+        out = model(audio)
+    expected = np.load(DATA / "soundnet.expected.npy")
+    assert out.shape == expected.shape == (1, 1024, 3, 1)
+    assert np.abs(out.numpy() - expected).max() < TOL
+
+
+def test_backbone_feature_shapes():
+    feats = S3DBackbone().eval()(torch.zeros(1, 3, 32, 64, 96))
+    assert [tuple(f.shape) for f in feats] == [
+        (1, 1024, 4, 2, 3),
+        (1, 832, 8, 4, 6),
+        (1, 480, 16, 8, 12),
+        (1, 192, 16, 16, 24),
+    ]
+
+
+def test_spatial_upsample_equals_trilinear():
+    from salcli.model import SpatialUpsample
+
+    x = torch.randn(2, 5, 3, 7, 9)
+    ref = torch.nn.Upsample(scale_factor=(1, 2, 2), mode="trilinear")(x)
+    assert torch.allclose(SpatialUpsample()(x), ref, atol=1e-6)
+
+
+def test_outputs_are_probabilities_at_small_size():
+    model = ViNet().eval()
+    with torch.inference_mode():
+        out = model(torch.randn(2, 3, 32, 32, 64))
+    assert out.shape == (2, 32, 64)
+    assert float(out.min()) >= 0.0 and float(out.max()) <= 1.0
+
+
+def test_concat_fusion_shapes():
+    model = AViNet("concat").eval()
+    with torch.inference_mode():
+        out = model(torch.randn(1, 3, 32, 32, 64), torch.randn(1, 1, 70560, 1))
+    assert out.shape == (1, 32, 64)
+    assert SoundNet8()(torch.zeros(1, 1, 70560, 1)).shape == (1, 1024, 3, 1)

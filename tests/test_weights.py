@@ -1,0 +1,102 @@
+"""Published-format checkpoints load unchanged; bad ones give one clear line."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from salcli.errors import WeightsError
+from salcli.model import SoundNet8
+from salcli.weights import detect_arch, find_weights, load_model, read_checkpoint
+
+
+@pytest.fixture(scope="module")
+def soundnet_sd():
+    return SoundNet8().state_dict()
+
+
+@pytest.mark.parametrize(
+    "wrap",
+    [
+        lambda sd: sd,
+        lambda sd: {f"module.{k}": v for k, v in sd.items()},
+        lambda sd: {"state_dict": sd},
+        lambda sd: {"model": {f"module.{k}": v for k, v in sd.items()}},
+    ],
+    ids=["plain", "dataparallel", "state_dict", "model+module"],
+)
+def test_wrapped_checkpoints_load_strictly(tmp_path, soundnet_sd, wrap):
+    path = tmp_path / "w.pt"
+    torch.save(wrap(soundnet_sd), path)
+    model, arch, sd = load_model(path)
+    assert arch == "soundnet"
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, soundnet_sd[k])
+
+
+def test_published_vinet_layout_loads(vinet_checkpoint):
+    model, arch, _ = load_model(vinet_checkpoint, expect="vinet")
+    assert arch == "vinet" and not model.training
+
+
+def test_avinet_checkpoints_are_told_apart(avinet_checkpoints):
+    for fusion, path in avinet_checkpoints.items():
+        assert detect_arch(read_checkpoint(path)) == fusion
+    with pytest.raises(WeightsError, match="not ViNet"):
+        load_model(avinet_checkpoints["bilinear"], expect="vinet")
+
+
+def test_missing_and_extra_keys_are_refused(tmp_path, soundnet_sd):
+    sd = dict(soundnet_sd)
+    sd.pop("conv3.bias")
+    path = tmp_path / "broken.pt"
+    torch.save(sd, path)
+    with pytest.raises(WeightsError, match="1 missing"):
+        load_model(path)
+
+
+def test_wrong_shape_is_refused(tmp_path, soundnet_sd):
+    sd = dict(soundnet_sd)
+    sd["conv2.weight"] = torch.zeros(3, 3)
+    path = tmp_path / "shape.pt"
+    torch.save(sd, path)
+    with pytest.raises(WeightsError, match="shape"):
+        load_model(path)
+
+
+def test_not_a_checkpoint(tmp_path):
+    path = tmp_path / "text.pt"
+    path.write_text("hello")
+    with pytest.raises(WeightsError) as err:
+        read_checkpoint(path)
+    assert "\n" not in str(err.value)
+
+
+class _Evil:
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("touch /tmp/salcli-pwned",))
+
+
+def test_code_running_pickle_is_refused(tmp_path):
+    path = tmp_path / "evil.pt"
+    torch.save({"x": _Evil()}, path)
+    with pytest.raises(WeightsError, match="refused"):
+        read_checkpoint(path)
+
+
+def test_default_weights_not_found_says_where_it_looked(tmp_path, monkeypatch):
+    monkeypatch.setenv("SALCLI_WEIGHTS", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(WeightsError) as err:
+        find_weights("vinet")
+    msg = str(err.value)
+    assert "ViNet_DHF1K.pt" in msg and str(tmp_path / "cache") in msg and "samyak0210" in msg
+
+
+def test_default_weights_found_in_cache(tmp_path, monkeypatch, soundnet_sd):
+    monkeypatch.setenv("SALCLI_WEIGHTS", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "soundnet8_final.pth").write_bytes(b"x")
+    assert find_weights("soundnet") == tmp_path / "soundnet8_final.pth"

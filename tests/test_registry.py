@@ -1,0 +1,463 @@
+"""The registry of known checkpoints, `--weights` resolution, import (with its safety
+checks) and verify, through the API and through `salcli weights`."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+import typer
+from typer.testing import CliRunner
+
+from salcli import cli_weights, registry
+from salcli.defaults import DEFAULT_WEIGHTS
+from salcli.errors import WeightsError
+from salcli.model import S3DBackbone, SoundNet8, build_model
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path, monkeypatch) -> Path:
+    """Cache in tmp_path/cache, the built-in registry only, cwd without weights/."""
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("SALCLI_WEIGHTS", str(cache))
+    monkeypatch.delenv("SALCLI_REGISTRY", raising=False)
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    return cache
+
+
+def _cache(tmp_path: Path) -> Path:
+    return tmp_path / "cache"
+
+
+def _cached_files(tmp_path: Path) -> list[str]:
+    cache = _cache(tmp_path)
+    return sorted(p.name for p in cache.iterdir()) if cache.is_dir() else []
+
+
+def shape_only(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A state_dict with the model's keys and shapes whose tensors store one value each
+    (expanded views), so that even a full ViNet saves in a few kB."""
+    return {
+        k: torch.zeros((), dtype=v.dtype).expand(v.shape) for k, v in model.state_dict().items()
+    }
+
+
+@pytest.fixture(scope="module")
+def meta_models() -> dict[str, torch.nn.Module]:
+    with torch.device("meta"):
+        return {a: build_model(a) for a in ("vinet", "bilinear", "soundnet")}
+
+
+def _save(obj: object, path: Path) -> Path:
+    torch.save(obj, path)
+    return path
+
+
+def _registry(tmp_path: Path, entries: list[dict]) -> Path:
+    path = tmp_path / "extra_registry.json"
+    path.write_text(json.dumps({"format": 1, "entries": entries}))
+    return path
+
+
+def _app() -> typer.Typer:
+    app = typer.Typer()
+
+    @app.callback()
+    def main() -> None:
+        """test app"""
+
+    cli_weights.register(app)
+    return app
+
+
+def _run(*args: str):
+    return CliRunner().invoke(_app(), ["weights", *args])
+
+
+# ---------------------------------------------------------------------------
+# The registry
+# ---------------------------------------------------------------------------
+
+
+def test_builtin_registry_ships_in_the_package_and_names_the_published_files():
+    assert registry.REGISTRY_FILE.parent == Path(registry.__file__).parent
+    reg = registry.load_registry()
+    assert reg["vinet-dhf1k"].file == DEFAULT_WEIGHTS["vinet"]
+    assert reg["vinet-dhf1k"].manual and "samyak0210/ViNet" in reg["vinet-dhf1k"].page
+    assert reg["soundnet8"].file == DEFAULT_WEIGHTS["soundnet"] == "soundnet8_final.pth"
+    assert (
+        reg["soundnet8"].urls[0].startswith("https://raw.githubusercontent.com/samyak0210/ViNet/")
+    )
+    tv = reg["s3d-kinetics400-torchvision"]
+    assert tv.urls == ("https://download.pytorch.org/models/s3d-d76dad2f.pth",)
+    assert tv.sha256_prefix == "d76dad2f" and tv.sha256 is None and tv.checksum == "d76dad2f"
+    assert reg["s3d-kinetics400"].arch == "s3d"
+    for fusion in ("bilinear", "transformer"):
+        names = [e.name for e in reg.values() if e.arch == fusion]
+        assert f"avinet-{fusion}-diem" in names and len(names) == 6
+    # no invented checksums: none of the published files has a known full digest
+    assert all(e.sha256 is None for e in reg.values())
+    # every entry says how to get it
+    assert all(e.urls or e.page for e in reg.values())
+
+
+def test_extra_registry_from_the_environment(tmp_path, monkeypatch):
+    extra = _registry(
+        tmp_path,
+        [
+            {"name": "mine", "arch": "vinet", "file": "mine.pt"},
+            {"name": "soundnet8", "arch": "soundnet", "file": "soundnet8_final.pth",
+             "urls": ["http://mirror.example/soundnet8_final.pth"]},
+        ],
+    )  # fmt: skip
+    monkeypatch.setenv("SALCLI_REGISTRY", str(extra))
+    reg = registry.load_registry()
+    assert reg["mine"].manual and reg["mine"].urls == ()
+    assert reg["soundnet8"].urls == ("http://mirror.example/soundnet8_final.pth",)
+    assert "vinet-dhf1k" in reg
+
+
+@pytest.mark.parametrize(
+    "entries, message",
+    [
+        ([{"name": "a", "arch": "resnet", "file": "a.pt"}], "unknown architecture"),
+        ([{"name": "a", "arch": "vinet", "file": "../a.pt"}], "plain file name"),
+        ([{"name": "a", "arch": "vinet", "file": "a.pt", "sha256": "abc"}], "64 hex"),
+        ([{"name": "a", "arch": "vinet", "file": "a.pt", "sha256": "xyz"}], "SHA-256"),
+        ([{"name": "a", "arch": "vinet"}], "'file' is missing"),
+        (
+            [
+                {"name": "a", "arch": "vinet", "file": "a.pt"},
+                {"name": "a", "arch": "vinet", "file": "b.pt"},
+            ],
+            "appears twice",
+        ),
+        (
+            [
+                {"name": "a", "arch": "vinet", "file": "a.pt"},
+                {"name": "b", "arch": "vinet", "file": "a.pt"},
+            ],
+            "share the file name",
+        ),
+    ],
+)
+def test_malformed_registry_is_one_line(tmp_path, entries, message):
+    with pytest.raises(WeightsError, match=message) as err:
+        registry.load_registry(_registry(tmp_path, entries))
+    assert "\n" not in str(err.value)
+
+
+def test_unreadable_registry(tmp_path):
+    bad = tmp_path / "r.json"
+    bad.write_text("{not json")
+    with pytest.raises(WeightsError, match="not a readable weights registry"):
+        registry.load_registry(bad)
+
+
+# ---------------------------------------------------------------------------
+# --weights resolution
+# ---------------------------------------------------------------------------
+
+
+def test_resolve_path_name_and_default(tmp_path):
+    cache = _cache(tmp_path)
+    cache.mkdir()
+    (cache / "soundnet8_final.pth").write_bytes(b"x")
+    given = tmp_path / "elsewhere" / "w.pt"
+    assert registry.resolve_weights(given, "vinet") == given  # a Path is used as is
+    assert registry.resolve_weights("some/dir/w.pt", "vinet") == Path("some/dir/w.pt")
+    assert registry.resolve_weights("soundnet8", "soundnet") == cache / "soundnet8_final.pth"
+    assert registry.resolve_weights(None, "soundnet").name == "soundnet8_final.pth"
+    # an existing file wins over a registry name of the same spelling
+    (Path.cwd() / "soundnet8").write_bytes(b"y")
+    assert registry.resolve_weights("soundnet8", "soundnet") == Path("soundnet8")
+
+
+def test_resolve_registry_name_not_cached_says_what_to_fetch(tmp_path):
+    with pytest.raises(WeightsError) as err:
+        registry.resolve_weights("soundnet8", "soundnet")
+    msg = str(err.value)
+    assert "salcli weights download soundnet8" in msg
+    assert str(_cache(tmp_path) / "soundnet8_final.pth") in msg and "\n" not in msg
+
+    with pytest.raises(WeightsError) as err:
+        registry.resolve_weights("avinet-bilinear-diem", "bilinear")
+    msg = str(err.value)
+    assert "https://github.com/samyak0210/ViNet" in msg
+    assert "salcli weights import FILE --name avinet-bilinear-diem" in msg
+
+
+def test_resolve_unknown_word_is_refused():
+    with pytest.raises(WeightsError, match="no such file and no such registry name"):
+        registry.resolve_weights("vinet-dhf1000", "vinet")
+
+
+# ---------------------------------------------------------------------------
+# import
+# ---------------------------------------------------------------------------
+
+
+def test_import_real_soundnet_state_dict(tmp_path):
+    torch.manual_seed(0)
+    src = _save(SoundNet8().state_dict(), tmp_path / "downloaded.pth")
+    result = registry.import_weights(src)
+    assert result.arch == "soundnet" and result.entry.name == "soundnet8"
+    assert result.path == _cache(tmp_path) / "soundnet8_final.pth"
+    assert result.path.read_bytes() == src.read_bytes()  # the very bytes, not re-saved
+    assert result.sha256 == hashlib.sha256(src.read_bytes()).hexdigest()
+    assert _cached_files(tmp_path) == ["soundnet8_final.pth"]  # no temporary left
+    assert registry.resolve_weights("soundnet8", "soundnet") == result.path
+
+
+def test_import_under_a_registry_name_or_file_name(tmp_path, meta_models):
+    src = _save(shape_only(meta_models["vinet"]), tmp_path / "ViNet_UCF.pt")
+    assert registry.import_weights(src, "vinet-ucf").path.name == "ViNet_UCFSports.pt"
+    assert registry.import_weights(src).path.name == DEFAULT_WEIGHTS["vinet"]
+    mine = registry.import_weights(src, "my_vinet.pt")
+    assert mine.entry is None and mine.path.name == "my_vinet.pt"
+    wrapped = _save(
+        {"state_dict": {f"module.{k}": v for k, v in shape_only(meta_models["bilinear"]).items()}},
+        tmp_path / "wrapped.pt",
+    )
+    res = registry.import_weights(wrapped, "avinet-bilinear-avad")
+    assert res.arch == "bilinear" and res.path.name == "AViNet_bilinear_AVAD.pt"
+    assert _cached_files(tmp_path) == sorted(
+        ["ViNet_UCFSports.pt", "ViNet_DHF1K.pt", "my_vinet.pt", "AViNet_bilinear_AVAD.pt"]
+    )
+
+
+def test_import_refuses_wrong_architecture_for_the_name(tmp_path, meta_models):
+    src = _save(shape_only(meta_models["soundnet"]), tmp_path / "s.pth")
+    with pytest.raises(WeightsError, match="a soundnet checkpoint, but vinet-dhf1k is vinet"):
+        registry.import_weights(src, "vinet-dhf1k")
+    with pytest.raises(WeightsError, match="must end in .pt"):
+        registry.import_weights(src, "notaname")
+    with pytest.raises(WeightsError, match="plain file name"):
+        registry.import_weights(src, "../escape.pt")
+    assert _cached_files(tmp_path) == []
+
+
+def test_import_checks_the_registry_checksum(tmp_path, monkeypatch, meta_models):
+    src = _save(shape_only(meta_models["soundnet"]), tmp_path / "s.pth")
+    digest = hashlib.sha256(src.read_bytes()).hexdigest()
+    extra = [
+        {"name": "pinned", "arch": "soundnet", "file": "pinned.pth", "sha256": "0" * 64},
+        {"name": "by-digest", "arch": "soundnet", "file": "dig.pth", "sha256_prefix": digest[:8]},
+    ]
+    monkeypatch.setenv("SALCLI_REGISTRY", str(_registry(tmp_path, extra)))
+    with pytest.raises(WeightsError, match="not the registry's for pinned"):
+        registry.import_weights(src, "pinned")
+    # without --name, a file whose digest the registry knows is filed under that entry
+    assert registry.import_weights(src).entry.name == "by-digest"
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda m: {**shape_only(m), "conv1.weight": torch.zeros(3, 3)}, "has shape"),
+        (
+            lambda m: {k: v for k, v in shape_only(m).items() if k != "conv7.bias"},
+            "1 missing",
+        ),
+        (lambda m: {"fc.weight": torch.zeros(2, 2)}, "not a checkpoint of a known architecture"),
+        (lambda m: {"epoch": 3, "note": "no tensors"}, "no state_dict"),
+    ],
+    ids=["shape", "missing-key", "unknown-keys", "no-tensors"],
+)
+def test_import_refuses_bad_checkpoints(tmp_path, meta_models, make, message):
+    src = _save(make(meta_models["soundnet"]), tmp_path / "bad.pth")
+    with pytest.raises(WeightsError, match=message) as err:
+        registry.import_weights(src)
+    assert "\n" not in str(err.value)
+    assert _cached_files(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "truncated",
+        "empty",
+        pytest.param(
+            "text",
+            marks=pytest.mark.xfail(
+                reason="salcli.weights.read_checkpoint calls every weights_only failure "
+                "'could run code' (an HTML page is refused as unsafe, not as unreadable)"
+            ),
+        ),
+    ],
+)
+def test_import_refuses_unreadable_files(tmp_path, meta_models, kind):
+    src = tmp_path / "broken.pt"
+    if kind == "truncated":
+        data = _save(shape_only(meta_models["soundnet"]), src).read_bytes()
+        src.write_bytes(data[: len(data) // 2])
+    else:
+        src.write_bytes(b"" if kind == "empty" else "<html>Sign in · Microsoft</html>".encode())
+    with pytest.raises(WeightsError, match="not a readable PyTorch checkpoint") as err:
+        registry.import_weights(src)
+    assert "\n" not in str(err.value)
+    assert _cached_files(tmp_path) == []
+
+
+class _Payload:
+    """Unpickling this calls open(marker, "w"): a file appears if the pickle is run."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+@pytest.mark.parametrize("container", ["torch-zip", "legacy-pickle"])
+def test_import_refuses_a_pickle_that_runs_code(tmp_path, container):
+    marker = tmp_path / "pwned.txt"
+    src = tmp_path / "evil.pt"
+    obj = {"conv1.weight": torch.zeros(1), "payload": _Payload(marker)}
+    if container == "torch-zip":
+        torch.save(obj, src)
+    else:
+        with open(src, "wb") as f:
+            pickle.dump(obj, f, protocol=2)
+    # sanity: the file really is armed (an unsafe load would create the marker)
+    assert b"open" in src.read_bytes() or b"builtins" in src.read_bytes()
+    with pytest.raises(WeightsError) as err:
+        registry.import_weights(src)
+    assert "refused" in str(err.value) and "\n" not in str(err.value)
+    assert not marker.exists()
+    assert _cached_files(tmp_path) == []
+
+    result = _run("import", str(src))
+    assert result.exit_code == 3
+    assert result.output.strip().splitlines() == [f"salcli: error: {err.value}"]
+    assert not marker.exists()
+
+
+def _s3d_shapes() -> dict[str, torch.Tensor]:
+    with torch.device("meta"):
+        return {
+            k: torch.zeros((), dtype=v.dtype).expand(v.shape)
+            for k, v in S3DBackbone().state_dict().items()
+        }
+
+
+def test_import_s3d_backbones_in_their_three_namings(tmp_path):
+    ref = _s3d_shapes()
+    head = {"fc.0.weight": torch.zeros(400, 1024, 1, 1, 1), "fc.0.bias": torch.zeros(400)}
+    vinet_names = _save({**ref, **head}, tmp_path / "a.pt")
+    assert registry.import_weights(vinet_names).path.name == "S3D_kinetics400.pt"
+
+    stage_start = {"base1": 0, "base2": 5, "base3": 8, "base4": 14}
+    flat = {}
+    for k, v in ref.items():
+        stage, idx, rest = k.split(".", 2)
+        flat[f"module.base.{stage_start[stage] + int(idx)}.{rest}"] = v
+    res = registry.import_weights(_save({**flat, **head}, tmp_path / "b.pt"))
+    assert res.arch == "s3d"
+
+    tv = {f"features.{i}.w": v for i, v in enumerate(ref.values())}
+    tv["classifier.1.weight"] = torch.zeros(400, 1024, 1, 1, 1)
+    res = registry.import_weights(_save(tv, tmp_path / "c.pth"))
+    assert res.arch == "s3d-torchvision" and res.path.name == "s3d-d76dad2f.pth"
+
+    bad = dict(list(tv.items())[:-10])
+    with pytest.raises(WeightsError, match="torchvision-style S3D features"):
+        registry.import_weights(_save(bad, tmp_path / "d.pth"))
+    partial = dict(list(ref.items())[:100])
+    with pytest.raises(WeightsError, match="incomplete S3D backbone"):
+        registry.import_weights(_save(partial, tmp_path / "e.pt"))
+
+
+# ---------------------------------------------------------------------------
+# verify
+# ---------------------------------------------------------------------------
+
+
+def test_verify_ok_mismatch_unknown_missing(tmp_path, monkeypatch):
+    cache = _cache(tmp_path)
+    cache.mkdir()
+    good, bad, pref = b"good weights", b"tampered", b"prefixed"
+    extra = [
+        {"name": "good", "arch": "vinet", "file": "good.pt",
+         "sha256": hashlib.sha256(good).hexdigest()},
+        {"name": "bad", "arch": "vinet", "file": "bad.pt",
+         "sha256": hashlib.sha256(b"original").hexdigest()},
+        {"name": "pref", "arch": "soundnet", "file": "pref.pth",
+         "sha256_prefix": hashlib.sha256(pref).hexdigest()[:8]},
+        {"name": "absent", "arch": "vinet", "file": "absent.pt",
+         "sha256": hashlib.sha256(b"x").hexdigest()},
+    ]  # fmt: skip
+    monkeypatch.setenv("SALCLI_REGISTRY", str(_registry(tmp_path, extra)))
+    (cache / "good.pt").write_bytes(good)
+    (cache / "bad.pt").write_bytes(bad)
+    (cache / "pref.pth").write_bytes(pref)
+    (cache / "stray.pt").write_bytes(b"?")
+    (cache / "good.pt.part").write_bytes(b"ignored")
+    (cache / "good.pt.lock").write_bytes(b"")
+
+    by_name = {r.name: r for r in registry.verify()}
+    assert {n: r.status for n, r in by_name.items()} == {
+        "good": "ok",
+        "bad": "mismatch",
+        "pref": "ok",
+        "stray.pt": "unknown",
+    }
+    assert by_name["pref"].partial and not by_name["good"].partial
+    assert by_name["bad"].sha256 == hashlib.sha256(bad).hexdigest()
+    assert [r.status for r in registry.verify(["good", "absent"])] == ["ok", "missing"]
+
+    result = _run("verify")
+    assert result.exit_code == 3
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 4 and lines[0].startswith("mismatch  bad ")
+    assert _run("verify", "good", "pref").exit_code == 0
+    assert _run("verify", "absent").exit_code == 3
+    (cache / "bad.pt").write_bytes(b"original")
+    assert _run("verify").exit_code == 0
+
+
+def test_verify_empty_cache():
+    assert registry.verify() == []
+    result = _run("verify")
+    assert result.exit_code == 0 and "no weights in the cache" in result.output
+
+
+# ---------------------------------------------------------------------------
+# the CLI: list, import
+# ---------------------------------------------------------------------------
+
+
+def test_cli_list_shows_entries_and_cache_state(tmp_path, meta_models):
+    src = _save(shape_only(meta_models["soundnet"]), tmp_path / "s.pth")
+    registry.import_weights(src)
+    result = _run("list")
+    assert result.exit_code == 0
+    rows = {line.split()[0]: line.split() for line in result.output.splitlines()[2:]}
+    assert rows["soundnet8"][:4] == ["soundnet8", "soundnet", "yes", "download"]
+    assert rows["vinet-dhf1k"][2:4] == ["-", "manual:"]
+    records = [json.loads(line) for line in _run("list", "--json").output.splitlines()]
+    by = {r["name"]: r for r in records}
+    assert by["soundnet8"]["cached"] and not by["vinet-dhf1k"]["cached"]
+    assert by["s3d-kinetics400-torchvision"]["sha256_prefix"] == "d76dad2f"
+
+
+def test_cli_import_good_and_bad(tmp_path, meta_models):
+    src = _save(shape_only(meta_models["vinet"]), tmp_path / "v.pt")
+    ok = _run("import", str(src), "--name", "vinet-hollywood")
+    assert ok.exit_code == 0, ok.output
+    assert "as vinet-hollywood (vinet)" in ok.output
+    assert (_cache(tmp_path) / "ViNet_Hollywood.pt").read_bytes() == src.read_bytes()
+
+    missing = _run("import", str(tmp_path / "nope.pt"))
+    assert missing.exit_code == 3
+    assert missing.output.strip() == f"salcli: error: weights file not found: {tmp_path}/nope.pt"
+
+    unknown = _run("import", str(src), "--name", "no-such-entry")
+    assert unknown.exit_code == 3 and "Traceback" not in unknown.output
+    assert len(unknown.output.strip().splitlines()) == 1

@@ -64,10 +64,11 @@ class AudioTrack:
       video's first frame).
     - ``length``: the number of samples of the track on the video timeline (index of the
       end of the audio: start offset + audio samples), the ``len`` of the span rule.
-      From the stream's duration when the container states it (fixed at open); else
-      ``None`` until decoding reaches the end of the stream, then the decoded count.
-    - ``duration``: seconds of audio (the stream's own duration, or the decoded length
-      once at the end), ``None`` when not known yet.
+      From the duration the container states (the stream's duration, or Matroska's
+      ``DURATION`` tag), fixed at open; else ``None`` until decoding reaches the end of
+      the stream, then the decoded count.
+    - ``duration``: seconds of audio (the stated duration, or the decoded length once at
+      the end), ``None`` when not known yet.
     - ``offset``: timeline index of the audio's first sample (> 0: starts after the
       video; < 0: starts before it).
     - ``buffered`` / ``capacity``: samples held now / allocated (memory is 4 bytes each).
@@ -106,7 +107,7 @@ class AudioTrack:
     def open(
         cls, path: str | Path, *, video_start: float = 0.0, keep_behind: int = KEEP_BEHIND
     ) -> AudioTrack:
-        """The audio of the media file ``path``, sample 0 at ``video_start`` seconds.
+        """The first audio stream of the media file ``path``, sample 0 at ``video_start`` s.
 
         ``video_start`` is the presentation time (in the file's own clock) of the video's
         first frame; for an audio file separate from its video (the datasets' ``.wav``),
@@ -147,9 +148,7 @@ class AudioTrack:
             stream = container.streams.audio[0]
             if stream.codec_context is None:
                 raise InputError(f"{path}: no decoder for the audio codec")
-            self._meta_duration = None
-            if stream.duration is not None and stream.time_base is not None:
-                self._meta_duration = float(stream.duration * stream.time_base) or None
+            self._meta_duration = _stated_duration(stream)
             self._container = container
             self._chunks = self._decode(container, stream)
             self._pull()  # the first samples: fails now if the track is undecodable
@@ -355,6 +354,23 @@ class AudioTrack:
     def __repr__(self) -> str:
         what = str(self.path) if self.path is not None else "silence"
         return f"AudioTrack({what}, offset={self.offset}, length={self.length})"
+
+
+def _stated_duration(stream) -> float | None:
+    """Seconds of audio the container states: the stream's duration, or (Matroska/WebM,
+    which state none) its ``DURATION`` tag, the end time, less the stream's start."""
+    if stream.duration is not None and stream.time_base is not None:
+        return float(stream.duration * stream.time_base) or None
+    tag = (stream.metadata or {}).get("DURATION")
+    try:
+        h, m, sec = str(tag).split(":")
+        end = int(h) * 3600 + int(m) * 60 + float(sec)
+    except ValueError:
+        return None
+    start = 0.0
+    if stream.start_time is not None and stream.time_base is not None:
+        start = float(stream.start_time * stream.time_base)
+    return end - start if end > start else None
 
 
 def _silent_frames(like, n: int):

@@ -86,7 +86,8 @@ def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - every failure becomes one line
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if "Unsupported global" in str(exc) or "Unsupported class" in str(exc):
+        text = str(exc).lower()
+        if "unsupported global" in text or "unsupported class" in text:
             raise WeightsError(
                 f"{path}: refused, the file holds Python objects that could run code "
                 "(only plain tensors are loaded)"

@@ -283,13 +283,7 @@ def test_import_refuses_bad_checkpoints(tmp_path, meta_models, make, message):
     [
         "truncated",
         "empty",
-        pytest.param(
-            "text",
-            marks=pytest.mark.xfail(
-                reason="salcli.weights.read_checkpoint calls every weights_only failure "
-                "'could run code' (an HTML page is refused as unsafe, not as unreadable)"
-            ),
-        ),
+        "text",
     ],
 )
 def test_import_refuses_unreadable_files(tmp_path, meta_models, kind):

@@ -256,8 +256,11 @@ class Predictor:
         from . import audio as audio_mod
 
         path = Path(audio_path) if audio_path is not None else source
+        # a separate audio file starts with the first frame; the video's own track is
+        # placed by its timestamps relative to the first frame's
+        start = 0.0 if audio_path is not None else meta.start_time
         try:
-            track = audio_mod.AudioTrack.open(path, video_start=meta.start_time)
+            track = audio_mod.AudioTrack.open(path, video_start=start)
         except NoAudioError:
             if not self.allow_silence:
                 raise

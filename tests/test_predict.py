@@ -48,7 +48,7 @@ def test_batch_size_does_not_change_maps(make_video, small_model):
     b = Predictor(batch_size=5, **kw).predict(video)
     # float noise of batch-shaped kernels only (min-max normalization magnifies it)
     assert np.abs(a - b).max() < 5e-3
-    assert min(np.corrcoef(x.ravel(), y.ravel())[0, 1] for x, y in zip(a, b)) > 0.9999
+    assert min(np.corrcoef(x.ravel(), y.ravel())[0, 1] for x, y in zip(a, b, strict=True)) > 0.9999
 
 
 @pytest.mark.parametrize("n", [1, 5])

@@ -1,0 +1,269 @@
+"""Dataset readers on tiny datasets written in each published layout.
+
+The builders here (``make_av_dataset``, ``make_frame_dataset``) are reused by
+test_evaluate.py.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import h5py
+import numpy as np
+import pytest
+import scipy.io
+import soundfile
+
+from salcli.datasets import Dataset, default_root, read_fixations, read_mat
+from salcli.errors import DatasetError, UsageError
+
+H, W = 12, 16  # pixels, frame size of the tiny datasets
+
+
+def gt_frame(rng: np.random.Generator, h: int = H, w: int = W, n_fix: int = 4):
+    """A fixation map (bool) and its blurred density (uint8, peak 255)."""
+    fix = np.zeros((h, w), dtype=bool)
+    fix.flat[rng.choice(h * w, size=n_fix, replace=False)] = True
+    dens = cv2.GaussianBlur(fix.astype(np.float64), (7, 7), 1.5)
+    dens = np.round(255 * dens / dens.max()).astype(np.uint8)
+    return fix, dens
+
+
+def write_mat_v73(path: Path, arr: np.ndarray, *, userblock: bool = False) -> None:
+    """A MATLAB v7.3 file as MATLAB writes it: HDF5, the variable as a dataset stored
+    column-major (so h5py sees the transpose); optionally MATLAB's 512-byte userblock."""
+    kw = {"userblock_size": 512} if userblock else {}
+    with h5py.File(path, "w", **kw) as f:
+        ds = f.create_dataset("eyeMap", data=np.ascontiguousarray(arr.T).astype(np.float64))
+        ds.attrs["MATLAB_class"] = np.bytes_("double")
+    if userblock:
+        header = b"MATLAB 7.3 MAT-file, Platform: GLNXA64, HDF5 schema 1.00 ."
+        with open(path, "r+b") as f:
+            f.write(header.ljust(116, b" "))
+
+
+def make_av_dataset(
+    root: Path,
+    folder: str = "Coutrot_db1",
+    videos: dict[str, int] | None = None,
+    *,
+    splits: tuple[str, ...] = ("1", "2", "3"),
+    mat: str = "v5",
+    fps: float = 25.0,
+    wav: bool = True,
+    empty: dict[str, list[int]] | None = None,
+    seed: int = 0,
+) -> dict[str, list[tuple[np.ndarray, np.ndarray]]]:
+    """Write an audio-visual dataset; return {video: [(fix bool, density uint8), ...]}."""
+    videos = videos or {"clip_a": 3, "clip_b": 4}
+    empty = empty or {}
+    rng = np.random.default_rng(seed)
+    truth: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
+    for name, n in videos.items():
+        fdir = root / "video_frames" / folder / name
+        adir = root / "annotations" / folder / name
+        (adir / "maps").mkdir(parents=True)
+        fdir.mkdir(parents=True)
+        truth[name] = []
+        for k in range(1, n + 1):
+            fix, dens = gt_frame(rng)
+            if k - 1 in empty.get(name, []):
+                fix[:] = False
+            truth[name].append((fix, dens))
+            frame = np.dstack([dens, 255 - dens, dens // 2])
+            cv2.imwrite(str(fdir / f"img_{k:05d}.jpg"), frame)
+            cv2.imwrite(str(adir / "maps" / f"eyeMap_{k:05d}.jpg"), dens)
+            matp = adir / f"fixMap_{k:05d}.mat"
+            if mat == "v5":
+                scipy.io.savemat(str(matp), {"eyeMap": fix.astype(np.uint8)})
+            else:
+                write_mat_v73(matp, fix.astype(np.float64), userblock=(mat == "v73ub"))
+        if wav:
+            adir2 = root / "video_audio" / folder / name
+            adir2.mkdir(parents=True)
+            t = np.arange(int(22050 * n / fps)) / 22050
+            soundfile.write(str(adir2 / f"{name}.wav"), 0.1 * np.sin(2 * np.pi * 440 * t), 22050)
+    lists = root / "fold_lists"
+    lists.mkdir(exist_ok=True)
+    lines = "".join(f"{name} {n} {fps}\n" for name, n in videos.items())
+    if folder == "DIEM":
+        (lists / "DIEM_list_test_fps.txt").write_text(lines)
+        (lists / "DIEM_list_train_fps.txt").write_text("other 10 30\n")
+    else:
+        for s in splits:
+            (lists / f"{folder}_list_test_{s}_fps.txt").write_text(lines)
+            (lists / f"{folder}_list_train_{s}_fps.txt").write_text("other 10 30\n")
+    return truth
+
+
+def make_frame_dataset(
+    base: Path,
+    videos: dict[str, int] | None = None,
+    *,
+    split: str = "val",
+    empty: dict[str, list[int]] | None = None,
+    seed: int = 1,
+    shape: tuple[int, int] = (H, W),
+) -> dict[str, list[tuple[np.ndarray, np.ndarray]]]:
+    """Write a DHF1K-style dataset under ``base`` (= ROOT)."""
+    videos = videos or {"0601": 3, "0602": 2}
+    empty = empty or {}
+    rng = np.random.default_rng(seed)
+    truth = {}
+    for name, n in videos.items():
+        vdir = base / split / name
+        for sub in ("images", "maps", "fixation"):
+            (vdir / sub).mkdir(parents=True)
+        truth[name] = []
+        for k in range(1, n + 1):
+            fix, dens = gt_frame(rng, *shape)
+            if k - 1 in empty.get(name, []):
+                fix[:] = False
+            truth[name].append((fix, dens))
+            cv2.imwrite(str(vdir / "images" / f"{k:04d}.png"), np.dstack([dens] * 3))
+            cv2.imwrite(str(vdir / "maps" / f"{k:04d}.png"), dens)
+            cv2.imwrite(str(vdir / "fixation" / f"{k:04d}.png"), fix.astype(np.uint8) * 255)
+    return truth
+
+
+# --- MAT files ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["v5", "v73", "v73ub"])
+def test_read_mat_versions_agree(tmp_path, kind):
+    arr = np.zeros((5, 7))
+    arr[1, 2] = 1
+    arr[4, 6] = 1
+    arr[0, 5] = 3  # a pixel fixated three times counts once
+    p = tmp_path / "fixMap_00001.mat"
+    if kind == "v5":
+        scipy.io.savemat(str(p), {"eyeMap": arr})
+    else:
+        write_mat_v73(p, arr, userblock=kind == "v73ub")
+    got = read_mat(p)
+    assert got.shape == (5, 7)  # v7.3 comes back un-transposed
+    np.testing.assert_array_equal(got, arr)
+    fix = read_fixations(p)
+    assert fix.dtype == bool and fix.sum() == 3 and fix[1, 2] and fix[0, 5]
+
+
+def test_read_mat_missing_variable(tmp_path):
+    p = tmp_path / "x.mat"
+    scipy.io.savemat(str(p), {"a": np.zeros(2), "b": np.ones(2)})
+    with pytest.raises(DatasetError, match="eyeMap"):
+        read_mat(p)
+    with pytest.raises(DatasetError):
+        read_mat(tmp_path / "nope.mat")
+
+
+# --- audio-visual layout -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("mat", ["v5", "v73"])
+def test_av_dataset_lists_and_ground_truth(tmp_path, mat):
+    truth = make_av_dataset(tmp_path, "ETMD_av", {"v1": 3, "v2": 2}, mat=mat, fps=24.0)
+    ds = Dataset("etmd", tmp_path)
+    assert ds.root == tmp_path and ds.protocol == "av"
+    assert ds.splits(None) == ["1", "2", "3"] and ds.splits("all") == ["1", "2", "3"]
+    assert ds.splits("2") == ["2"]
+    items = ds.videos("2")
+    assert [v.name for v in items] == ["v1", "v2"]
+    v1 = items[0]
+    assert v1.fps == 24.0 and v1.n_frames == 3 and v1.split == "2"
+    assert v1.frames == tmp_path / "video_frames" / "ETMD_av" / "v1"
+    assert v1.wav == tmp_path / "video_audio" / "ETMD_av" / "v1" / "v1.wav"
+    gts = list(v1.iter_ground_truth())
+    assert len(gts) == 3
+    for gt, (fix, dens) in zip(gts, truth["v1"], strict=True):
+        np.testing.assert_array_equal(gt.fixations, fix)
+        assert gt.density.dtype == np.float64 and gt.density.shape == (H, W)
+        assert 0 <= gt.density.min() and gt.density.max() <= 1
+        assert np.abs(gt.density - dens / 255.0).max() < 0.1  # jpeg
+    assert [i for i, f in v1.iter_fixations()] == [0, 1, 2]
+
+
+def test_diem_single_split_and_no_wav(tmp_path):
+    make_av_dataset(tmp_path / "data", "DIEM", {"film_1": 2}, wav=False)
+    ds = Dataset("diem", tmp_path / "data")
+    assert ds.splits(None) == ["1"] and ds.splits("all") == ["1"]
+    assert ds.fold_list("1").name == "DIEM_list_test_fps.txt"
+    (item,) = ds.videos("1")
+    assert item.wav is None and item.n_frames == 2
+    with pytest.raises(UsageError):
+        ds.splits("2")
+
+
+def test_av_empty_frame_and_missing_annotation(tmp_path):
+    make_av_dataset(tmp_path, "AVAD", {"a": 3}, empty={"a": [1]})
+    (tmp_path / "annotations" / "AVAD" / "a" / "fixMap_00003.mat").unlink()
+    (item,) = Dataset("avad", tmp_path).videos("1")
+    gts = list(item.iter_ground_truth())
+    assert [g.empty for g in gts] == [False, True, True]
+    assert gts[2].fixations is None
+
+
+def test_av_bad_fold_list(tmp_path):
+    make_av_dataset(tmp_path, "SumMe", {"a": 2})
+    (tmp_path / "fold_lists" / "SumMe_list_test_1_fps.txt").write_text("a 2\n")
+    with pytest.raises(DatasetError, match="name n_frames fps"):
+        Dataset("summe", tmp_path).videos("1")
+    (tmp_path / "fold_lists" / "SumMe_list_test_2_fps.txt").unlink()
+    with pytest.raises(DatasetError, match="no fold list"):
+        Dataset("summe", tmp_path).videos("2")
+
+
+# --- frame-folder layout -----------------------------------------------------------
+
+
+def test_frame_folder_dataset(tmp_path):
+    truth = make_frame_dataset(tmp_path / "DHF1K")
+    ds = Dataset("dhf1k", tmp_path)  # found as <root>/DHF1K
+    assert ds.root == tmp_path / "DHF1K" and ds.protocol == "dhf1k"
+    assert ds.splits(None) == ["val"]
+    items = ds.videos("val")
+    assert [v.name for v in items] == ["0601", "0602"]
+    assert items[0].frames.name == "images" and items[0].wav is None and items[0].fps == 30.0
+    gts = list(items[0].iter_ground_truth())
+    for gt, (fix, dens) in zip(gts, truth["0601"], strict=True):
+        np.testing.assert_array_equal(gt.fixations, fix)
+        np.testing.assert_array_equal(gt.density, dens / 255.0)  # png: exact
+    # the layout root itself works too
+    assert Dataset("dhf1k", tmp_path / "DHF1K").root == tmp_path / "DHF1K"
+
+
+def test_hollywood_testing_split(tmp_path):
+    make_frame_dataset(tmp_path / "Hollywood2", {"actioncliptest00001": 2}, split="testing")
+    ds = Dataset("hollywood2", tmp_path)
+    assert ds.splits(None) == ["testing"]
+    assert ds.videos("testing")[0].n_frames == 2
+    with pytest.raises(DatasetError, match="no split folder"):
+        ds.splits("training")
+
+
+# --- where the data are ------------------------------------------------------------
+
+
+def test_default_root_env(monkeypatch, tmp_path):
+    monkeypatch.setenv("SALCLI_DATA", str(tmp_path / "d"))
+    assert default_root() == tmp_path / "d"
+    monkeypatch.delenv("SALCLI_DATA")
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "x"))
+    assert default_root() == tmp_path / "x" / "salcli"
+    monkeypatch.delenv("XDG_DATA_HOME")
+    assert default_root() == Path.home() / ".local" / "share" / "salcli"
+
+
+def test_not_found_says_where(monkeypatch, tmp_path):
+    monkeypatch.setenv("SALCLI_DATA", str(tmp_path))
+    with pytest.raises(DatasetError) as err:
+        Dataset("diem")
+    msg = str(err.value)
+    assert "\n" not in msg and str(tmp_path / "DIEM") in msg and "SALCLI_DATA" in msg
+    make_av_dataset(tmp_path, "DIEM", {"f": 1})
+    assert Dataset("diem").root == tmp_path
+
+
+def test_unknown_dataset():
+    with pytest.raises(UsageError, match="unknown dataset"):
+        Dataset("mit300", "/nonexistent")

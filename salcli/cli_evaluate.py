@@ -12,6 +12,7 @@ import typer
 
 from .errors import EXIT_INTERRUPTED, SalcliError
 
+MAX_TABLE_WIDTH = 160  # columns: the widest the results table is printed
 DATASET_NAMES = "dhf1k, hollywood2, ucf, diem, coutrot1, coutrot2, avad, etmd, summe"
 
 
@@ -36,7 +37,9 @@ def evaluate_command(
         help="Folder of <video>/ PNG folders or <video>.h5 stacks (as `salcli predict` "
         "writes them), or one .h5 file. Without it the model is run.",
     ),
-    weights: Path | None = typer.Option(None, "--weights", "-w", help="Model weights."),
+    weights: str | None = typer.Option(
+        None, "--weights", "-w", help="Model weights: a checkpoint file or a registry name."
+    ),
     audio: bool = typer.Option(False, "--audio", help="Run AViNet with the dataset's wav."),
     fps: float | None = typer.Option(
         None, "--fps", help="Frame rate for datasets whose lists do not give one."
@@ -56,8 +59,6 @@ def evaluate_command(
 ) -> None:
     """Score saliency maps against a dataset's eye-tracking ground truth (MIT benchmark
     metrics, the dataset's published protocol)."""
-    from rich.console import Console
-
     from .evaluate import evaluate, write_atomic
 
     try:
@@ -85,7 +86,14 @@ def evaluate_command(
         print("salcli: interrupted", file=sys.stderr)
         raise typer.Exit(EXIT_INTERRUPTED) from None
     if not quiet:
-        Console(soft_wrap=False).print(result.table())
+        from rich.console import Console
+
+        # wider than the terminal (or a pipe's 80 columns) rather than fold the cells
+        console = Console()
+        need = result.table_width()
+        if need > console.width:
+            console = Console(width=min(need, MAX_TABLE_WIDTH))
+        console.print(result.table())
 
 
 def register(app: typer.Typer) -> None:

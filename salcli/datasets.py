@@ -359,7 +359,9 @@ class Dataset:
                 density.append(
                     d if d.is_file() else _find_same_stem(ann / "maps", d.stem, (".png",))
                 )
-                fixations.append(fm if fm.is_file() else None)
+                if not fm.is_file():  # fixations as images are accepted too
+                    fm = _find_same_stem(ann, fm.stem, (".png", ".jpg", ".bmp"))
+                fixations.append(fm)
             items.append(
                 VideoItem(
                     name=name,

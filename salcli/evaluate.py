@@ -21,6 +21,35 @@ counted; no frame is subsampled. Every random draw comes from a generator seeded
 (seed, video, frame), so a score does not depend on which other videos were scored.
 Fixations of frames of another size (other videos in the DHF1K protocol) are mapped to
 the current frame's size by nearest pixel (row * H / H0, col * W / W0, floored).
+
+The JSON document (``EvalResult.to_json``; stable; NaN written as null)::
+
+    {
+      "dataset": "diem",            # salcli's dataset name
+      "split": "1",                 # "1" | "2" | "3" | "all" | a split folder ("val")
+      "protocol": "av",             # "av" | "dhf1k"
+      "conventions": {
+        "aggregation": str,         # how frames and videos (and splits) are averaged
+        "sauc_negatives": str,      # where the sAUC "other" fixations come from
+        "resizing": str,            # MATLAB imresize when sizes differ
+        "frames_resized": int,      # frames whose prediction had another size
+        "predictions": str,         # "8-bit images" | "16-bit images" | "floats"
+        "source": str,              # "predictions DIR" | "model (...)" | "baseline: ..."
+        "seed": int,
+        "metrics": [str, ...],
+        "auc_splits": 100, "auc_step": 0.1, "auc_judd_jitter": true,
+        "frames_scored": int,
+        "frames_skipped": int       # empty or missing ground truth
+      },
+      "overall": {"cc": float, "nss": ..., "auc_j": ..., "sauc": ..., "sim": ..., "kld": ...},
+      "splits": {"1": {...}, "2": {...}, "3": {...}},   # only when several splits
+      "videos": {"<name>": {"split": "1", "frames": int, "skipped": int, "cc": float, ...}}
+    }
+
+Only the requested metrics appear (``auc_b`` for AUC-Borji when asked). A video listed
+in several scored splits is keyed ``<name>@<split>``. The CSV has the columns
+``video,split,frames,skipped,<metrics...>``: one row per video, ``overall:<split>`` rows
+when several splits, and a last ``overall`` row.
 """
 
 from __future__ import annotations
@@ -344,6 +373,13 @@ class EvalResult:
             f"{c['frames_skipped']} skipped (empty ground truth)."
         )
 
+    def table_width(self) -> int:
+        """Columns the table needs with no cell folded (cells + padding + borders)."""
+        names = [self.video_key(v) for v in self.videos] + ["overall", "split 1"]
+        widths = [max(len("video"), *map(len, names)), len("frames") + 2]
+        widths += [max(len(METRIC_NAMES[m]), 7) for m in self.metrics]  # "-0.1234"
+        return sum(w + 3 for w in widths) + 1
+
     def table(self, *, videos: bool = True):
         """A rich Table: one row per video, then the overall row; conventions as caption."""
         from rich.table import Table
@@ -353,10 +389,10 @@ class EvalResult:
             caption=self.caption(),
             caption_justify="left",
         )
-        t.add_column("video")
-        t.add_column("frames", justify="right")
-        for m in self.metrics:
-            t.add_column(METRIC_NAMES[m], justify="right")
+        t.add_column("video", overflow="fold")
+        t.add_column("frames", justify="right", no_wrap=True)
+        for m in self.metrics:  # numbers are never cut: the video column folds instead
+            t.add_column(METRIC_NAMES[m], justify="right", no_wrap=True)
         if videos:
             for v in self.videos:
                 t.add_row(

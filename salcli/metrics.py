@@ -171,11 +171,11 @@ def cc(p: np.ndarray, d: np.ndarray) -> float:
     y = d.ravel()
     x = x - x.mean()
     y = y - y.mean()
-    # elementwise sums, not BLAS dot: no thread pool for a 0.2-Mpixel vector
-    den = math.sqrt(float(np.sum(x * x)) * float(np.sum(y * y)))
+    # einsum's own loop, not BLAS dot: no thread pool for a 0.2-Mpixel vector
+    den = math.sqrt(float(np.einsum("i,i->", x, x)) * float(np.einsum("i,i->", y, y)))
     if den == 0.0 or not math.isfinite(den):
         return math.nan
-    return float(np.sum(x * y) / den)
+    return float(np.einsum("i,i->", x, y) / den)
 
 
 def _sim_normalize(x: np.ndarray) -> np.ndarray:
@@ -198,9 +198,13 @@ def kld(p: np.ndarray, d: np.ndarray) -> float:
     d = im2double(d)
     x = prepare(p, d.shape)
     with np.errstate(invalid="ignore", divide="ignore"):
-        x = x / x.sum()
-        q = d / d.sum()
-        return float(np.sum(q * np.log(MATLAB_EPS + q / (x + MATLAB_EPS))))
+        sx, sq = x.sum(), d.sum()
+        if sq == 0:
+            return math.nan  # 0/0, as in MATLAB
+        # pixels with q = 0 add exactly 0 * ln(eps) = 0: only the others are computed
+        nz = d != 0
+        q = d[nz] / sq
+        return float(np.sum(q * np.log(MATLAB_EPS + q / (x[nz] / sx + MATLAB_EPS))))
 
 
 def nss(p: np.ndarray, f: np.ndarray) -> float:

@@ -267,3 +267,13 @@ def test_not_found_says_where(monkeypatch, tmp_path):
 def test_unknown_dataset():
     with pytest.raises(UsageError, match="unknown dataset"):
         Dataset("mit300", "/nonexistent")
+
+
+def test_av_fixations_as_png(tmp_path):
+    truth = make_av_dataset(tmp_path, "AVAD", {"a": 2})
+    ann = tmp_path / "annotations" / "AVAD" / "a"
+    (ann / "fixMap_00002.mat").unlink()
+    cv2.imwrite(str(ann / "fixMap_00002.png"), truth["a"][1][0].astype(np.uint8) * 255)
+    (item,) = Dataset("avad", tmp_path).videos("1")
+    gts = list(item.iter_ground_truth())
+    np.testing.assert_array_equal(gts[1].fixations, truth["a"][1][0])

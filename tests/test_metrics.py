@@ -103,6 +103,8 @@ def test_kld_by_hand():
     # P = 0 where Q > 0: ln(eps + q / eps) - large but finite
     big = M.kld(np.array([[0.0, 1.0], [1.0, 1.0]]), d)
     assert 15 < big < 40
+    assert math.isnan(M.kld(p, np.zeros((2, 2))))  # empty ground truth: 0/0
+    assert math.isnan(M.kld(np.zeros((2, 2)), d))  # all-zero prediction: 0/0
 
 
 def test_nss_by_hand():

@@ -249,19 +249,28 @@ def auc_judd(
         return math.nan
     th_desc = np.sort(s[fix.ravel()])[::-1]  # (Nfix,) thresholds, descending
     n_fix, n_pix = th_desc.size, s.size
-    th_asc = th_desc[::-1]
-    # for each pixel, how many thresholds it reaches; then #{S >= t_j} by a reverse cumsum.
-    # Pixels below the lowest threshold reach none: only the others are searched.
-    high = s[s >= th_asc[0]]
-    reached = np.searchsorted(th_asc, high, side="right")  # (Nhigh,) in 1..Nfix
-    hist = np.bincount(reached, minlength=n_fix + 1)
-    above_asc = np.cumsum(hist[::-1])[::-1][1:]  # above_asc[j] = #{S >= th_asc[j]}
-    above = above_asc[::-1].astype(np.float64)  # per descending threshold
+    above = count_at_least(s, th_desc).astype(np.float64)  # #{S >= t} per threshold
     i = np.arange(1, n_fix + 1, dtype=np.float64)
     tp = np.concatenate([[0.0], i / n_fix, [1.0]])
     with np.errstate(invalid="ignore", divide="ignore"):
         fp = np.concatenate([[0.0], (above - i) / (n_pix - n_fix), [1.0]])
     return float(_trapz(fp, tp))
+
+
+def count_at_least(s: np.ndarray, th: np.ndarray) -> np.ndarray:
+    """#{s >= t} for each t of ``th``: (N,) values, (K,) thresholds -> (K,) counts.
+
+    O(N log K): each value is placed among the sorted thresholds (only the values that
+    reach the lowest one are searched), then the counts are a reverse cumulative sum.
+    """
+    order = np.argsort(th, kind="stable")
+    th_asc = th[order]
+    high = s[s >= th_asc[0]]  # values below every threshold count nowhere
+    reached = np.searchsorted(th_asc, high, side="right")  # (Nhigh,) in 1..K
+    ge_asc = np.cumsum(np.bincount(reached, minlength=th.size + 1)[::-1])[::-1][1:]
+    out = np.empty_like(ge_asc)
+    out[order] = ge_asc
+    return out
 
 
 def _trapz(x: np.ndarray, y: np.ndarray) -> np.ndarray:

@@ -170,6 +170,19 @@ def test_auc_judd_matches_plain_loop():
     assert M.auc_judd(p, f, jitter=False) == pytest.approx(want, abs=1e-12)
 
 
+def test_count_at_least_is_exact_with_ties():
+    rng = np.random.default_rng(6)
+    s = np.concatenate(
+        [rng.random(5000), np.arange(0, 4097) / 4096, [0.0, 1.0, 1.0, 0.5, 0.5, 1 / 3]]
+    )
+    for th in [
+        np.sort(rng.choice(s, 50)),
+        np.array([0.0, 0.5, 1.0, 1 / 3, 1 / 4096, np.nextafter(0.5, 0), np.nextafter(0.5, 1)]),
+    ]:
+        want = np.array([(s >= t).sum() for t in th])
+        np.testing.assert_array_equal(M.count_at_least(s, th), want)
+
+
 def test_matlab_colon():
     np.testing.assert_allclose(M.matlab_colon(0, 0.1, 1.0), np.arange(11) / 10, atol=1e-15)
     assert M.matlab_colon(0, 0.1, 0.95).size == 10

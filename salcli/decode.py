@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -27,6 +28,13 @@ from .errors import InputError
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 DEFAULT_FOLDER_FPS = 30.0  # frames/s assumed for a frame folder when none is given
 MAX_PIXELS = 8192 * 8192  # frames larger than this are refused (memory)
+MAX_CORRUPT_PACKETS = 1000  # a stream with more undecodable packets than this is refused
+MISSING_FRAMES_TOLERANCE = 0.01  # fraction of a stated frame count that may go undecoded
+
+
+class DecodeWarning(UserWarning):
+    """Something was wrong with an input that could still be decoded (a corrupt packet
+    skipped, a truncated file). Issued with ``warnings.warn``; the CLI prints it."""
 
 
 @dataclass
@@ -46,7 +54,8 @@ class VideoMeta:
 
     @property
     def stem(self) -> str:
-        return self.path.stem if self.path.suffix else self.path.name
+        """The name outputs take: a file's stem, a frame folder's full name."""
+        return self.path.name if self.codec == "images" else self.path.stem
 
 
 @dataclass
@@ -81,12 +90,28 @@ def _av():
 
 
 def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+    """A short reason: an OS/FFmpeg error's own text (no errno, no file name)."""
+    text = getattr(exc, "strerror", None) or str(exc)
+    lines = str(text).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+def _too_large(width: int, height: int) -> bool:
+    return width * height > MAX_PIXELS
 
 
 class PyAVReader(VideoReader):
-    """Frames of a media file, decoded by FFmpeg through PyAV."""
+    """Frames of a media file, decoded by FFmpeg through PyAV.
+
+    - Frames are RGB at the size of the first decoded frame (a stream that changes
+      size later is scaled back to it), turned upright by the display matrix's rotation
+      (multiples of 90 degrees; ``meta.width``/``height`` are the upright size).
+    - A corrupt packet is skipped (up to ``MAX_CORRUPT_PACKETS``); a stream that breaks
+      off keeps the frames decoded so far, including those the decoder still held.
+      Both issue a ``DecodeWarning``, as does a file with noticeably fewer frames than
+      its container states (a truncated file).
+    - Frames larger than ``MAX_PIXELS`` are refused before any is decoded.
+    """
 
     def __init__(self, path: str | Path):
         av = _av()
@@ -99,30 +124,35 @@ class PyAVReader(VideoReader):
             self._container = av.open(str(self.path), metadata_errors="ignore")
         except (av.FFmpegError, OSError, ValueError, UnicodeDecodeError) as exc:
             raise InputError(f"{self.path}: not a readable video ({_one_line(exc)})") from None
-        if not self._container.streams.video:
+        try:
+            if not self._container.streams.video:
+                raise InputError(f"{self.path}: no video stream")
+            self._stream = self._container.streams.video[0]
+            self._stream.thread_type = "AUTO"
+            self.meta = self._read_meta()
+        except BaseException:
             self._container.close()
-            raise InputError(f"{self.path}: no video stream")
-        self._stream = self._container.streams.video[0]
-        self._stream.thread_type = "AUTO"
-        self.meta = self._read_meta()
+            raise
+        self._size: tuple[int, int] | None = None  # (width, height) as decoded, unrotated
         self._frames = self._decode()
         try:  # decode the first frame now: a file that is not a video fails at open
             self._first: Frame | None = next(self._frames)
         except StopIteration:
             self.close()
             raise InputError(f"{self.path}: no decodable video frames") from None
-        except InputError:
+        except BaseException:
             self.close()
             raise
 
     def _read_meta(self) -> VideoMeta:
         s = self._stream
         ctx = s.codec_context
-        width, height = int(ctx.width or 0), int(ctx.height or 0)
-        if width <= 0 or height <= 0:
-            raise InputError(f"{self.path}: video stream has no frame size")
-        if width * height > MAX_PIXELS:
-            raise InputError(f"{self.path}: frames of {width}x{height} are too large")
+        width, height = int(ctx.width or 0), int(ctx.height or 0)  # 0: known at decoding
+        if _too_large(width, height):
+            raise InputError(
+                f"{self.path}: frames of {width}x{height} are too large "
+                f"(at most {MAX_PIXELS // 1_000_000} megapixels)"
+            )
         rate = s.average_rate or s.guessed_rate or s.base_rate
         fps = float(rate) if rate else 0.0
         if not fps or fps <= 0 or fps > 1000:
@@ -132,11 +162,13 @@ class PyAVReader(VideoReader):
             duration = float(s.duration * s.time_base)
         elif self._container.duration is not None:
             duration = self._container.duration / 1_000_000
-        n = int(s.frames) if s.frames else None
+        self._stated_frames = int(s.frames) if s.frames else None  # from the container
+        n = self._stated_frames
         if n is None and duration:
             n = int(round(duration * fps))
-        start = float(s.start_time * s.time_base) if s.start_time is not None else 0.0
-        rotation = 0
+        start = 0.0
+        if s.start_time is not None and s.time_base is not None:
+            start = float(s.start_time * s.time_base)
         return VideoMeta(
             path=self.path,
             width=width,
@@ -146,7 +178,7 @@ class PyAVReader(VideoReader):
             duration=duration,
             start_time=start,
             has_audio=bool(self._container.streams.audio),
-            rotation=rotation,
+            rotation=0,  # set from the first frame's display matrix
             codec=ctx.name or "",
         )
 
@@ -162,37 +194,82 @@ class PyAVReader(VideoReader):
         index = 0
         t0: float | None = None
         last_time = -1.0
-        errors = 0
-        try:
-            for packet in self._container.demux(self._stream):
+        corrupt = 0
+        broken: str | None = None  # why demuxing stopped early
+        packets = self._container.demux(self._stream)
+        while True:
+            try:
+                packet = next(packets, None)
+            except av.FFmpegError as exc:
+                broken = _one_line(exc)
+                packet = None
+            if packet is None:  # the end, or a broken stream: flush the decoder
                 try:
-                    frames = packet.decode()
-                except (av.InvalidDataError, av.error.PatchWelcomeError, ValueError):
-                    errors += 1  # a corrupt packet: skip it, keep decoding
-                    if errors > 1000:
+                    decoded = self._stream.decode(None) if broken else []
+                except (av.FFmpegError, ValueError):
+                    decoded = []
+            else:
+                try:
+                    decoded = packet.decode()
+                except (av.FFmpegError, ValueError):
+                    corrupt += 1  # a corrupt packet: skip it, keep decoding
+                    if corrupt > MAX_CORRUPT_PACKETS:
                         raise InputError(f"{self.path}: too many corrupt packets") from None
                     continue
-                for vf in frames:
-                    if vf.time is not None:
-                        t = float(vf.time)
-                    else:
-                        t = (last_time if last_time >= 0 else 0.0) + 1.0 / self.meta.fps
-                    if t0 is None:
-                        t0 = t
-                    rgb = vf.to_ndarray(format="rgb24")
-                    if index == 0:
-                        self._set_rotation(int(round((vf.rotation or 0) / 90.0)) % 4 * 90)
-                    if self.meta.rotation:
-                        rgb = np.ascontiguousarray(np.rot90(rgb, self.meta.rotation // 90))
-                    last_time = t
-                    yield Frame(index=index, time=max(0.0, t - t0), rgb=rgb)
-                    index += 1
-        except av.FFmpegError as exc:
-            if index == 0:
-                raise InputError(f"{self.path}: cannot decode ({_one_line(exc)})") from None
-            # frames decoded so far are kept; a broken tail ends the video
+            for vf in decoded:
+                t = float(vf.time) if vf.time is not None else None
+                if t is None:
+                    t = (last_time if last_time >= 0 else 0.0) + 1.0 / self.meta.fps
+                if t0 is None:
+                    t0 = t
+                rgb = self._to_rgb(vf, index)
+                last_time = t
+                yield Frame(index=index, time=max(0.0, t - t0), rgb=rgb)
+                index += 1
+            if packet is None:
+                break
         if index == 0:
-            raise InputError(f"{self.path}: no decodable video frames")
+            why = f" ({broken})" if broken else ""
+            raise InputError(f"{self.path}: no decodable video frames{why}")
+        if corrupt:
+            self._warn(f"skipped {corrupt} corrupt packet(s)")
+        if broken:
+            self._warn(f"the stream breaks off after {index} frames ({broken})")
+        elif self._stated_frames and self._stated_frames - index > max(
+            1, MISSING_FRAMES_TOLERANCE * self._stated_frames
+        ):
+            self._warn(
+                f"decoded {index} of the {self._stated_frames} frames the file states "
+                "(truncated or corrupt?)"
+            )
+
+    def _warn(self, message: str) -> None:
+        warnings.warn(f"{self.path}: {message}", DecodeWarning, stacklevel=3)
+
+    def _to_rgb(self, vf, index: int) -> np.ndarray:
+        """(H, W, 3) uint8 upright RGB of PyAV frame ``vf``."""
+        av = _av()
+        if self._size is None:  # the first frame fixes the size and the rotation
+            if _too_large(vf.width, vf.height):
+                raise InputError(f"{self.path}: frames of {vf.width}x{vf.height} are too large")
+            self._size = (vf.width, vf.height)
+            rotation = int(round((vf.rotation or 0) / 90.0)) % 4 * 90
+            self.meta.width, self.meta.height = vf.width, vf.height
+            self._set_rotation(rotation)
+        w, h = self._size
+        try:
+            if (vf.width, vf.height) == (w, h):
+                rgb = vf.to_ndarray(format="rgb24")
+            else:  # the stream changed size: scale back to the first frame's
+                rgb = vf.to_ndarray(format="rgb24", width=w, height=h)
+        except (av.FFmpegError, ValueError) as exc:
+            raise InputError(
+                f"{self.path}: frame {index} cannot be converted to RGB "
+                f"({vf.format.name}: {_one_line(exc)})"
+            ) from None
+        if self.meta.rotation:
+            rgb = np.ascontiguousarray(np.rot90(rgb, self.meta.rotation // 90))
+        return rgb
 
     def _set_rotation(self, degrees: int) -> None:
         """Display-matrix rotation (counter-clockwise): frames are turned upright."""
@@ -206,7 +283,8 @@ class PyAVReader(VideoReader):
 
 
 class FrameFolderReader(VideoReader):
-    """A folder of numbered images (``0001.png``, ``img_00001.jpg``...) as a video."""
+    """A folder of numbered images (``0001.png``, ``img_00001.jpg``...) as a video, in
+    file-name order, at the size of the first image (others are resized to it)."""
 
     def __init__(self, folder: str | Path, fps: float | None = None):
         self.path = Path(folder)
@@ -238,8 +316,14 @@ class FrameFolderReader(VideoReader):
         return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
     def __iter__(self) -> Iterator[Frame]:
+        import cv2
+
+        size = (self.meta.width, self.meta.height)
         for i, p in enumerate(self.files):
-            yield Frame(index=i, time=i / self.meta.fps, rgb=self._read(p))
+            rgb = self._read(p)
+            if (rgb.shape[1], rgb.shape[0]) != size:  # images of another size: fit them
+                rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+            yield Frame(index=i, time=i / self.meta.fps, rgb=rgb)
 
 
 def open_video(source: str | Path, *, fps: float | None = None) -> VideoReader:

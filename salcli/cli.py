@@ -6,9 +6,14 @@ here, and only here.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
+import signal
 import sys
+import threading
+import warnings
 from pathlib import Path
 
 import typer
@@ -28,6 +33,7 @@ from .errors import (
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_USAGE,
+    OutputError,
     SalcliError,
     UsageError,
 )
@@ -188,89 +194,152 @@ def predict(
     input_size: str | None = typer.Option(None, "--input-size", hidden=True),
 ) -> None:
     """Predict a saliency map for every frame of each input."""
-    from .inputs import collect_jobs, parse_shard
-    from .predict import Predictor, VideoResult
-    from .records import is_complete, write_record
+    with _interruptible():
+        try:
+            _predict_batch(
+                inputs,
+                output_dir,
+                fmt=fmt,
+                weights=weights,
+                audio=audio,
+                fusion=fusion,
+                allow_silence=allow_silence,
+                device=device,
+                precision=precision,
+                batch_size=batch_size,
+                warmup=warmup,
+                fps=fps,
+                recursive=recursive,
+                glob=glob,
+                overwrite=overwrite,
+                shard=shard,
+                jsonl=jsonl,
+                h5_dtype=h5_dtype,
+                quiet=quiet,
+                input_size=input_size,
+            )
+        except (KeyboardInterrupt, _Terminated) as exc:
+            typer.echo("salcli: interrupted; partial outputs removed", err=True)
+            code = EXIT_TERMINATED if isinstance(exc, _Terminated) else EXIT_INTERRUPTED
+            raise typer.Exit(code) from None
+
+
+class _Terminated(BaseException):
+    """SIGTERM (a scheduler's time limit, ``kill``): handled like Ctrl-C."""
+
+
+EXIT_TERMINATED = 143  # 128 + SIGTERM: stopped by the scheduler; partial outputs removed
+
+
+@contextlib.contextmanager
+def _interruptible():
+    """SIGTERM raises ``_Terminated`` in the main thread while the batch runs, so that a
+    killed job cleans up as Ctrl-C does (writers abort, temporaries go)."""
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+
+        def on_term(signum, frame):  # noqa: ARG001 - the signal API's signature
+            raise _Terminated()
+
+        try:
+            previous = signal.signal(signal.SIGTERM, on_term)
+        except (ValueError, OSError):  # pragma: no cover - not allowed here
+            previous = None
+    try:
+        yield
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _predict_batch(
+    inputs: list[str],
+    output_dir: Path | None,
+    *,
+    fmt: str,
+    weights: str | None,
+    audio: bool,
+    fusion: str | None,
+    allow_silence: bool,
+    device: str,
+    precision: str,
+    batch_size: int,
+    warmup: str,
+    fps: float | None,
+    recursive: bool,
+    glob: str | None,
+    overwrite: bool,
+    shard: str | None,
+    jsonl: bool,
+    h5_dtype: str,
+    quiet: bool,
+    input_size: str | None,
+) -> None:
+    from .decode import DecodeWarning
+    from .inputs import expand_inputs, parse_shard, select_shard
+    from .predict import Predictor
 
     try:
         formats = _parse_formats(fmt)
         if h5_dtype not in ("float16", "float32"):
             raise UsageError("--h5-dtype must be float16 or float32")
-        jobs = collect_jobs(
-            inputs,
-            output_dir,
-            recursive=recursive,
-            pattern=glob,
-            shard=parse_shard(shard),
-            default_subdir=DEFAULT_OUTPUT_SUBDIR,
-        )
-        if not jobs and not shard:
-            raise UsageError("no inputs to process")
+        shard_kn = parse_shard(shard)
         size = _parse_size(input_size)
-        warnings_seen: list[str] = []
+        jobs = select_shard(
+            expand_inputs(
+                inputs,
+                output_dir,
+                recursive=recursive,
+                pattern=glob,
+                default_subdir=DEFAULT_OUTPUT_SUBDIR,
+            ),
+            shard_kn,
+        )  # an empty shard is not an error: N may exceed the number of inputs
 
         def warn(msg: str) -> None:
-            warnings_seen.append(msg)
             if not quiet:
                 typer.echo(f"salcli: warning: {msg}", err=True)
 
-        predictor = Predictor(
-            weights,
-            audio=audio,
-            fusion=fusion,
-            device=device,
-            precision=precision,
-            batch_size=batch_size,
-            warmup=warmup,
-            allow_silence=allow_silence,
-            on_warning=warn,
-            **({"input_size": size} if size else {}),
-        )
+        predictor = None
+        if jobs:
+            predictor = Predictor(
+                weights,
+                audio=audio,
+                fusion=fusion,
+                device=device,
+                precision=precision,
+                batch_size=batch_size,
+                warmup=warmup,
+                allow_silence=allow_silence,
+                on_warning=warn,
+                **({"input_size": size} if size else {}),
+            )
     except SalcliError as err:
         raise fail(str(err), err.exit_code) from None
 
     failed = 0
     show_bars = not quiet and not jsonl and sys.stderr.isatty()
-    with _Progress(show_bars) as bars:
-        for job in jobs:
-            if not overwrite and is_complete(job.out_dir, job.stem, formats):
-                result = VideoResult(source=str(job.source), status="skipped")
+    with warnings.catch_warnings(), _Progress(show_bars) as bars:
+        warnings.simplefilter("always", DecodeWarning)
+        shown = warnings.showwarning
+
+        def show(message, category, *args, **kwargs):
+            if issubclass(category, DecodeWarning):
+                warn(str(message))
             else:
-                hooks = bars.task(job.stem)
-                try:
-                    result = predictor.write(
-                        job.source,
-                        job.out_dir,
-                        formats,
-                        fps=fps,
-                        progress=hooks[0] if hooks else None,
-                        writer_options={"h5_dtype": h5_dtype},
-                    )
-                    write_record(
-                        job.out_dir,
-                        job.stem,
-                        {
-                            "source": str(job.source),
-                            "formats": formats,
-                            "outputs": result.outputs,
-                            "frames": result.frames,
-                            "fps": result.fps,
-                            "model": predictor.arch,
-                            "weights_sha256": predictor.weights_sha256,
-                            "warmup": predictor.warmup,
-                            "precision": predictor.precision,
-                            "salcli_version": __version__,
-                        },
-                    )
-                except KeyboardInterrupt:
-                    typer.echo("salcli: interrupted; partial outputs removed", err=True)
-                    raise typer.Exit(EXIT_INTERRUPTED) from None
-                except (SalcliError, OSError) as err:
-                    msg = str(err) if isinstance(err, SalcliError) else _os_error(err)
-                    result = VideoResult(source=str(job.source), status="failed", error=msg)
-                finally:
-                    if hooks:
-                        hooks[1]()
+                shown(message, category, *args, **kwargs)
+
+        warnings.showwarning = show
+        for job in jobs:
+            result = _one_video(
+                predictor,
+                job,
+                formats,
+                overwrite=overwrite,
+                fps=fps,
+                bars=bars,
+                writer_options={"h5_dtype": h5_dtype},
+            )
             if result.status == "failed":
                 failed += 1
                 typer.echo(f"salcli: error: {result.error}", err=True)
@@ -282,9 +351,104 @@ def predict(
     raise typer.Exit(EXIT_OK)
 
 
+def _one_video(predictor, job, formats: list[str], *, overwrite: bool, fps, bars, writer_options):
+    """Skip, or predict and record, one job; a failure is returned, never raised
+    (Ctrl-C and SIGTERM are: they stop the batch)."""
+    from .predict import VideoResult
+    from .records import (
+        clean_stale_temps,
+        is_complete,
+        other_source,
+        read_record,
+        remove_record,
+        same_source,
+        write_record,
+    )
+
+    source = str(job.source)
+    try:
+        clean_stale_temps(job.out_dir, job.stem)  # left by a killed run
+        if not overwrite:
+            if is_complete(job.out_dir, job.stem, formats, job.source):
+                rec = read_record(job.out_dir, job.stem) or {}
+                return VideoResult(
+                    source=source,
+                    status="skipped",
+                    frames=int(rec.get("frames") or 0),
+                    fps=float(rec.get("fps") or 0.0),
+                    outputs=[str(p) for p in rec.get("outputs", [])],
+                )
+            owner = other_source(job.out_dir, job.stem, job.source)
+            if owner is not None:
+                raise OutputError(
+                    f"{job.out_dir / job.stem}*: these outputs belong to {owner}; "
+                    "choose another -o (or --overwrite to replace them)"
+                )
+        rec = read_record(job.out_dir, job.stem)
+        if rec is not None and (overwrite or same_source(rec, job.source)):
+            remove_record(job.out_dir, job.stem)  # a failed redo must not look finished
+    except (SalcliError, OSError) as err:
+        msg = _os_error(err) if isinstance(err, OSError) else str(err)
+        return VideoResult(source=source, status="failed", error=_with_source(msg, source))
+
+    hooks = bars.task(job.stem)
+    try:
+        result = predictor.write(
+            job.source,
+            job.out_dir,
+            formats,
+            fps=fps,
+            progress=hooks[0] if hooks else None,
+            writer_options=writer_options,
+        )
+        write_record(
+            job.out_dir,
+            job.stem,
+            {
+                "source": source,
+                "formats": formats,
+                "outputs": result.outputs,
+                "frames": result.frames,
+                "fps": result.fps,
+                "model": predictor.arch,
+                "weights_sha256": predictor.weights_sha256,
+                "warmup": predictor.warmup,
+                "precision": predictor.precision,
+                "salcli_version": __version__,
+            },
+        )
+        return result
+    except SalcliError as err:
+        msg = str(err)
+    except OSError as err:
+        msg = _os_error(err)
+    except MemoryError:
+        msg = "out of memory"
+    except Exception as err:  # noqa: BLE001 - one video's bug must not stop the batch
+        msg = f"unexpected {type(err).__name__}: {_first_line(err)}"
+    finally:
+        if hooks:
+            hooks[1]()
+    return VideoResult(source=source, status="failed", error=_with_source(msg, source))
+
+
+def _first_line(err: BaseException) -> str:
+    lines = str(err).strip().splitlines()
+    return lines[0] if lines else type(err).__name__
+
+
+def _with_source(message: str, source: str) -> str:
+    """``message`` naming the input it is about (prefixed when it does not)."""
+    return message if source in message else f"{source}: {message}"
+
+
 def _os_error(err: OSError) -> str:
+    if err.errno == errno.ENOSPC:
+        reason = "disk full"
+    else:
+        reason = err.strerror or _first_line(err)
     where = f"{err.filename}: " if getattr(err, "filename", None) else ""
-    return f"{where}{err.strerror or err}"
+    return f"{where}{reason}"
 
 
 def _report(result, *, jsonl: bool, quiet: bool) -> None:

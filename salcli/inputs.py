@@ -1,21 +1,35 @@
 """From what the user typed to a list of (input, output folder) jobs.
 
-- A file is one video. ``-`` reads paths from standard input, one per line.
+- A file is one video. ``-`` reads paths from standard input, one per line (or
+  NUL-separated, as ``find -print0`` writes them).
 - A folder that holds media files is expanded to them (``--recursive`` descends,
-  ``--glob`` filters by name); the output tree then mirrors the input tree below it,
-  so equal file names in different folders never overwrite each other.
+  ``--glob`` filters by file name); hidden files and folders, the run's own output
+  folder and salcli's overlay videos (``<stem>_saliency.mp4`` next to a completion
+  record) are left out. Its outputs go to ``OUT/<path below the folder>/``, where OUT is
+  ``-o`` or ``<folder>/saliency``: the output tree mirrors the input tree, so equal file
+  names in different folders never overwrite each other.
 - A folder that holds only images is one video given as frames.
-- ``--shard K/N`` keeps a deterministic K-th of N of the inputs (1-based K).
+- Files named one by one (on the command line or on standard input) go, without
+  ``-o``, to ``<file's folder>/saliency/``; with ``-o OUT``, to ``OUT/<folder below the
+  deepest folder they all share>/`` (all from one folder: straight into ``OUT``).
+- Any two inputs that would still share output names (``a/clip.mp4`` and ``a/clip.avi``,
+  two folders with the same layout) are put in sub-folders named after their folders,
+  or their file names when they share the folder.
+- ``--shard K/N`` keeps the inputs whose CRC-32 of the path (as expanded) is K-1
+  modulo N: deterministic, and the N shards partition the inputs exactly. Output
+  folders are decided on the whole list first, so every shard agrees on them.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import os
 import sys
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 from .decode import IMAGE_SUFFIXES
 from .errors import UsageError
@@ -24,6 +38,15 @@ VIDEO_SUFFIXES = (
     ".mp4", ".m4v", ".mkv", ".webm", ".avi", ".mov", ".mpg", ".mpeg", ".ts", ".mts",
     ".m2ts", ".flv", ".wmv", ".ogv", ".3gp", ".y4m",
 )  # fmt: skip
+OVERLAY_SUFFIX = "_saliency.mp4"  # salcli's own overlay videos (salcli.writers)
+RECORD_SUFFIX = ".salcli.json"  # salcli's completion records (salcli.records)
+MAX_CLASH_ROUNDS = 3  # passes that move clashing outputs into sub-folders
+
+
+def source_stem(path: Path) -> str:
+    """The name a video's outputs take: a file's stem, a frame folder's full name
+    (as ``salcli.decode.VideoMeta.stem``)."""
+    return path.name if path.is_dir() else path.stem
 
 
 @dataclass(frozen=True)
@@ -33,7 +56,7 @@ class Job:
 
     @property
     def stem(self) -> str:
-        return self.source.stem if self.source.is_file() else self.source.name
+        return source_stem(self.source)
 
 
 def parse_shard(text: str | None) -> tuple[int, int] | None:
@@ -50,11 +73,16 @@ def parse_shard(text: str | None) -> tuple[int, int] | None:
 
 
 def in_shard(path: Path, shard: tuple[int, int] | None) -> bool:
-    """Deterministic membership: CRC-32 of the path as given, modulo N."""
+    """Deterministic membership: CRC-32 of the path as expanded, modulo N."""
     if shard is None:
         return True
     k, n = shard
-    return zlib.crc32(str(path).encode()) % n == k - 1
+    return zlib.crc32(str(path).encode("utf-8", "surrogateescape")) % n == k - 1
+
+
+def select_shard(jobs: list[Job], shard: tuple[int, int] | None) -> list[Job]:
+    """The jobs of shard ``(K, N)`` (all of them for None), order kept."""
+    return [j for j in jobs if in_shard(j.source, shard)]
 
 
 def _is_frame_folder(folder: Path) -> bool:
@@ -68,23 +96,120 @@ def _is_frame_folder(folder: Path) -> bool:
     return has_images
 
 
-def _expand_folder(folder: Path, recursive: bool, pattern: str | None) -> list[Path]:
-    walker = folder.rglob("*") if recursive else folder.glob("*")
-    found = []
-    for p in walker:
-        if not p.is_file() or p.name.startswith("."):
-            continue
-        if pattern is not None:
-            if fnmatch.fnmatch(p.name, pattern):
-                found.append(p)
-        elif p.suffix.lower() in VIDEO_SUFFIXES:
-            found.append(p)
+def _absolute(path: Path) -> Path:
+    """Absolute and normalized (``..`` removed), symlinks kept."""
+    return Path(os.path.abspath(path))
+
+
+def _is_within(path: Path, root: Path) -> bool:
+    return path == root or root in path.parents
+
+
+def _is_salcli_output(folder: Path, name: str) -> bool:
+    """An overlay video salcli wrote (it sits next to its completion record)."""
+    if not name.endswith(OVERLAY_SUFFIX):
+        return False
+    stem = name[: -len(OVERLAY_SUFFIX)]
+    return (folder / f"{stem}{RECORD_SUFFIX}").exists()
+
+
+def _expand_folder(
+    folder: Path, recursive: bool, pattern: str | None, skip: Path | None = None
+) -> list[Path]:
+    """Media files in ``folder`` (sorted); ``skip``: an absolute folder left out."""
+    found: list[Path] = []
+    for root, dirs, files in os.walk(folder):
+        here = Path(root)
+        dirs[:] = sorted(
+            d
+            for d in dirs
+            if recursive
+            and not d.startswith(".")
+            and (skip is None or not _is_within(_absolute(here / d), skip))
+        )
+        for name in files:
+            if name.startswith("."):
+                continue
+            path = here / name
+            if pattern is not None:
+                if not fnmatch.fnmatch(name, pattern):
+                    continue
+            elif Path(name).suffix.lower() not in VIDEO_SUFFIXES:
+                continue
+            if _is_salcli_output(here, name):
+                continue
+            found.append(path)
     return sorted(found)
 
 
-def read_stdin_paths(stream=None) -> list[str]:
-    stream = stream or sys.stdin
-    return [line.strip() for line in stream if line.strip()]
+def read_stdin_paths(stream: TextIO | None = None) -> list[str]:
+    """Paths on ``stream`` (standard input): one per line, or NUL-separated."""
+    data = (stream or sys.stdin).read()
+    if "\0" in data:
+        return [p for p in data.split("\0") if p.strip()]
+    return [line.strip() for line in data.splitlines() if line.strip()]
+
+
+def _common_folder(folders: list[Path]) -> Path:
+    common = os.path.commonpath([str(f) for f in folders])
+    return Path(common)
+
+
+def expand_inputs(
+    inputs: Iterable[str],
+    out_dir: Path | None,
+    *,
+    recursive: bool = False,
+    pattern: str | None = None,
+    default_subdir: str = "saliency",
+    stdin: TextIO | None = None,
+) -> list[Job]:
+    """Every job of the command line's inputs, in a stable order, duplicates removed
+    (see the module docstring for where outputs go).
+
+    Paths that do not exist are kept: they fail later, one line each, with the rest
+    of the batch going on. ``UsageError`` when nothing at all is left to process.
+    """
+    raw: list[str] = []
+    for item in inputs:
+        raw.extend(read_stdin_paths(stdin) if item == "-" else [item])
+    entries: list[tuple[Path, Path | None]] = []  # (source, folder it was found in)
+    empty: list[Path] = []
+    for item in raw:
+        path = Path(item).expanduser()
+        if path.is_dir() and not _is_frame_folder(path):
+            skip = _absolute(out_dir if out_dir is not None else path / default_subdir)
+            found = _expand_folder(path, recursive, pattern, skip)
+            if not found:
+                empty.append(path)
+            entries.extend((f, path) for f in found)
+        else:
+            entries.append((path, None))
+    if not entries:
+        if empty:
+            hint = "" if recursive else "; --recursive descends into sub-folders"
+            what = ", ".join(str(p) for p in empty[:3]) + (" ..." if len(empty) > 3 else "")
+            raise UsageError(f"no videos found in {what}{hint}")
+        raise UsageError("no inputs to process")
+
+    singles = [_absolute(p).parent for p, folder in entries if folder is None]
+    common = _common_folder(singles) if singles and out_dir is not None else None
+    jobs: list[Job] = []
+    seen: set[Path] = set()
+    for path, folder in entries:
+        key = path.resolve() if path.exists() else _absolute(path)
+        if key in seen:
+            continue
+        seen.add(key)
+        if folder is not None:
+            base = out_dir if out_dir is not None else folder / default_subdir
+            jobs.append(Job(path, base / path.parent.relative_to(folder)))
+        elif out_dir is None:
+            jobs.append(Job(path, path.parent / default_subdir))
+        else:
+            assert common is not None
+            jobs.append(Job(path, out_dir / _absolute(path).parent.relative_to(common)))
+    return _separate_clashes(jobs)
 
 
 def collect_jobs(
@@ -95,60 +220,45 @@ def collect_jobs(
     pattern: str | None = None,
     shard: tuple[int, int] | None = None,
     default_subdir: str = "saliency",
+    stdin: TextIO | None = None,
 ) -> list[Job]:
-    """Expand the command line's inputs into jobs, in a stable order, duplicates removed.
+    """``expand_inputs``, then the jobs of ``shard``."""
+    jobs = expand_inputs(
+        inputs,
+        out_dir,
+        recursive=recursive,
+        pattern=pattern,
+        default_subdir=default_subdir,
+        stdin=stdin,
+    )
+    return select_shard(jobs, shard)
 
-    Without ``out_dir`` outputs go to ``<input's folder>/<default_subdir>/``.
-    Paths that do not exist are kept: they fail later, one line each, with the rest
-    of the batch going on.
-    """
-    raw: list[str] = []
-    for item in inputs:
-        raw.extend(read_stdin_paths() if item == "-" else [item])
-    jobs: list[Job] = []
-    seen: set[Path] = set()
-    for item in raw:
-        path = Path(item).expanduser()
-        if path.is_dir() and not _is_frame_folder(path):
-            for f in _expand_folder(path, recursive, pattern):
-                base = (out_dir or path / default_subdir) / f.parent.relative_to(path)
-                jobs.append(Job(f, base))
-            continue
-        base = out_dir if out_dir is not None else path.parent / default_subdir
-        jobs.append(Job(path, base))
-    unique: list[Job] = []
+
+def _clashes(jobs: list[Job]) -> list[list[Job]]:
+    by_target: dict[tuple[Path, str], list[Job]] = {}
     for job in jobs:
-        key = job.source.resolve() if job.source.exists() else job.source.absolute()
-        if key in seen:
-            continue
-        seen.add(key)
-        unique.append(job)
-    unique = _separate_clashes(unique)
-    return [j for j in unique if in_shard(j.source, shard)]
+        by_target.setdefault((_absolute(job.out_dir), job.stem), []).append(job)
+    return [group for group in by_target.values() if len(group) > 1]
 
 
 def _separate_clashes(jobs: list[Job]) -> list[Job]:
-    """Jobs whose outputs would share a name get sub-folders mirroring their sources."""
-    by_target: dict[tuple[Path, str], list[Job]] = {}
-    for job in jobs:
-        by_target.setdefault((job.out_dir, job.stem), []).append(job)
-    fixed: dict[Job, Job] = {}
-    for group in by_target.values():
-        if len(group) < 2:
-            continue
-        parents = [j.source.absolute().parent for j in group]
-        common = Path(*_common_parts([p.parts for p in parents]))
-        for job, parent in zip(group, parents, strict=True):
-            rel = parent.relative_to(common)
-            fixed[job] = Job(job.source, job.out_dir / (rel if rel.parts else Path(".")))
-    return [fixed.get(j, j) for j in jobs]
-
-
-def _common_parts(parts_list: list[tuple[str, ...]]) -> tuple[str, ...]:
-    common: list[str] = []
-    for items in zip(*parts_list, strict=False):
-        if all(x == items[0] for x in items):
-            common.append(items[0])
-        else:
-            break
-    return tuple(common) or ("/",)
+    """Jobs whose outputs would share a name get sub-folders: their folders below the
+    folder the group shares, or their file names when they share a folder."""
+    for _ in range(MAX_CLASH_ROUNDS):
+        groups = _clashes(jobs)
+        if not groups:
+            return jobs
+        fixed: dict[Job, Job] = {}
+        for group in groups:
+            parents = [_absolute(j.source).parent for j in group]
+            common = _common_folder(parents)
+            distinct = len(set(parents)) == len(parents)
+            for job, parent in zip(group, parents, strict=True):
+                sub = parent.relative_to(common)
+                if not distinct:
+                    sub = sub / job.source.name
+                fixed[job] = Job(job.source, job.out_dir / sub)
+        jobs = [fixed.get(j, j) for j in jobs]
+    if _clashes(jobs):  # pragma: no cover - would need a contrived layout
+        raise UsageError("inputs whose outputs would overwrite each other; use separate -o")
+    return jobs

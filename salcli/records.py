@@ -1,42 +1,176 @@
 """Per-video completion records: what makes a re-run skip finished videos.
 
 After every output of a video is complete, ``<out_dir>/<stem>.salcli.json`` is written
-(atomically, last). A video counts as finished when its record exists, names the
-formats asked for, and every output it lists still exists. A run killed mid-video
-leaves no record, so the next run redoes that video.
+(atomically, last). A video counts as finished when its record exists, was made from the
+same source (its absolute path, or the same file name and size: a corpus that moved),
+names the formats asked for, and every output of those formats still exists. A run killed
+mid-video leaves no record, so the next run redoes that video; the temporaries it left
+(``.<final name>.<pid>-<random>.tmp`` / ``.old``, see ``salcli.writers``) belong to a
+process that no longer exists and are removed by ``clean_stale_temps`` before the video
+is redone. A video being redone loses its record first (``remove_record``), so a redo that
+fails is never mistaken for the older, finished one.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import secrets
+import shutil
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from .defaults import FORMATS
+
 RECORD_SUFFIX = ".salcli.json"
+# hidden temporaries of salcli's atomic writers: .<final name>.<pid>-<hex>.tmp|old
+_TEMP_RE = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)-[0-9a-f]+\.(?:tmp|old)$")
+# the record temporaries of salcli 0.1.0: .<stem>.salcli.json.tmp-<pid>
+_OLD_RECORD_TEMP_RE = re.compile(r"^\.(?P<name>.+)\.tmp-(?P<pid>\d+)$")
 
 
 def record_path(out_dir: Path, stem: str) -> Path:
     return Path(out_dir) / f"{stem}{RECORD_SUFFIX}"
 
 
-def is_complete(out_dir: Path, stem: str, formats: Sequence[str]) -> bool:
-    path = record_path(out_dir, stem)
+def source_key(source: Path) -> str:
+    """The absolute path a record stores for ``source`` (symlinks resolved)."""
+    return str(Path(source).expanduser().resolve())
+
+
+def _source_size(source: Path) -> int | None:
     try:
-        rec = json.loads(path.read_text())
+        return Path(source).stat().st_size if Path(source).is_file() else None
+    except OSError:
+        return None
+
+
+def read_record(out_dir: Path, stem: str) -> dict | None:
+    """The record of ``stem`` in ``out_dir``, or None (absent or unreadable)."""
+    try:
+        rec = json.loads(record_path(out_dir, stem).read_text())
     except (OSError, ValueError):
+        return None
+    return rec if isinstance(rec, dict) else None
+
+
+def same_source(record: dict, source: Path) -> bool:
+    """Whether ``record`` was made from ``source``: the same absolute path, or (a corpus
+    that moved) the same file name and size."""
+    recorded = record.get("source")
+    if not recorded:
+        return True  # a record without a source cannot say otherwise
+    if recorded == source_key(source):
+        return True
+    size = _source_size(source)
+    return (
+        Path(recorded).name == Path(source).name
+        and size is not None
+        and record.get("source_size") == size
+    )
+
+
+def other_source(out_dir: Path, stem: str, source: Path) -> str | None:
+    """The source of the record in ``out_dir`` for ``stem`` when it is not ``source``."""
+    rec = read_record(out_dir, stem)
+    if rec is None or same_source(rec, source):
+        return None
+    return str(rec.get("source"))
+
+
+def expected_outputs(out_dir: Path, stem: str, formats: Sequence[str]) -> list[Path]:
+    """The final outputs of ``formats`` for ``stem`` (the writers' names)."""
+    from .writers import output_paths
+
+    return [p for fmt in formats for p in output_paths(fmt, Path(out_dir), stem)]
+
+
+def is_complete(
+    out_dir: Path, stem: str, formats: Sequence[str], source: Path | None = None
+) -> bool:
+    """True when the video ``stem`` (made from ``source``, when given) is finished in
+    ``out_dir`` for every format of ``formats``."""
+    rec = read_record(out_dir, stem)
+    if rec is None:
+        return False
+    if source is not None and not same_source(rec, source):
         return False
     if not set(formats) <= set(rec.get("formats", [])):
         return False
-    return all(Path(p).exists() for p in rec.get("outputs", []))
+    return all(p.exists() for p in expected_outputs(out_dir, stem, formats))
 
 
 def write_record(out_dir: Path, stem: str, payload: dict) -> Path:
+    """Write the record atomically (temporary name, then ``os.replace``); a failure
+    leaves no temporary behind. ``payload["source"]`` is stored as an absolute path,
+    with the file's size in ``source_size``."""
     path = record_path(out_dir, stem)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     data = dict(payload)
+    if data.get("source"):
+        data["source_size"] = _source_size(Path(data["source"]))
+        data["source"] = source_key(Path(data["source"]))
     data.setdefault("finished_at", time.strftime("%Y-%m-%dT%H:%M:%S%z"))
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(3)}.tmp")
+    try:
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return path
+
+
+def remove_record(out_dir: Path, stem: str) -> None:
+    """Forget that ``stem`` was finished (before redoing it)."""
+    record_path(out_dir, stem).unlink(missing_ok=True)
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this machine."""
+    if pid == os.getpid():
+        return True
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    except OSError:
+        return True  # cannot tell: keep its files
+    return True
+
+
+def clean_stale_temps(out_dir: Path, stem: str) -> list[Path]:
+    """Remove the temporaries of ``stem``'s outputs (every format) and record in
+    ``out_dir`` left by processes that no longer run on this machine (a killed run).
+    Temporaries of live processes are kept. Returns what was removed; never raises.
+
+    The process check is local: on a file system shared by several machines, two
+    runs must not work on the same video at once (``--shard`` never lets them).
+    """
+    out_dir = Path(out_dir)
+    names = {p.name for p in expected_outputs(out_dir, stem, FORMATS)}
+    names.add(record_path(out_dir, stem).name)
+    removed: list[Path] = []
+    try:
+        entries = list(os.scandir(out_dir))
+    except OSError:
+        return removed
+    for entry in entries:
+        match = _TEMP_RE.match(entry.name) or _OLD_RECORD_TEMP_RE.match(entry.name)
+        if match is None or match["name"] not in names or pid_alive(int(match["pid"])):
+            continue
+        path = Path(entry.path)
+        try:
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+            removed.append(path)
+        except OSError:
+            pass
+    return removed

@@ -151,7 +151,8 @@ def predict(
         None,
         "-o",
         "--output-dir",
-        help=f"Where outputs go [default: <input's folder>/{DEFAULT_OUTPUT_SUBDIR}/].",
+        help=f"Where outputs go [default: <input's folder>/{DEFAULT_OUTPUT_SUBDIR}/]; "
+        "input folders' trees are mirrored below it.",
     ),
     fmt: str = typer.Option("png", "--format", "-f", help="Comma-separated outputs: png, h5, mp4."),
     weights: str | None = typer.Option(
@@ -186,8 +187,12 @@ def predict(
     ),
     recursive: bool = typer.Option(False, "--recursive", "-r", help="Descend into folders."),
     glob: str | None = typer.Option(None, "--glob", help="Only files whose name matches."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Redo finished videos."),
-    shard: str | None = typer.Option(None, "--shard", help="Process the K-th of N shares: K/N."),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Redo finished videos (otherwise they are skipped)."
+    ),
+    shard: str | None = typer.Option(
+        None, "--shard", help="Process the K-th of N deterministic shares of the inputs: K/N."
+    ),
     jsonl: bool = typer.Option(False, "--jsonl", help="One JSON object per video on stdout."),
     h5_dtype: str = typer.Option(DEFAULT_H5_DTYPE, "--h5-dtype", help="float16 or float32."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or summaries."),
@@ -278,6 +283,7 @@ def _predict_batch(
     from .decode import DecodeWarning
     from .inputs import expand_inputs, parse_shard, select_shard
     from .predict import Predictor
+    from .records import StaleTemps
 
     try:
         formats = _parse_formats(fmt)
@@ -330,11 +336,13 @@ def _predict_batch(
                 shown(message, category, *args, **kwargs)
 
         warnings.showwarning = show
+        sweeper = StaleTemps()
         for job in jobs:
             result = _one_video(
                 predictor,
                 job,
                 formats,
+                sweeper=sweeper,
                 overwrite=overwrite,
                 fps=fps,
                 bars=bars,
@@ -351,24 +359,39 @@ def _predict_batch(
     raise typer.Exit(EXIT_OK)
 
 
-def _one_video(predictor, job, formats: list[str], *, overwrite: bool, fps, bars, writer_options):
+def _one_video(
+    predictor, job, formats: list[str], *, sweeper, overwrite: bool, fps, bars, writer_options
+):
     """Skip, or predict and record, one job; a failure is returned, never raised
     (Ctrl-C and SIGTERM are: they stop the batch)."""
     from .predict import VideoResult
     from .records import (
-        clean_stale_temps,
         is_complete,
         other_source,
         read_record,
         remove_record,
         same_source,
+        settings_changed,
         write_record,
     )
 
     source = str(job.source)
+    settings = {
+        "model": predictor.arch,
+        "weights_sha256": predictor.weights_sha256,
+        "warmup": predictor.warmup,
+        "input_size": "x".join(str(v) for v in predictor.input_size),
+    }
     try:
-        clean_stale_temps(job.out_dir, job.stem)  # left by a killed run
+        sweeper.clean(job.out_dir, job.stem)  # temporaries left by a killed run
         if not overwrite:
+            rec = read_record(job.out_dir, job.stem)
+            changed = settings_changed(rec, settings) if rec is not None else []
+            if changed and same_source(rec, job.source):
+                raise OutputError(
+                    f"{job.out_dir / job.stem}*: made with another {', '.join(changed)}; "
+                    "--overwrite redoes them (or choose another -o)"
+                )
             if is_complete(job.out_dir, job.stem, formats, job.source):
                 rec = read_record(job.out_dir, job.stem) or {}
                 return VideoResult(
@@ -410,9 +433,7 @@ def _one_video(predictor, job, formats: list[str], *, overwrite: bool, fps, bars
                 "outputs": result.outputs,
                 "frames": result.frames,
                 "fps": result.fps,
-                "model": predictor.arch,
-                "weights_sha256": predictor.weights_sha256,
-                "warmup": predictor.warmup,
+                **settings,
                 "precision": predictor.precision,
                 "salcli_version": __version__,
             },

@@ -8,7 +8,9 @@ mid-video leaves no record, so the next run redoes that video; the temporaries i
 (``.<final name>.<pid>-<random>.tmp`` / ``.old``, see ``salcli.writers``) belong to a
 process that no longer exists and are removed by ``clean_stale_temps`` before the video
 is redone. A video being redone loses its record first (``remove_record``), so a redo that
-fails is never mistaken for the older, finished one.
+fails is never mistaken for the older, finished one. The record also holds the settings
+that shape the maps (model, weights' SHA-256, warm-up, input size): a re-run with other
+settings does not take them for its own (``settings_changed``).
 """
 
 from __future__ import annotations
@@ -80,6 +82,12 @@ def other_source(out_dir: Path, stem: str, source: Path) -> str | None:
     return str(rec.get("source"))
 
 
+def settings_changed(record: dict, settings: dict) -> list[str]:
+    """The names of ``settings`` (model, weights_sha256, warmup, input_size...) whose
+    value in ``record`` differs; settings a record does not hold are not compared."""
+    return [k for k, v in settings.items() if k in record and record[k] != v]
+
+
 def expected_outputs(out_dir: Path, stem: str, formats: Sequence[str]) -> list[Path]:
     """The final outputs of ``formats`` for ``stem`` (the writers' names)."""
     from .writers import output_paths
@@ -104,10 +112,12 @@ def is_complete(
 
 def write_record(out_dir: Path, stem: str, payload: dict) -> Path:
     """Write the record atomically (temporary name, then ``os.replace``); a failure
-    leaves no temporary behind. ``payload["source"]`` is stored as an absolute path,
-    with the file's size in ``source_size``."""
+    leaves no temporary behind. ``payload["source"]`` and ``["outputs"]`` are stored as
+    absolute paths, with the source file's size in ``source_size``."""
     path = record_path(out_dir, stem)
     data = dict(payload)
+    if "outputs" in data:
+        data["outputs"] = [os.path.abspath(p) for p in data["outputs"]]
     if data.get("source"):
         data["source_size"] = _source_size(Path(data["source"]))
         data["source"] = source_key(Path(data["source"]))
@@ -144,6 +154,47 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+def _temporaries(out_dir: Path) -> dict[str, list[tuple[Path, int, bool]]]:
+    """salcli temporaries in ``out_dir`` by the final name they stand for:
+    (path, pid of the process that made it, is a folder)."""
+    found: dict[str, list[tuple[Path, int, bool]]] = {}
+    try:
+        entries = list(os.scandir(out_dir))
+    except OSError:
+        return found
+    for entry in entries:
+        if not entry.name.startswith("."):
+            continue
+        match = _TEMP_RE.match(entry.name) or _OLD_RECORD_TEMP_RE.match(entry.name)
+        if match is None:
+            continue
+        try:
+            is_dir = entry.is_dir(follow_symlinks=False)
+        except OSError:
+            continue
+        found.setdefault(match["name"], []).append((Path(entry.path), int(match["pid"]), is_dir))
+    return found
+
+
+def _sweep(temps: dict[str, list[tuple[Path, int, bool]]], out_dir: Path, stem: str) -> list[Path]:
+    names = {p.name for p in expected_outputs(out_dir, stem, FORMATS)}
+    names.add(record_path(out_dir, stem).name)
+    removed: list[Path] = []
+    for name in names:
+        for path, pid, is_dir in temps.get(name, []):
+            if pid_alive(pid):
+                continue
+            try:
+                if is_dir:
+                    shutil.rmtree(path)
+                else:
+                    path.unlink()
+                removed.append(path)
+            except OSError:
+                pass
+    return removed
+
+
 def clean_stale_temps(out_dir: Path, stem: str) -> list[Path]:
     """Remove the temporaries of ``stem``'s outputs (every format) and record in
     ``out_dir`` left by processes that no longer run on this machine (a killed run).
@@ -152,25 +203,19 @@ def clean_stale_temps(out_dir: Path, stem: str) -> list[Path]:
     The process check is local: on a file system shared by several machines, two
     runs must not work on the same video at once (``--shard`` never lets them).
     """
-    out_dir = Path(out_dir)
-    names = {p.name for p in expected_outputs(out_dir, stem, FORMATS)}
-    names.add(record_path(out_dir, stem).name)
-    removed: list[Path] = []
-    try:
-        entries = list(os.scandir(out_dir))
-    except OSError:
-        return removed
-    for entry in entries:
-        match = _TEMP_RE.match(entry.name) or _OLD_RECORD_TEMP_RE.match(entry.name)
-        if match is None or match["name"] not in names or pid_alive(int(match["pid"])):
-            continue
-        path = Path(entry.path)
-        try:
-            if entry.is_dir(follow_symlinks=False):
-                shutil.rmtree(path)
-            else:
-                path.unlink()
-            removed.append(path)
-        except OSError:
-            pass
-    return removed
+    return _sweep(_temporaries(Path(out_dir)), Path(out_dir), stem)
+
+
+class StaleTemps:
+    """``clean_stale_temps`` for a whole run: each output folder is listed once (a
+    folder holding the outputs of thousands of videos is not listed per video).
+    Temporaries made after the listing are this run's own and are not touched."""
+
+    def __init__(self) -> None:
+        self._listed: dict[Path, dict[str, list[tuple[Path, int, bool]]]] = {}
+
+    def clean(self, out_dir: Path, stem: str) -> list[Path]:
+        key = Path(os.path.abspath(out_dir))
+        if key not in self._listed:
+            self._listed[key] = _temporaries(key)
+        return _sweep(self._listed[key], key, stem)

@@ -425,3 +425,31 @@ def test_exit_1_when_some_fail_and_0_when_all_are_done(tmp_path, vinet_checkpoin
     assert "1 of 2 inputs failed" in r.stderr
     r = predict(good, "-o", tmp_path / "o", "-f", "h5", weights=vinet_checkpoint)
     assert r.exit_code == 0 and h5_frames(tmp_path / "o" / "good.h5") == (1, 48, 64)
+
+
+def test_a_moved_corpus_is_still_finished(tmp_path, vinet_checkpoint, fast_model):
+    (tmp_path / "old").mkdir()
+    video = write_video(tmp_path / "old" / "v.mp4", n_frames=1)
+    out = tmp_path / "out"
+    assert predict(video, "-o", out, "-f", "h5", weights=vinet_checkpoint).exit_code == 0
+    moved = tmp_path / "new" / "v.mp4"
+    moved.parent.mkdir()
+    video.rename(moved)
+    r = predict(moved, "-o", out, "-f", "h5", "--jsonl", weights=vinet_checkpoint)
+    assert r.exit_code == 0 and lines(r)[0]["status"] == "skipped"
+
+
+def test_outputs_of_other_settings_are_not_taken_for_finished(
+    tmp_path, vinet_checkpoint, fast_model
+):
+    video = write_video(tmp_path / "v.mp4", n_frames=1)
+    out = tmp_path / "out"
+    assert predict(video, "-o", out, "-f", "h5", weights=vinet_checkpoint).exit_code == 0
+    r = predict(video, "-o", out, "-f", "h5", "--warmup", "reference", weights=vinet_checkpoint)
+    assert r.exit_code == 1
+    [err] = errors(r)
+    assert "another warmup" in err and "--overwrite" in err
+    r = predict(video, "-o", out, "-f", "h5", "--warmup", "reference", "--overwrite", "--jsonl",
+                weights=vinet_checkpoint)  # fmt: skip
+    assert r.exit_code == 0 and lines(r)[0]["status"] == "done"
+    assert json.loads((out / "v.salcli.json").read_text())["warmup"] == "reference"

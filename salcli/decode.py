@@ -55,7 +55,20 @@ class VideoMeta:
     @property
     def stem(self) -> str:
         """The name outputs take: a file's stem, a frame folder's full name."""
-        return self.path.name if self.codec == "images" else self.path.stem
+        return folder_stem(self.path) if self.codec == "images" else self.path.stem
+
+
+# Frame folders with these names take their parent's name (``DHF1K/val/0601/images``
+# is video ``0601``), so that predictions are laid out as evaluation expects them.
+GENERIC_FRAME_FOLDERS = ("images", "frames", "imgs", "img")
+
+
+def folder_stem(path: Path) -> str:
+    """The video name of a folder of frames."""
+    path = Path(path)
+    if path.name.lower() in GENERIC_FRAME_FOLDERS and path.absolute().parent.name:
+        return path.absolute().parent.name
+    return path.name
 
 
 @dataclass

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from .decode import IMAGE_SUFFIXES
+from .decode import IMAGE_SUFFIXES, folder_stem
 from .errors import UsageError
 
 VIDEO_SUFFIXES = (
@@ -46,7 +46,7 @@ MAX_CLASH_ROUNDS = 3  # passes that move clashing outputs into sub-folders
 def source_stem(path: Path) -> str:
     """The name a video's outputs take: a file's stem, a frame folder's full name
     (as ``salcli.decode.VideoMeta.stem``)."""
-    return path.name if path.is_dir() else path.stem
+    return folder_stem(path) if path.is_dir() else path.stem
 
 
 @dataclass(frozen=True)

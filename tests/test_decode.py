@@ -244,3 +244,19 @@ def test_frame_folder_stem_and_mixed_image_sizes(tmp_path):
     frames = list(reader)
     assert [f.rgb.shape for f in frames] == [(48, 64, 3), (48, 64, 3)]
     assert [f.time for f in frames] == [0.0, 0.1]
+
+
+def test_dataset_frame_folders_take_the_video_name(tmp_path):
+    import cv2
+    import numpy as np
+
+    from salcli.decode import open_video
+    from salcli.inputs import source_stem
+
+    images = tmp_path / "val" / "0601" / "images"
+    images.mkdir(parents=True)
+    for i in range(2):
+        cv2.imwrite(str(images / f"{i + 1:04d}.png"), np.zeros((8, 8, 3), np.uint8))
+    assert source_stem(images) == "0601"
+    with open_video(images, fps=30) as reader:
+        assert reader.meta.stem == "0601"

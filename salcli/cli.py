@@ -32,6 +32,7 @@ from .errors import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_OK,
+    EXIT_TERMINATED,
     EXIT_USAGE,
     OutputError,
     SalcliError,
@@ -233,7 +234,6 @@ class _Terminated(BaseException):
     """SIGTERM (a scheduler's time limit, ``kill``): handled like Ctrl-C."""
 
 
-EXIT_TERMINATED = 143  # 128 + SIGTERM: stopped by the scheduler; partial outputs removed
 
 
 @contextlib.contextmanager

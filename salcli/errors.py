@@ -9,6 +9,7 @@ EXIT_FAILED = 1  # at least one input failed (the others were still processed)
 EXIT_USAGE = 2  # bad command line (unknown option, bad value, no inputs)
 EXIT_WEIGHTS = 3  # no usable weights: nothing could run
 EXIT_INTERRUPTED = 130  # Ctrl-C
+EXIT_TERMINATED = 143  # SIGTERM (128 + 15), e.g. a scheduler's time limit
 
 EXIT_CODES = {
     EXIT_OK: "every input was processed",
@@ -16,6 +17,7 @@ EXIT_CODES = {
     EXIT_USAGE: "bad usage: unknown option, bad value, nothing to do",
     EXIT_WEIGHTS: "weights missing, unreadable or of the wrong architecture",
     EXIT_INTERRUPTED: "interrupted (Ctrl-C); no partial output is left behind",
+    EXIT_TERMINATED: "terminated (SIGTERM); no partial output is left behind",
 }
 
 

@@ -15,6 +15,8 @@ One streaming path, one module per stage::
 from __future__ import annotations
 
 import contextlib
+import queue
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -44,7 +46,17 @@ from .errors import NoAudioError, UsageError, WeightsError
 from .preprocess import frame_to_tensor, postprocess
 from .windowing import clip_span, iter_clips
 
+CHANNELS_LAST_DEVICES = ("cpu", "cuda")  # device types where channels-last 3-D pays off
 PREFETCH_FRAMES = 2 * CLIP_LEN  # frames decoded ahead of the model (bounded queue)
+WRITE_QUEUE_MAPS = 16  # maps waiting for the writer thread (bounded queue)
+CHANNELS_LAST = torch.channels_last_3d  # (B, C, T, H, W) stored as (B, T, H, W, C)
+
+# Batch size on CUDA when none is given: activation memory of one clip at 224x384 in
+# fp32 (an estimate: about three of the largest activations, (64, 32, 112, 192) floats,
+# alive at once), scaled by element size and input area; half the free memory is used.
+CUDA_BYTES_PER_CLIP_FP32 = 600 * 2**20  # bytes, at 224x384
+CUDA_MEMORY_FRACTION = 0.5  # of the free device memory
+MAX_AUTO_BATCH = 32  # clips; larger batches gain nothing measurable
 
 
 @dataclass
@@ -55,7 +67,24 @@ class _Item:
     time: float  # seconds from the first frame
     height: int  # the frame's own size, for post-processing
     width: int
-    tensor: torch.Tensor = field(repr=False)  # (3, h, w) normalized
+    tensor: torch.Tensor | None = field(repr=False)  # (3, h, w) normalized
+    rgb: np.ndarray | None = field(default=None, repr=False)  # (H, W, 3) until resized
+
+
+_RawMap = tuple[int, float, np.ndarray, int, int]  # (index, time, raw (h, w), height, width)
+
+
+@dataclass
+class _Pending:
+    """A frame waiting for its map: predicted (``key``) or interpolated between keys."""
+
+    t: int
+    time: float
+    height: int
+    width: int
+    key: bool
+    clip: list[_Item] | None = field(default=None, repr=False)
+    raw: np.ndarray | None = field(default=None, repr=False)  # (h, w) model map
 
 
 @dataclass
@@ -110,6 +139,54 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
     return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
 
+def resolve_channels_last(option: bool | None, device: torch.device) -> bool:
+    """Whether the model runs in the channels-last 3-D layout; None chooses per device."""
+    if option is not None:
+        return bool(option)
+    return device.type in CHANNELS_LAST_DEVICES
+
+
+def choose_batch_size(
+    device: torch.device,
+    dtype: torch.dtype,
+    input_size: tuple[int, int] = (INPUT_H, INPUT_W),
+    *,
+    free_bytes: int | None = None,
+) -> int:
+    """Clips per forward pass when the user gave none.
+
+    CPU: ``DEFAULT_BATCH_SIZE``. CUDA: as many clips as fit in a fraction of the free
+    device memory (``free_bytes``, read from the device when None), at most
+    ``MAX_AUTO_BATCH``.
+    """
+    if device.type != "cuda":
+        return DEFAULT_BATCH_SIZE
+    if free_bytes is None:
+        free_bytes, _ = torch.cuda.mem_get_info(device)
+    elem = torch.finfo(dtype).bits // 8
+    area = input_size[0] * input_size[1] / (INPUT_H * INPUT_W)
+    per_clip = CUDA_BYTES_PER_CLIP_FP32 * elem / 4 * area
+    return int(max(1, min(MAX_AUTO_BATCH, CUDA_MEMORY_FRACTION * free_bytes // per_clip)))
+
+
+def to_channels_last_3d(model: nn.Module) -> nn.Module:
+    """Store every 5-D parameter and buffer of ``model`` channels-last (in place).
+
+    ``nn.Module.to(memory_format=...)`` refuses models that also hold 4-D weights
+    (SoundNet's), so the 5-D ones are converted one by one; values do not change.
+    """
+    with torch.no_grad():
+        for t in [*model.parameters(), *model.buffers()]:
+            if t.dim() == 5:
+                t.data = t.data.contiguous(memory_format=CHANNELS_LAST)
+    return model
+
+
+def interpolate_maps(a: np.ndarray, b: np.ndarray, weight: float) -> np.ndarray:
+    """Linear interpolation in time of two raw maps: (1 - weight) a + weight b."""
+    return ((1.0 - weight) * a + weight * b).astype(np.float32, copy=False)
+
+
 def _batched(items: Iterable, size: int) -> Iterator[list]:
     batch: list = []
     for item in items:
@@ -119,6 +196,66 @@ def _batched(items: Iterable, size: int) -> Iterator[list]:
             batch = []
     if batch:
         yield batch
+
+
+class _Sink:
+    """Calls ``fn`` on each item put, in order, on a background thread.
+
+    At most ``maxsize`` items wait; an exception raised by ``fn`` is re-raised by the
+    next ``put`` or by ``close`` (the items after it are dropped).
+    """
+
+    _STOP = object()
+
+    def __init__(self, fn: Callable, maxsize: int):
+        self._fn = fn
+        self._q: queue.Queue = queue.Queue(maxsize=max(1, maxsize))
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._loop, name="salcli-writer", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            item = self._q.get()
+            if item is self._STOP:
+                return
+            if self._error is None:
+                try:
+                    self._fn(item)
+                except BaseException as exc:  # noqa: BLE001 - handed to the producer
+                    self._error = exc
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def put(self, item) -> None:
+        while True:
+            self._raise()
+            try:
+                self._q.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def close(self) -> None:
+        """Wait until every item is handled; re-raise the first error."""
+        self._q.put(self._STOP)
+        self._thread.join()
+        self._raise()
+
+    def abort(self) -> None:
+        """Stop as soon as possible, dropping waiting items; never raises."""
+        if self._error is None:
+            self._error = RuntimeError("aborted")
+        with contextlib.suppress(queue.Full):
+            while True:  # make room for the stop mark
+                try:
+                    self._q.get_nowait()
+                except queue.Empty:
+                    break
+            self._q.put(self._STOP, timeout=1.0)
+        self._thread.join(timeout=5.0)
 
 
 class Predictor:
@@ -143,6 +280,22 @@ class Predictor:
     allow_silence:
         With ``audio``, a video without an audio track goes on with silence (a
         warning) instead of failing.
+    precision:
+        "auto" (bf16 on CPUs with native bf16, bf16/fp16 on CUDA, else fp32), "fp32",
+        "bf16" or "fp16" (autocast).
+    batch_size:
+        Clips per forward pass; None chooses (``choose_batch_size``).
+    stride:
+        Predict every ``stride``-th frame (and the last) and interpolate the maps of the
+        frames between, linearly in time, before post-processing. 1 (default) predicts
+        every frame.
+    channels_last:
+        Run the model in the channels-last 3-D layout; None chooses per device.
+    gpu_resize:
+        On CUDA, resize frames on the GPU (8-bit frames are uploaded from pinned
+        memory); None: on when the device is CUDA.
+    compile:
+        Wrap the model in ``torch.compile`` (pays off on CUDA for long runs).
     """
 
     def __init__(
@@ -153,17 +306,23 @@ class Predictor:
         fusion: str | None = None,
         device: str = "auto",
         precision: str = DEFAULT_PRECISION,
-        batch_size: int = DEFAULT_BATCH_SIZE,
+        batch_size: int | None = DEFAULT_BATCH_SIZE,
         warmup: str = DEFAULT_WARMUP,
         input_size: tuple[int, int] = (INPUT_H, INPUT_W),
         allow_silence: bool = False,
         model: nn.Module | None = None,
         on_warning: Callable[[str], None] | None = None,
+        stride: int = 1,
+        channels_last: bool | None = None,
+        gpu_resize: bool | None = None,
+        compile: bool = False,
     ):
         if warmup not in WARMUP_POLICIES:
             raise UsageError(f"unknown warm-up policy {warmup!r} (mirror or reference)")
-        if batch_size < 1:
+        if batch_size is not None and batch_size < 1:
             raise UsageError("--batch-size must be at least 1")
+        if stride < 1:
+            raise UsageError("--stride must be at least 1")
         if fusion is not None and fusion not in FUSIONS:
             raise UsageError(f"unknown fusion {fusion!r} (choose from {', '.join(FUSIONS)})")
         if input_size[0] % 32 or input_size[1] % 32 or min(input_size) < 32:
@@ -173,7 +332,12 @@ class Predictor:
         self.precision = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[
             self.dtype
         ]
-        self.batch_size = batch_size
+        self.batch_size = batch_size or choose_batch_size(self.device, self.dtype, input_size)
+        self.stride = int(stride)
+        self.channels_last = resolve_channels_last(channels_last, self.device)
+        cuda = self.device.type == "cuda"
+        self.gpu_resize = cuda if gpu_resize is None else bool(gpu_resize) and cuda
+        self.pin_memory = cuda
         self.warmup = warmup
         self.input_size = tuple(input_size)
         self.allow_silence = allow_silence
@@ -190,6 +354,9 @@ class Predictor:
         if self.arch == "bilinear" and self.input_size != (INPUT_H, INPUT_W):
             raise UsageError("AViNet (bilinear) works only at the 224x384 input size")
         self.model = model.eval().to(self.device)
+        if self.channels_last:
+            to_channels_last_3d(self.model)
+        self._net = torch.compile(self.model) if compile else self.model
 
     # -- loading -------------------------------------------------------------
 
@@ -243,13 +410,34 @@ class Predictor:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=self.dtype)
 
+    def _assemble(self, clips: list[list[_Item]]) -> torch.Tensor:
+        """The clips as one model input (B, 3, T, h, w), in one copy: channels-last when
+        the model runs so, in pinned memory when it goes to CUDA, on the frames' device."""
+        first = clips[0][0].tensor  # (3, h, w)
+        b, t, (c, h, w) = len(clips), len(clips[0]), first.shape
+        pin = self.pin_memory and first.device.type == "cpu"
+        kw = dict(dtype=first.dtype, device=first.device, pin_memory=pin)
+        if self.channels_last:
+            x = torch.empty((b, t, h, w, c), **kw)  # (B, T, h, w, 3)
+            for i, clip in enumerate(clips):
+                for j, it in enumerate(clip):
+                    x[i, j].copy_(it.tensor.permute(1, 2, 0))
+            return x.permute(0, 4, 1, 2, 3)  # (B, 3, T, h, w), channels-last strides
+        x = torch.empty((b, c, t, h, w), **kw)
+        for i, clip in enumerate(clips):
+            for j, it in enumerate(clip):
+                x[i, :, j].copy_(it.tensor)
+        return x
+
     def _forward(self, clips: torch.Tensor, waves: torch.Tensor | None) -> np.ndarray:
         clips = clips.to(self.device, non_blocking=True)
+        if self.channels_last:
+            clips = clips.contiguous(memory_format=CHANNELS_LAST)
         with torch.inference_mode(), self._autocast():
             if waves is None:
-                out = self.model(clips)
+                out = self._net(clips)
             else:
-                out = self.model(clips, waves.to(self.device, non_blocking=True))
+                out = self._net(clips, waves.to(self.device, non_blocking=True))
         return out.float().cpu().numpy()  # (B, h, w)
 
     def _open_audio(self, meta: VideoMeta, source: Path, audio_path):
@@ -293,34 +481,90 @@ class Predictor:
         return meta, self._run(reader, meta, track)
 
     def _run(self, reader, meta: VideoMeta, track) -> Iterator[tuple[int, float, np.ndarray]]:
-        size = self.input_size
+        for index, t, raw, height, width in self._raw_maps(reader, meta, track):
+            yield index, t, postprocess(raw, height, width)
 
-        def items() -> Iterator[_Item]:
+    def _raw_maps(self, reader, meta: VideoMeta, track) -> Iterator[_RawMap]:
+        """Every frame's raw model map (h, w), in frame order, before post-processing.
+
+        Frames are decoded and pre-processed on a background thread; with ``stride`` K
+        only frames t = 0, K, 2K, ... and the last go through the model, the others get
+        the linear interpolation of the two nearest predicted maps.
+        """
+        size = self.input_size
+        device = self.device if self.gpu_resize else None
+
+        def decoded() -> Iterator[_Item]:  # on the prefetch thread
             for f in reader:
                 h, w = f.rgb.shape[:2]
-                yield _Item(f.index, f.time, h, w, frame_to_tensor(f.rgb, size))
+                if device is None:
+                    yield _Item(f.index, f.time, h, w, None, f.rgb)
+                else:  # GPU kernels: no CPU thread pool to fight over
+                    yield _Item(f.index, f.time, h, w, frame_to_tensor(f.rgb, size, device=device))
 
-        frames = prefetch(items(), maxsize=PREFETCH_FRAMES)
+        def prepared(items: Iterator[_Item]) -> Iterator[_Item]:
+            # On the CPU the resize runs here, on the model's thread: torch's OpenMP pool
+            # is process-wide, and a second team working beside the model's slows both.
+            for it in items:
+                if it.tensor is None:
+                    it.tensor, it.rgb = frame_to_tensor(it.rgb, size), None
+                yield it
+
+        decoding = prefetch(decoded(), maxsize=PREFETCH_FRAMES)
+        frames = prepared(decoding)
+        pending: list[_Pending] = []  # frames in order, waiting for their (next) key map
+        n_keys = 0
+        previous: _Pending | None = None  # the last key frame handed out
         try:
-            for batch in _batched(iter_clips(frames, CLIP_LEN, self.warmup), self.batch_size):
-                x = torch.stack(
-                    [torch.stack([it.tensor for it in clip], dim=1) for _, clip in batch]
-                )  # (B, 3, T, h, w)
-                waves = None
-                if track is not None:
-                    from .audio import clip_batch
-
-                    spans = [clip_span([it.index for it in clip]) for _, clip in batch]
-                    waves = torch.from_numpy(clip_batch(track, spans, meta.fps))  # (B,1,N,1)
-                maps = self._forward(x, waves)
-                for (t, clip), m in zip(batch, maps, strict=True):
-                    last = clip[-1]
-                    yield t, last.time, postprocess(m, last.height, last.width)
+            for t, clip in iter_clips(frames, CLIP_LEN, self.warmup):
+                if pending and not pending[-1].key:
+                    pending[-1].clip = None  # only the newest frame may still become a key
+                last = clip[-1]
+                key = t % self.stride == 0
+                pending.append(_Pending(t, last.time, last.height, last.width, key, clip))
+                n_keys += key
+                if n_keys == self.batch_size:
+                    previous = yield from self._flush(pending, previous, meta, track)
+                    n_keys = 0
+            if pending and not pending[-1].key:
+                pending[-1].key = True  # the last frame is always predicted
+            if pending:
+                yield from self._flush(pending, previous, meta, track)
         finally:
             frames.close()
+            decoding.close()
             reader.close()
             if track is not None:
                 track.close()
+
+    def _flush(self, pending: list[_Pending], previous, meta: VideoMeta, track):
+        """Run the key frames of ``pending`` through the model (one batch), hand out every
+        frame up to the last key (in place: those leave ``pending``); returns that key."""
+        keys = [p for p in pending if p.key and p.raw is None]
+        if keys:
+            waves = None
+            if track is not None:
+                from .audio import clip_batch
+
+                spans = [clip_span([it.index for it in p.clip]) for p in keys]
+                waves = torch.from_numpy(clip_batch(track, spans, meta.fps))  # (B,1,N,1)
+            maps = self._forward(self._assemble([p.clip for p in keys]), waves)
+            for p, m in zip(keys, maps, strict=True):
+                p.raw, p.clip = m, None
+        end = max(i for i, p in enumerate(pending) if p.key) + 1
+        done = pending[:end]
+        del pending[:end]
+        nxt = None
+        for i, p in enumerate(done):
+            if p.key:
+                previous = p
+                yield p.t, p.time, p.raw, p.height, p.width
+                continue
+            if nxt is None or nxt.t < p.t:
+                nxt = next(q for q in done[i:] if q.key)
+            w = (p.t - previous.t) / (nxt.t - previous.t)
+            yield p.t, p.time, interpolate_maps(previous.raw, nxt.raw, w), p.height, p.width
+        return previous
 
     def iter_maps(
         self, source: str | Path, *, fps: float | None = None, audio_path: str | Path | None = None
@@ -373,24 +617,47 @@ class Predictor:
 
         started = time.perf_counter()
         out_dir = Path(out_dir)
-        meta, maps = self.stream(source, fps=fps, audio_path=audio_path)
+        source = Path(source)
+        reader = open_video(source, fps=fps)
+        meta = reader.meta
+        try:
+            track = self._open_audio(meta, source, audio_path) if self.audio else None
+        except BaseException:
+            reader.close()
+            raise
+        maps = self._raw_maps(reader, meta, track)
         writers = []
         n = 0
+
+        def write_one(job: _RawMap) -> None:  # on the writer thread
+            index, t, raw, height, width = job
+            m = postprocess(raw, height, width)
+            for w in writers:
+                w.write(index, m, t)
+
+        sink = None
         try:
             run = self.run_info()
             for fmt in dict.fromkeys(formats):
                 writers.append(make_writer(fmt, out_dir, meta, run, **(writer_options or {})))
-            for index, t, m in maps:
-                for w in writers:
-                    w.write(index, m, t)
+            sink = _Sink(write_one, WRITE_QUEUE_MAPS)
+            for job in maps:
+                sink.put(job)
                 n += 1
                 if progress is not None:
                     progress(n, meta.n_frames)
+            sink.close()
             outputs: list[str] = []
             for w in writers:
                 outputs.extend(str(p) for p in w.close())
         except BaseException:
             maps.close()
+            with contextlib.suppress(Exception):
+                reader.close()  # an unstarted ``maps`` does not close it
+                if track is not None:
+                    track.close()
+            if sink is not None:
+                sink.abort()
             for w in writers:
                 with contextlib.suppress(Exception):
                     w.abort()

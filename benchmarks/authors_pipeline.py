@@ -1,0 +1,174 @@
+"""A re-enactment of the authors' ViNet inference procedure, for parity tests and benchmarks.
+
+Written from the facts in ``shared/docs/conventions.md`` (not from the authors' code):
+
+1. the video is extracted to JPEG files, one per frame (``cv2.imwrite``, quality 95);
+2. each JPEG is read back with PIL, resized with ``Image.resize((W, H), BILINEAR)``
+   (PIL's bilinear is antialiased when shrinking, as torchvision's ``Resize`` on PIL
+   images), turned into a tensor (``ToTensor``: [0, 1], (3, H, W)) and normalized with
+   the ImageNet mean and std;
+3. frames are held in a sliding list of T = 32 tensors; once T frames are in, the clip
+   (1, 3, T, H, W) predicts its last frame, one fp32 clip per frame at batch 1; the first
+   T-1 frames use the *reference* warm-up: frame j < T-1 is predicted from frames
+   j ... j+T-1 reversed in time (the flipped clip, run while the list holds frames
+   j ... j+T-1); a video shorter than 2T-1 frames is first padded at the front by
+   repeating its first frame until it has 2T-1 frames (only real frames get maps);
+4. each (224, 384) map is resized to the frame's size (``cv2.resize``, bilinear),
+   blurred (``cv2.GaussianBlur``, 11x11, sigma 0), min-max normalized and stored as an
+   8-bit image (round(255 x)).
+
+Needs Pillow (``pip install pillow``), which salcli itself does not use.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch import nn
+
+from salcli.decode import open_video
+from salcli.defaults import BLUR_KSIZE, CLIP_LEN, IMAGENET_MEAN, IMAGENET_STD, INPUT_H, INPUT_W
+
+JPEG_QUALITY = 95  # cv2.IMWRITE_JPEG_QUALITY of the extracted frames
+FRAME_NAME = "{:05d}.jpg"  # 1-based frame files, as img_00001.jpg ... in the AV datasets
+MAP_NAME = "{:05d}.png"
+
+
+@dataclass
+class AuthorsRun:
+    """Outputs and timings of one re-enacted run."""
+
+    maps: np.ndarray  # (N, H, W) uint8, the saved 8-bit maps
+    extract_s: float = 0.0  # seconds: video -> JPEG files
+    predict_s: float = 0.0  # seconds: JPEG files -> map files (the model phase)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def seconds_per_map(self) -> float:
+        return self.predict_s / max(1, len(self.maps))
+
+
+def extract_frames(video: str | Path, folder: str | Path) -> list[Path]:
+    """Decode every frame of ``video`` into ``folder`` as 1-based JPEG files (quality 95)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    with open_video(video) as reader:
+        for frame in reader:
+            path = folder / FRAME_NAME.format(frame.index + 1)
+            bgr = cv2.cvtColor(frame.rgb, cv2.COLOR_RGB2BGR)
+            if not cv2.imwrite(str(path), bgr, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]):
+                raise OSError(f"could not write {path}")
+            paths.append(path)
+    return paths
+
+
+def load_frame(
+    path: str | Path, size: tuple[int, int] = (INPUT_H, INPUT_W)
+) -> tuple[torch.Tensor, tuple[int, int]]:
+    """A JPEG file -> ((3, h, w) float32, (H, W) of the file): PIL bilinear resize,
+    ToTensor, Normalize."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        img = im.convert("RGB")
+    frame_size = (img.height, img.width)
+    img = img.resize((size[1], size[0]), Image.BILINEAR)  # PIL takes (width, height)
+    x = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).permute(2, 0, 1)
+    mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
+    return (x - mean) / std, frame_size  # (3, h, w)
+
+
+def reference_schedule(n: int, clip_len: int = CLIP_LEN) -> Iterator[tuple[int, list[int], bool]]:
+    """(frame to predict, frame indices the sliding list holds, flipped?) in run order.
+
+    Mirrors the authors' loop over a (padded) frame list: after reading padded frame i
+    (i >= T-1) the list holds frames i-T+1 ... i; it predicts frame i with the clip as
+    is and, while i < 2T-2, frame i-T+1 with the clip flipped in time. Indices are into
+    the real video (the front padding repeats frame 0).
+    """
+    T = clip_len
+    pad = max(0, 2 * T - 1 - n)
+    for i in range(T - 1, n + pad):
+        held = [max(0, j - pad) for j in range(i - T + 1, i + 1)]
+        if i - pad >= 0:
+            yield i - pad, held, False
+        if i < 2 * T - 2 and i - T + 1 - pad >= 0:
+            yield i - T + 1 - pad, held, True
+
+
+def postprocess_u8(saliency: np.ndarray, height: int, width: int) -> np.ndarray:
+    """(h, w) model map -> (height, width) uint8: cv2 resize, 11x11 blur, min-max, 8 bits."""
+    m = cv2.resize(
+        np.asarray(saliency, np.float32), (width, height), interpolation=cv2.INTER_LINEAR
+    )
+    m = cv2.GaussianBlur(m, (BLUR_KSIZE, BLUR_KSIZE), 0)
+    lo, hi = float(m.min()), float(m.max())
+    m = (m - lo) / (hi - lo) if hi > lo else np.zeros_like(m)
+    return np.clip(np.rint(m * 255.0), 0, 255).astype(np.uint8)
+
+
+def predict_folder(
+    model: nn.Module,
+    frames: list[Path],
+    out_dir: str | Path | None = None,
+    *,
+    input_size: tuple[int, int] = (INPUT_H, INPUT_W),
+    clip_len: int = CLIP_LEN,
+) -> np.ndarray:
+    """Maps of a folder of JPEG frames, the authors' way: (N, H, W) uint8, in frame order.
+
+    Each JPEG is read once; one fp32 clip per map at batch 1. With ``out_dir`` the maps
+    are also saved there as 1-based PNG files.
+    """
+    n = len(frames)
+    model = model.eval()
+    out = Path(out_dir) if out_dir is not None else None
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+    cache: dict[int, torch.Tensor] = {}  # the sliding list: frame index -> (3, h, w)
+    sizes: dict[int, tuple[int, int]] = {}
+    maps: list[np.ndarray | None] = [None] * n
+    for t, held, flipped in reference_schedule(n, clip_len):
+        for j in held:
+            if j not in cache:
+                cache[j], sizes[j] = load_frame(frames[j], input_size)
+        for j in [j for j in cache if j < held[0]]:
+            del cache[j]
+        clip = torch.stack([cache[j] for j in held], dim=1)[None]  # (1, 3, T, h, w)
+        if flipped:
+            clip = torch.flip(clip, dims=[2])
+        with torch.no_grad():
+            saliency = model(clip)[0].numpy()  # (h, w)
+        u8 = postprocess_u8(saliency, *sizes[t])
+        if out is not None:
+            cv2.imwrite(str(out / MAP_NAME.format(t + 1)), u8)
+        maps[t] = u8
+    return np.stack(maps)
+
+
+def run(
+    model: nn.Module,
+    video: str | Path,
+    workdir: str | Path,
+    *,
+    input_size: tuple[int, int] = (INPUT_H, INPUT_W),
+    save_maps: bool = True,
+) -> AuthorsRun:
+    """Extract ``video`` to JPEGs under ``workdir``, then predict them; timed separately."""
+    workdir = Path(workdir)
+    started = time.perf_counter()
+    frames = extract_frames(video, workdir / "frames")
+    extracted = time.perf_counter()
+    maps = predict_folder(
+        model, frames, workdir / "maps" if save_maps else None, input_size=input_size
+    )
+    done = time.perf_counter()
+    return AuthorsRun(maps=maps, extract_s=extracted - started, predict_s=done - extracted)

@@ -36,7 +36,7 @@ from salcli.decode import open_video
 from salcli.defaults import BLUR_KSIZE, CLIP_LEN, IMAGENET_MEAN, IMAGENET_STD, INPUT_H, INPUT_W
 
 JPEG_QUALITY = 95  # cv2.IMWRITE_JPEG_QUALITY of the extracted frames
-FRAME_NAME = "{:05d}.jpg"  # 1-based frame files, as img_00001.jpg ... in the AV datasets
+FRAME_NAME = "{:05d}.{}"  # 1-based frame files, as img_00001.jpg ... in the AV datasets
 MAP_NAME = "{:05d}.png"
 
 
@@ -54,16 +54,18 @@ class AuthorsRun:
         return self.predict_s / max(1, len(self.maps))
 
 
-def extract_frames(video: str | Path, folder: str | Path) -> list[Path]:
-    """Decode every frame of ``video`` into ``folder`` as 1-based JPEG files (quality 95)."""
+def extract_frames(video: str | Path, folder: str | Path, frame_format: str = "jpg") -> list[Path]:
+    """Decode every frame of ``video`` into ``folder`` as 1-based JPEG files (quality 95);
+    ``frame_format="png"`` writes lossless files instead (to tell the JPEG loss apart)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     with open_video(video) as reader:
         for frame in reader:
-            path = folder / FRAME_NAME.format(frame.index + 1)
+            path = folder / FRAME_NAME.format(frame.index + 1, frame_format)
             bgr = cv2.cvtColor(frame.rgb, cv2.COLOR_RGB2BGR)
-            if not cv2.imwrite(str(path), bgr, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]):
+            params = [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY] if frame_format == "jpg" else []
+            if not cv2.imwrite(str(path), bgr, params):
                 raise OSError(f"could not write {path}")
             paths.append(path)
     return paths
@@ -161,11 +163,12 @@ def run(
     *,
     input_size: tuple[int, int] = (INPUT_H, INPUT_W),
     save_maps: bool = True,
+    frame_format: str = "jpg",
 ) -> AuthorsRun:
     """Extract ``video`` to JPEGs under ``workdir``, then predict them; timed separately."""
     workdir = Path(workdir)
     started = time.perf_counter()
-    frames = extract_frames(video, workdir / "frames")
+    frames = extract_frames(video, workdir / "frames", frame_format)
     extracted = time.perf_counter()
     maps = predict_folder(
         model, frames, workdir / "maps" if save_maps else None, input_size=input_size

@@ -173,6 +173,14 @@ def predict(
     precision: str = typer.Option(
         DEFAULT_PRECISION, "--precision", help="auto, fp32, bf16 or fp16."
     ),
+    stride: int = typer.Option(
+        1,
+        "--stride",
+        min=1,
+        help="Run the model on every K-th frame (and the last) and interpolate the maps "
+        "linearly in time between them: about K times faster, approximate. Off (1) by "
+        "default.",
+    ),
     batch_size: int = typer.Option(
         DEFAULT_BATCH_SIZE, "--batch-size", "-b", help="Clips per forward pass."
     ),
@@ -213,6 +221,7 @@ def predict(
                 device=device,
                 precision=precision,
                 batch_size=batch_size,
+                stride=stride,
                 warmup=warmup,
                 fps=fps,
                 recursive=recursive,
@@ -232,8 +241,6 @@ def predict(
 
 class _Terminated(BaseException):
     """SIGTERM (a scheduler's time limit, ``kill``): handled like Ctrl-C."""
-
-
 
 
 @contextlib.contextmanager
@@ -269,6 +276,7 @@ def _predict_batch(
     device: str,
     precision: str,
     batch_size: int,
+    stride: int,
     warmup: str,
     fps: float | None,
     recursive: bool,
@@ -315,6 +323,7 @@ def _predict_batch(
                 device=device,
                 precision=precision,
                 batch_size=batch_size,
+                stride=stride,
                 warmup=warmup,
                 allow_silence=allow_silence,
                 on_warning=warn,

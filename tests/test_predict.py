@@ -43,7 +43,7 @@ def test_api_one_map_per_frame(make_video, small_model):
 
 def test_batch_size_does_not_change_maps(make_video, small_model):
     video = make_video(n_frames=9)
-    kw = dict(model=small_model, input_size=SMALL_INPUT, device="cpu")
+    kw = dict(model=small_model, input_size=SMALL_INPUT, device="cpu", precision="fp32")
     a = Predictor(batch_size=2, **kw).predict(video)
     b = Predictor(batch_size=5, **kw).predict(video)
     # float noise of batch-shaped kernels only (min-max normalization magnifies it)
@@ -61,7 +61,9 @@ def test_short_videos_get_every_map(make_video, small_model, n, warmup):
 
 def test_warmup_policies_differ_only_in_first_frames(make_video, small_model):
     video = make_video(n_frames=34)
-    kw = dict(model=small_model, input_size=SMALL_INPUT, device="cpu", batch_size=8)
+    kw = dict(
+        model=small_model, input_size=SMALL_INPUT, device="cpu", batch_size=8, precision="fp32"
+    )
     a = Predictor(warmup="mirror", **kw).predict(video)
     b = Predictor(warmup="reference", **kw).predict(video)
     assert np.abs(a[31:] - b[31:]).max() < 5e-3
@@ -191,3 +193,26 @@ def test_open_errors_are_input_errors(tmp_path, small_model):
     p = Predictor(model=small_model, input_size=SMALL_INPUT, device="cpu")
     with pytest.raises(InputError, match="no such file"):
         p.predict(tmp_path / "nope.mp4")
+
+
+def test_cli_stride_still_writes_every_frame(make_video, vinet_checkpoint, tmp_path):
+    video = make_video(n_frames=7)
+    out = tmp_path / "o"
+    r = _run(
+        video,
+        "-o",
+        out,
+        "-f",
+        "h5",
+        "--stride",
+        3,
+        "--weights",
+        vinet_checkpoint,
+        "--input-size",
+        SIZE,
+        "--quiet",
+    )
+    assert r.exit_code == 0, r.output
+    with h5py.File(out / "clip.h5") as f:
+        assert f["saliency"].shape == (7, 48, 64)
+    assert _run(video, "--stride", 0, "--weights", vinet_checkpoint).exit_code == 2

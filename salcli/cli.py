@@ -181,8 +181,13 @@ def predict(
         "linearly in time between them: about K times faster, approximate. Off (1) by "
         "default.",
     ),
-    batch_size: int = typer.Option(
-        DEFAULT_BATCH_SIZE, "--batch-size", "-b", help="Clips per forward pass."
+    batch_size: int | None = typer.Option(
+        None,
+        "--batch-size",
+        "-b",
+        min=1,
+        help=f"Clips per forward pass [default: {DEFAULT_BATCH_SIZE} on CPU, as many as "
+        "fit in memory on CUDA].",
     ),
     warmup: str = typer.Option(
         DEFAULT_WARMUP,
@@ -275,7 +280,7 @@ def _predict_batch(
     allow_silence: bool,
     device: str,
     precision: str,
-    batch_size: int,
+    batch_size: int | None,
     stride: int,
     warmup: str,
     fps: float | None,

@@ -306,7 +306,7 @@ class Predictor:
         fusion: str | None = None,
         device: str = "auto",
         precision: str = DEFAULT_PRECISION,
-        batch_size: int | None = DEFAULT_BATCH_SIZE,
+        batch_size: int | None = None,
         warmup: str = DEFAULT_WARMUP,
         input_size: tuple[int, int] = (INPUT_H, INPUT_W),
         allow_silence: bool = False,
@@ -470,6 +470,11 @@ class Predictor:
         Maps are post-processed (frame size, blurred, min-max [0, 1]), float32, in frame
         order. Errors in opening the file are raised here, before any map.
         """
+        reader, meta, track = self._open(source, fps, audio_path)
+        return meta, self._run(reader, meta, track)
+
+    def _open(self, source: str | Path, fps: float | None, audio_path: str | Path | None):
+        """(reader, meta, audio track or None) of ``source``; nothing left open on error."""
         source = Path(source)
         reader = open_video(source, fps=fps)
         meta = reader.meta
@@ -478,7 +483,7 @@ class Predictor:
         except BaseException:
             reader.close()
             raise
-        return meta, self._run(reader, meta, track)
+        return reader, meta, track
 
     def _run(self, reader, meta: VideoMeta, track) -> Iterator[tuple[int, float, np.ndarray]]:
         for index, t, raw, height, width in self._raw_maps(reader, meta, track):
@@ -617,14 +622,7 @@ class Predictor:
 
         started = time.perf_counter()
         out_dir = Path(out_dir)
-        source = Path(source)
-        reader = open_video(source, fps=fps)
-        meta = reader.meta
-        try:
-            track = self._open_audio(meta, source, audio_path) if self.audio else None
-        except BaseException:
-            reader.close()
-            raise
+        reader, meta, track = self._open(source, fps, audio_path)
         maps = self._raw_maps(reader, meta, track)
         writers = []
         n = 0

@@ -79,6 +79,22 @@ def write_video(
     return path
 
 
+def write_audio_only(path: Path, seconds: float = 0.5, rate: int = 16000) -> Path:
+    """A file with an AAC soundtrack of silence and no video stream."""
+    import av
+
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("aac", rate=rate, layout="mono")
+        for start in range(0, int(seconds * rate), 1024):
+            frame = av.AudioFrame.from_ndarray(
+                np.zeros((1, 1024), np.float32), format="fltp", layout="mono"
+            )
+            frame.sample_rate, frame.pts = rate, start
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode())
+    return path
+
+
 @pytest.fixture
 def make_video(tmp_path):
     def make(name: str = "clip.mp4", **kw) -> Path:

@@ -16,7 +16,7 @@ import cv2
 import h5py
 import numpy as np
 import pytest
-from conftest import moving_frames, write_video
+from conftest import moving_frames, write_audio_only, write_video
 from test_batch import errors, fast_model, h5_frames, lines, predict, temps, use_fast_model  # noqa: F401
 from test_decode import MARK, bright_corner, encode, marked
 
@@ -24,19 +24,6 @@ import salcli.records
 from salcli.writers import H5Writer, PngWriter
 
 FORMATS = "png,h5,mp4"
-
-
-def _audio_only(path: Path) -> Path:
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("aac", rate=16000, layout="mono")
-        for start in range(0, 8192, 1024):
-            frame = av.AudioFrame.from_ndarray(
-                np.zeros((1, 1024), np.float32), format="fltp", layout="mono"
-            )
-            frame.sample_rate, frame.pts = 16000, start
-            out.mux(stream.encode(frame))
-        out.mux(stream.encode())
-    return path
 
 
 def _scramble_middle(path: Path, out: Path, first: int, last: int) -> Path:
@@ -65,7 +52,7 @@ def corpus(tmp_path_factory) -> dict[str, Path]:
     c["random"].write_bytes(np.random.default_rng(0).integers(0, 256, 4096, np.uint8).tobytes())
     c["zero"] = d / "zero.mp4"
     c["zero"].write_bytes(b"")
-    c["audio_only"] = _audio_only(d / "audio_only.m4a")
+    c["audio_only"] = write_audio_only(d / "audio_only.m4a")
     c["one_frame"] = write_video(d / "one_frame.mp4", n_frames=1)
     c["short"] = write_video(d / "short.mp4", n_frames=3)  # fewer than T = 32
     c["odd"] = encode(d / "odd.mkv", moving_frames(2, 47, 63), codec="ffv1")

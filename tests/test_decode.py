@@ -10,7 +10,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from conftest import moving_frames, write_video
+from conftest import moving_frames, write_audio_only, write_video
 
 from salcli import decode
 from salcli.decode import DecodeWarning, FrameFolderReader, open_video
@@ -166,16 +166,7 @@ def test_unreadable_files_raise_one_line_input_errors(tmp_path, kind, message):
     elif kind == "text":
         path.write_text("not a video\n" * 50)
     elif kind == "audio_only":
-        path = tmp_path / "audio.m4a"
-        with av.open(str(path), "w") as out:
-            stream = out.add_stream("aac", rate=16000, layout="mono")
-            for start in range(0, 8192, 1024):
-                frame = av.AudioFrame.from_ndarray(
-                    np.zeros((1, 1024), np.float32), format="fltp", layout="mono"
-                )
-                frame.sample_rate, frame.pts = 16000, start
-                out.mux(stream.encode(frame))
-            out.mux(stream.encode())
+        path = write_audio_only(tmp_path / "audio.m4a")
     elif kind == "truncated_mp4":
         data = write_video(tmp_path / "full.mp4", n_frames=10).read_bytes()
         path.write_bytes(data[: len(data) // 2])

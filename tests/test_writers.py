@@ -325,14 +325,14 @@ def test_mp4_copies_other_mp4_audio_codecs(tmp_path, encoder, rate, codec):
 
 
 def test_mp4_from_a_frame_folder(tmp_path):
-    folder = tmp_path / "frames"
+    folder = tmp_path / "take1"
     folder.mkdir()
     for i in range(3):
         cv2.imwrite(str(folder / f"img_{i + 1:05d}.png"), np.full((48, 64, 3), 40 * i, np.uint8))
     with open_video(folder, fps=10) as reader:
         meta = reader.meta
     write_all(make_writer("mp4", tmp_path / "out", meta, RUN), saliency_maps(3, 64, 48), fps=10)
-    info = read_mp4(tmp_path / "out" / "frames_saliency.mp4")
+    info = read_mp4(tmp_path / "out" / "take1_saliency.mp4")
     assert len(info["frames"]) == 3 and info["rate"] == 10 and info["audio"] == []
 
 

@@ -88,6 +88,17 @@ def _parse_size(text: str | None) -> tuple[int, int] | None:
     return h, w
 
 
+_LIVE: list = []  # the progress display in use, if any: stderr lines go through it
+
+
+def _say(message: str) -> None:
+    """One line on stderr, printed above a live progress bar when there is one."""
+    if _LIVE:
+        _LIVE[-1].console.print(message, markup=False, highlight=False, soft_wrap=True)
+    else:
+        typer.echo(message, err=True)
+
+
 class _Progress:
     """A per-video progress bar (frames, frames/s, ETA) on a terminal."""
 
@@ -116,10 +127,12 @@ class _Progress:
                 transient=True,
             )
             self._progress.__enter__()
+            _LIVE.append(self._progress)
         return self
 
     def __exit__(self, *exc):
         if self._progress is not None:
+            _LIVE.remove(self._progress)
             self._progress.__exit__(*exc)
 
     def task(self, name: str):
@@ -317,7 +330,7 @@ def _predict_batch(
 
         def warn(msg: str) -> None:
             if not quiet:
-                typer.echo(f"salcli: warning: {msg}", err=True)
+                _say(f"salcli: warning: {msg}")
 
         predictor = None
         if jobs:
@@ -364,7 +377,7 @@ def _predict_batch(
             )
             if result.status == "failed":
                 failed += 1
-                typer.echo(f"salcli: error: {result.error}", err=True)
+                _say(f"salcli: error: {result.error}")
             _report(result, jsonl=jsonl, quiet=quiet)
     if failed:
         if not quiet and not jsonl:
@@ -493,13 +506,12 @@ def _report(result, *, jsonl: bool, quiet: bool) -> None:
     if quiet or result.status == "failed":
         return
     if result.status == "skipped":
-        typer.echo(f"skipped {result.source}: already done (use --overwrite to redo)", err=True)
+        _say(f"skipped {result.source}: already done (use --overwrite to redo)")
         return
     rate = result.frames / result.seconds if result.seconds else 0.0
-    typer.echo(
+    _say(
         f"done {result.source}: {result.frames} frames in {result.seconds:.1f} s "
-        f"({rate:.2f} frames/s) -> {', '.join(result.outputs)}",
-        err=True,
+        f"({rate:.2f} frames/s) -> {', '.join(result.outputs)}"
     )
 
 

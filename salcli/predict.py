@@ -43,6 +43,7 @@ from .defaults import (
     WARMUP_POLICIES,
 )
 from .errors import NoAudioError, UsageError, WeightsError
+from .model import fold_batchnorm
 from .preprocess import frame_to_tensor, postprocess
 from .windowing import clip_span, iter_clips
 
@@ -274,7 +275,9 @@ class Predictor:
     warmup:
         "mirror" or "reference", see ``salcli.windowing``.
     model:
-        A ready ``nn.Module`` instead of ``weights`` (tests, experiments).
+        A ready ``nn.Module`` instead of ``weights`` (tests, experiments), used as it
+        is; checkpoints loaded from ``weights`` get their BatchNorms folded into the
+        convolutions (``salcli.model.fold_batchnorm``: same maps, ~15 % faster).
     input_size:
         (height, width) of the model input; the published models use 224x384.
     allow_silence:
@@ -344,7 +347,8 @@ class Predictor:
         self._warn = on_warning or (lambda msg: warnings.warn(msg, stacklevel=3))
         self.weights_path: Path | None = None
         self.weights_sha256 = ""
-        if model is None:
+        loaded = model is None
+        if loaded:
             model, self.arch = self._load(weights, audio, fusion)
         else:
             self.arch = getattr(model, "fusion", None) or "vinet"
@@ -353,6 +357,8 @@ class Predictor:
             raise WeightsError("--audio needs an AViNet checkpoint; this one is ViNet")
         if self.arch == "bilinear" and self.input_size != (INPUT_H, INPUT_W):
             raise UsageError("AViNet (bilinear) works only at the 224x384 input size")
+        if loaded:  # a module passed in is used as it is (see model.fold_batchnorm)
+            model = fold_batchnorm(model)
         self.model = model.eval().to(self.device)
         if self.channels_last:
             to_channels_last_3d(self.model)

@@ -101,3 +101,23 @@ def test_concat_fusion_shapes():
         out = model(torch.randn(1, 3, 32, 32, 64), torch.randn(1, 1, 70560, 1))
     assert out.shape == (1, 32, 64)
     assert SoundNet8()(torch.zeros(1, 1, 70560, 1)).shape == (1, 1024, 3, 1)
+
+
+@pytest.mark.parametrize("arch", ["vinet", "transformer", "concat"])
+def test_folding_batchnorm_keeps_the_outputs(arch):
+    import copy
+
+    from salcli.model import fold_batchnorm
+
+    torch.manual_seed(1)
+    model = build_model(arch).eval()
+    for mod in model.modules():  # non-trivial statistics
+        if isinstance(mod, torch.nn.modules.batchnorm._BatchNorm):
+            mod.running_mean.uniform_(-0.2, 0.2)
+            mod.running_var.uniform_(0.5, 1.5)
+    folded = fold_batchnorm(copy.deepcopy(model))
+    assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in folded.modules())
+    clip, wave = torch.randn(1, 3, 32, 32, 64), torch.randn(1, 1, 70560, 1)
+    with torch.inference_mode():
+        args = (clip,) if arch == "vinet" else (clip, wave)
+        assert torch.allclose(model(*args), folded(*args), atol=1e-5)

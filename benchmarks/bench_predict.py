@@ -124,10 +124,12 @@ def phase_authors(args) -> dict:
 
 
 def phase_model(args) -> dict:
+    from salcli.model import fold_batchnorm
     from salcli.predict import CHANNELS_LAST, Predictor
 
     h, w = _size(args.input_size)
-    p = Predictor(model=_model(args.weights), device="cpu", input_size=(h, w))
+    # as Predictor prepares a loaded checkpoint: BatchNorm folded into the convolutions
+    p = Predictor(model=fold_batchnorm(_model(args.weights)), device="cpu", input_size=(h, w))
     fp32 = _model(args.weights)
     rows = []
     for b in [int(x) for x in args.batch_sizes.split(",")]:

@@ -192,7 +192,7 @@ def expand_inputs(
             raise UsageError(f"no videos found in {what}{hint}")
         raise UsageError("no inputs to process")
 
-    singles = [_absolute(p).parent for p, folder in entries if folder is None]
+    singles = [_location(p).parent for p, folder in entries if folder is None]
     common = _common_folder(singles) if singles and out_dir is not None else None
     jobs: list[Job] = []
     seen: set[Path] = set()
@@ -205,10 +205,10 @@ def expand_inputs(
             base = out_dir if out_dir is not None else folder / default_subdir
             jobs.append(Job(path, base / path.parent.relative_to(folder)))
         elif out_dir is None:
-            jobs.append(Job(path, path.parent / default_subdir))
+            jobs.append(Job(path, _location(path).parent / default_subdir))
         else:
             assert common is not None
-            jobs.append(Job(path, out_dir / _absolute(path).parent.relative_to(common)))
+            jobs.append(Job(path, out_dir / _location(path).parent.relative_to(common)))
     return _separate_clashes(jobs)
 
 
@@ -234,6 +234,15 @@ def collect_jobs(
     return select_shard(jobs, shard)
 
 
+def _location(path: Path) -> Path:
+    """Where a video stands in the input tree: a frame folder with a generic name
+    (``<video>/images``) stands for its parent folder, the video."""
+    path = _absolute(path)
+    if path.is_dir() and folder_stem(path) != path.name:
+        return path.parent
+    return path
+
+
 def _clashes(jobs: list[Job]) -> list[list[Job]]:
     by_target: dict[tuple[Path, str], list[Job]] = {}
     for job in jobs:
@@ -250,7 +259,7 @@ def _separate_clashes(jobs: list[Job]) -> list[Job]:
             return jobs
         fixed: dict[Job, Job] = {}
         for group in groups:
-            parents = [_absolute(j.source).parent for j in group]
+            parents = [_location(j.source).parent for j in group]
             common = _common_folder(parents)
             distinct = len(set(parents)) == len(parents)
             for job, parent in zip(group, parents, strict=True):

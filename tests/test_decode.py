@@ -251,3 +251,22 @@ def test_dataset_frame_folders_take_the_video_name(tmp_path):
     assert source_stem(images) == "0601"
     with open_video(images, fps=30) as reader:
         assert reader.meta.stem == "0601"
+
+
+def test_dataset_frame_folders_land_where_evaluate_reads_them(tmp_path):
+    import cv2
+    import numpy as np
+
+    from salcli.inputs import expand_inputs
+
+    folders = []
+    for video in ("0601", "0602"):
+        images = tmp_path / "val" / video / "images"
+        images.mkdir(parents=True)
+        cv2.imwrite(str(images / "0001.png"), np.zeros((8, 8, 3), np.uint8))
+        folders.append(str(images))
+    out = tmp_path / "preds"
+    jobs = expand_inputs(folders, out)
+    assert [(j.out_dir, j.stem) for j in jobs] == [(out, "0601"), (out, "0602")]
+    jobs = expand_inputs(folders[:1], None)
+    assert (jobs[0].out_dir, jobs[0].stem) == (tmp_path / "val" / "saliency", "0601")

@@ -95,6 +95,20 @@ def write_audio_only(path: Path, seconds: float = 0.5, rate: int = 16000) -> Pat
     return path
 
 
+def sub_app(register):
+    """A bare Typer app with one of salcli's command modules registered on it."""
+    import typer
+
+    app = typer.Typer()
+
+    @app.callback()
+    def main() -> None:
+        """test app"""
+
+    register(app)
+    return app
+
+
 @pytest.fixture
 def make_video(tmp_path):
     def make(name: str = "clip.mp4", **kw) -> Path:

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 import typer
+from conftest import sub_app
 from typer.testing import CliRunner
 
 from salcli import cli_weights
@@ -305,14 +306,7 @@ def soundnet_file(tmp_path_factory) -> tuple[bytes, str]:
 
 
 def _app() -> typer.Typer:
-    app = typer.Typer()
-
-    @app.callback()
-    def main() -> None:
-        """test app"""
-
-    cli_weights.register(app)
-    return app
+    return sub_app(cli_weights.register)
 
 
 def _registry(tmp_path: Path, entries: list[dict]) -> Path:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 import typer
+from conftest import sub_app
 from typer.testing import CliRunner
 
 from salcli import cli_weights, registry
@@ -66,14 +67,7 @@ def _registry(tmp_path: Path, entries: list[dict]) -> Path:
 
 
 def _app() -> typer.Typer:
-    app = typer.Typer()
-
-    @app.callback()
-    def main() -> None:
-        """test app"""
-
-    cli_weights.register(app)
-    return app
+    return sub_app(cli_weights.register)
 
 
 def _run(*args: str):

@@ -390,24 +390,13 @@ class Predictor:
 
     @staticmethod
     def _resolve_weights(weights, arch: str) -> Path:
-        from .weights import find_weights
+        """A path, a registry name or None (the default file) -> an existing file."""
+        from .registry import resolve_weights
 
-        if weights is None:
-            try:
-                from .registry import resolve_weights
-            except ImportError:
-                return find_weights(arch)
-            return resolve_weights(None, arch)
-        path = Path(weights).expanduser()
-        if path.exists() or path.suffix in (".pt", ".pth", ".tar", ".ckpt") or "/" in str(weights):
-            if not path.is_file():
-                raise WeightsError(f"weights file not found: {path}")
-            return path
-        try:
-            from .registry import resolve_weights
-        except ImportError:
-            raise WeightsError(f"weights file not found: {path}") from None
-        return resolve_weights(str(weights), arch)
+        path = resolve_weights(weights, arch)
+        if not path.is_file():
+            raise WeightsError(f"weights file not found: {path}")
+        return path
 
     # -- running ---------------------------------------------------------------
 

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from .defaults import AUDIO_BUFFER, AUDIO_RATE, AUDIO_SCALE
-from .errors import InputError, NoAudioError
+from .errors import InputError, NoAudioError, one_line
 
 KEEP_BEHIND = AUDIO_BUFFER  # samples kept before the latest request's start (3.2 s)
 GAP_TOLERANCE = 0.005  # s; timestamp jumps larger than this are filled with silence
@@ -45,11 +45,6 @@ def _av():
     import av  # imported lazily: `salcli --help` stays fast
 
     return av
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
 
 
 class AudioTrack:
@@ -141,7 +136,7 @@ class AudioTrack:
         try:
             container = av.open(str(path), metadata_errors="ignore")
         except (av.FFmpegError, OSError, ValueError, UnicodeDecodeError) as exc:
-            raise InputError(f"{path}: not a readable media file ({_one_line(exc)})") from None
+            raise InputError(f"{path}: not a readable media file ({one_line(exc)})") from None
         try:
             if not container.streams.audio:
                 raise NoAudioError(f"{path}: no audio track")
@@ -219,7 +214,7 @@ class AudioTrack:
         except av.FFmpegError as exc:
             if self._frames_seen == 0:
                 raise InputError(
-                    f"{self.path}: the audio track cannot be decoded ({_one_line(exc)})"
+                    f"{self.path}: the audio track cannot be decoded ({one_line(exc)})"
                 ) from None
             # samples decoded so far are kept; a broken tail ends the track
 

@@ -7,7 +7,6 @@ here, and only here.
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import os
 import signal
@@ -37,6 +36,8 @@ from .errors import (
     OutputError,
     SalcliError,
     UsageError,
+    one_line,
+    os_reason,
 )
 
 app = typer.Typer(
@@ -473,16 +474,11 @@ def _one_video(
     except MemoryError:
         msg = "out of memory"
     except Exception as err:  # noqa: BLE001 - one video's bug must not stop the batch
-        msg = f"unexpected {type(err).__name__}: {_first_line(err)}"
+        msg = f"unexpected {type(err).__name__}: {one_line(err)}"
     finally:
         if hooks:
             hooks[1]()
     return VideoResult(source=source, status="failed", error=_with_source(msg, source))
-
-
-def _first_line(err: BaseException) -> str:
-    lines = str(err).strip().splitlines()
-    return lines[0] if lines else type(err).__name__
 
 
 def _with_source(message: str, source: str) -> str:
@@ -491,10 +487,7 @@ def _with_source(message: str, source: str) -> str:
 
 
 def _os_error(err: OSError) -> str:
-    if err.errno == errno.ENOSPC:
-        reason = "disk full"
-    else:
-        reason = err.strerror or _first_line(err)
+    reason = os_reason(err)
     where = f"{err.filename}: " if getattr(err, "filename", None) else ""
     return f"{where}{reason}"
 

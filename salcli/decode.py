@@ -23,7 +23,7 @@ from typing import TypeVar
 
 import numpy as np
 
-from .errors import InputError
+from .errors import InputError, one_line
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 DEFAULT_FOLDER_FPS = 30.0  # frames/s assumed for a frame folder when none is given
@@ -102,13 +102,6 @@ def _av():
     return av
 
 
-def _one_line(exc: BaseException) -> str:
-    """A short reason: an OS/FFmpeg error's own text (no errno, no file name)."""
-    text = getattr(exc, "strerror", None) or str(exc)
-    lines = str(text).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
-
-
 def _too_large(width: int, height: int) -> bool:
     return width * height > MAX_PIXELS
 
@@ -136,7 +129,7 @@ class PyAVReader(VideoReader):
         try:
             self._container = av.open(str(self.path), metadata_errors="ignore")
         except (av.FFmpegError, OSError, ValueError, UnicodeDecodeError) as exc:
-            raise InputError(f"{self.path}: not a readable video ({_one_line(exc)})") from None
+            raise InputError(f"{self.path}: not a readable video ({one_line(exc)})") from None
         try:
             if not self._container.streams.video:
                 raise InputError(f"{self.path}: no video stream")
@@ -214,7 +207,7 @@ class PyAVReader(VideoReader):
             try:
                 packet = next(packets, None)
             except av.FFmpegError as exc:
-                broken = _one_line(exc)
+                broken = one_line(exc)
                 packet = None
             if packet is None:  # the end, or a broken stream: flush the decoder
                 try:
@@ -278,7 +271,7 @@ class PyAVReader(VideoReader):
         except (av.FFmpegError, ValueError) as exc:
             raise InputError(
                 f"{self.path}: frame {index} cannot be converted to RGB "
-                f"({vf.format.name}: {_one_line(exc)})"
+                f"({vf.format.name}: {one_line(exc)})"
             ) from None
         if self.meta.rotation:
             rgb = np.ascontiguousarray(np.rot90(rgb, self.meta.rotation // 90))

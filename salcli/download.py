@@ -30,7 +30,7 @@ import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-from .errors import OutputError, WeightsError
+from .errors import OutputError, WeightsError, one_line
 from .weights import sha256_file
 
 try:  # POSIX only; elsewhere concurrent downloads of one file are simply not guarded
@@ -197,9 +197,9 @@ def _attempt(url: str, part: Path, offset: int, label: str, progress: bool, time
             return _attempt(url, part, 0, label, progress, timeout)
         raise _MirrorFailed(f"HTTP {exc.code} {exc.reason}") from None
     except urllib.error.URLError as exc:
-        raise _MirrorFailed(f"unreachable ({_reason(exc.reason)})") from None
+        raise _MirrorFailed(f"unreachable ({one_line(exc.reason)})") from None
     except _NET_ERRORS as exc:
-        raise _MirrorFailed(f"unreachable ({_reason(exc)})") from None
+        raise _MirrorFailed(f"unreachable ({one_line(exc)})") from None
     with response:
         start, total = _span(response, offset)
         if start not in (0, offset):  # a span we did not ask for
@@ -318,11 +318,6 @@ def _exclusive(dest: Path) -> Iterator[None]:
 def _unlink(path: Path) -> None:
     with contextlib.suppress(FileNotFoundError):
         path.unlink()
-
-
-def _reason(reason: object) -> str:
-    text = str(getattr(reason, "strerror", None) or reason).strip()
-    return text.splitlines()[0] if text else type(reason).__name__
 
 
 def _short(url: str) -> str:

@@ -3,6 +3,8 @@ and exit codes (see ``EXIT_CODES`` and the README)."""
 
 from __future__ import annotations
 
+import errno
+
 # Process exit codes of the `salcli` command.
 EXIT_OK = 0  # every input done
 EXIT_FAILED = 1  # at least one input failed (the others were still processed)
@@ -19,6 +21,20 @@ EXIT_CODES = {
     EXIT_INTERRUPTED: "interrupted (Ctrl-C); no partial output is left behind",
     EXIT_TERMINATED: "terminated (SIGTERM); no partial output is left behind",
 }
+
+
+def one_line(exc: object) -> str:
+    """The first line of an error's own text (an OS/FFmpeg error's reason, without errno
+    or file name), or its type's name when it has none."""
+    text = str(getattr(exc, "strerror", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def os_reason(exc: object) -> str:
+    """``one_line``, but "disk full" for ENOSPC however the OS words it."""
+    if getattr(exc, "errno", None) == errno.ENOSPC or "No space left" in str(exc):
+        return "disk full"
+    return one_line(exc)
 
 
 class SalcliError(Exception):

@@ -67,8 +67,3 @@ def postprocess(saliency: np.ndarray, height: int, width: int) -> np.ndarray:
     if hi - lo <= 0.0:
         return np.zeros_like(m)
     return (m - lo) / (hi - lo)
-
-
-def to_uint8(saliency: np.ndarray) -> np.ndarray:
-    """[0, 1] float map -> 8-bit, round(255 x)."""
-    return np.clip(np.rint(np.asarray(saliency) * 255.0), 0, 255).astype(np.uint8)

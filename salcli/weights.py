@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from .defaults import DEFAULT_WEIGHTS, WEIGHTS_ENV
-from .errors import WeightsError
+from .errors import WeightsError, one_line
 from .model import build_model
 
 ARCHS = ("vinet", "bilinear", "transformer", "concat", "soundnet")
@@ -85,7 +85,7 @@ def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - every failure becomes one line
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = one_line(exc)
         text = str(exc).lower()
         if "unsupported global" in text or "unsupported class" in text:
             raise WeightsError(

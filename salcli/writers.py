@@ -61,7 +61,7 @@ import numpy as np
 
 from .decode import VideoMeta, fraction_fps, open_video
 from .defaults import BLUR_KSIZE, DEFAULT_H5_DTYPE, FORMATS, OVERLAY_ALPHA
-from .errors import InputError, OutputError, UsageError
+from .errors import InputError, OutputError, UsageError, os_reason
 
 PNG_MIN_DIGITS = 4  # digits of the file numbers: 0001.png ...
 PNG_COMPRESSION = 1  # zlib level of cv2's PNG encoder (0-9): fastest that still packs well
@@ -152,14 +152,6 @@ def overlay(rgb: np.ndarray, saliency_u8: np.ndarray, alpha: float = OVERLAY_ALP
     return cv2.addWeighted(heat, float(alpha), rgb, 1.0 - float(alpha), 0.0)
 
 
-def _reason(exc: BaseException) -> str:
-    if getattr(exc, "errno", None) == errno.ENOSPC or "No space left" in str(exc):
-        return "disk full"
-    text = getattr(exc, "strerror", None) or str(exc)
-    lines = str(text).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
-
-
 def _temp_name(out_dir: Path, final: Path, kind: str = "tmp") -> Path:
     """A hidden sibling of ``final``: ``.<name>.<pid>-<random>.<kind>``."""
     return out_dir / f".{final.name}.{os.getpid()}-{secrets.token_hex(3)}.{kind}"
@@ -226,7 +218,7 @@ class Writer:
         except OSError as exc:
             self._state = "aborted"
             raise OutputError(
-                f"{self.out_dir}: cannot create the output folder ({_reason(exc)})"
+                f"{self.out_dir}: cannot create the output folder ({os_reason(exc)})"
             ) from None
         with self._guard():
             self._open()
@@ -305,7 +297,7 @@ class Writer:
         except BaseException as exc:
             self.abort()
             if isinstance(exc, OSError) or _is_av_output_error(exc):
-                raise OutputError(f"{self.paths[0]}: cannot write ({_reason(exc)})") from None
+                raise OutputError(f"{self.paths[0]}: cannot write ({os_reason(exc)})") from None
             raise
 
     def __enter__(self) -> Writer:

@@ -1,7 +1,7 @@
 """salcli predict against a re-enactment of the authors' procedure, on the same input.
 
     .venv/bin/python benchmarks/bench_predict.py [--video PATH] [--frames 36]
-        [--size 360x640] [--input-size 224x384] [--batch-sizes 1,2,4] [--weights PATH]
+        [--size 360x640] [--input-size 224x384] [--batch-sizes 1,2,8] [--weights PATH]
     .venv/bin/python benchmarks/bench_predict.py --memory [--frames 600,60]
 
 Reports, each phase in its own process (so peak RSS is its own):
@@ -14,8 +14,8 @@ Reports, each phase in its own process (so peak RSS is its own):
   timed apart and not counted); maps/s, s/map, peak RSS;
 - the ratio of the two rates, and the per-frame CC of salcli's maps against the fp32
   maps (mean and minimum);
-- model-only throughput (fp32 as the authors run it; salcli's precision and layout) at
-  each batch size.
+- model-only throughput (fp32 as the authors run it; salcli's precision and layout,
+  clip by clip and with overlap reuse over consecutive clips) at each batch size.
 
 ``--memory`` instead runs salcli (png + h5 outputs) on generated videos of each length
 in ``--frames`` at a small size, and reports peak RSS per length.
@@ -103,6 +103,7 @@ def phase_salcli(args) -> dict:
         "precision": p.precision,
         "channels_last": p.channels_last,
         "batch_size": p.batch_size,
+        "reuse": p.reuse,
         "stride": p.stride,
         "peak_rss_mib": _peak_rss_mib(),
         "maps_dir": str(out / Path(args.video).stem),
@@ -135,14 +136,15 @@ def phase_model(args) -> dict:
     for b in [int(x) for x in args.batch_sizes.split(",")]:
         x = torch.randn(b, 3, 32, h, w)
         xc = x.contiguous(memory_format=CHANNELS_LAST) if p.channels_last else x
+        frames = torch.randn(1, 3, b + 31, h, w)  # the b clips of b + 31 consecutive frames
+        frames = frames.contiguous(memory_format=CHANNELS_LAST) if p.channels_last else frames
+        setting = f"salcli {p.precision}{' cl3d' if p.channels_last else ''}"
         for name, run in (
             ("authors fp32", lambda x=x: fp32(x)),
-            (
-                f"salcli {p.precision}{' cl3d' if p.channels_last else ''}",
-                lambda xc=xc: p._forward(xc, None),
-            ),
+            (setting, lambda xc=xc: p._forward(xc, None)),
+            (f"{setting} reuse", lambda f=frames: p._forward_windows(f, None)),
         ):
-            if name.startswith("authors") and b != 1:
+            if name.startswith("authors") and b != 1 or name.endswith("reuse") and b == 1:
                 continue
             best = float("inf")
             with torch.inference_mode():
@@ -215,7 +217,8 @@ def main_compare(args) -> None:
         rate_theirs = theirs["frames"] / theirs["seconds"]
         print(
             f"salcli  ({ours['precision']}, channels-last {ours['channels_last']}, "
-            f"batch {ours['batch_size']}): {ours['frames']} maps in {ours['seconds']:.1f} s = "
+            f"reuse {ours['reuse']}, batch {ours['batch_size']}): "
+            f"{ours['frames']} maps in {ours['seconds']:.1f} s = "
             f"{rate_ours:.3f} maps/s, {1 / rate_ours:.3f} s/map, "
             f"peak RSS {ours['peak_rss_mib']:.0f} MiB"
         )
@@ -259,7 +262,7 @@ def main() -> None:
     ap.add_argument("--frames", default=None, help="frames of the generated video(s)")
     ap.add_argument("--size", default=None, help="HxW of the generated video")
     ap.add_argument("--input-size", default=None, help="HxW of the model input")
-    ap.add_argument("--batch-sizes", default="1,2,4", help="model-only batch sizes")
+    ap.add_argument("--batch-sizes", default="1,2,8", help="model-only batch sizes")
     ap.add_argument("--repeats", type=int, default=2, help="model-only timings (best of)")
     ap.add_argument("--weights", help="a ViNet checkpoint (default: deterministic)")
     ap.add_argument("--memory", action="store_true", help="peak RSS against video length")

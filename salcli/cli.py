@@ -24,6 +24,7 @@ from .defaults import (
     DEFAULT_H5_DTYPE,
     DEFAULT_OUTPUT_SUBDIR,
     DEFAULT_PRECISION,
+    DEFAULT_REUSE_BATCH_SIZE,
     DEFAULT_WARMUP,
     FORMATS,
 )
@@ -200,8 +201,15 @@ def predict(
         "--batch-size",
         "-b",
         min=1,
-        help=f"Clips per forward pass [default: {DEFAULT_BATCH_SIZE} on CPU, as many as "
-        "fit in memory on CUDA].",
+        help=f"Clips per forward pass [default on CPU: {DEFAULT_REUSE_BATCH_SIZE} with "
+        f"--reuse, {DEFAULT_BATCH_SIZE} without; on CUDA: as many as fit in memory].",
+    ),
+    reuse: bool | None = typer.Option(
+        None,
+        "--reuse/--no-reuse",
+        help="Compute the backbone work that consecutive clips share once per batch: "
+        "the same maps, fewer operations [default: on for the CPU].",
+        show_default=False,
     ),
     warmup: str = typer.Option(
         DEFAULT_WARMUP,
@@ -240,6 +248,7 @@ def predict(
                 device=device,
                 precision=precision,
                 batch_size=batch_size,
+                reuse=reuse,
                 stride=stride,
                 warmup=warmup,
                 fps=fps,
@@ -295,6 +304,7 @@ def _predict_batch(
     device: str,
     precision: str,
     batch_size: int | None,
+    reuse: bool | None,
     stride: int,
     warmup: str,
     fps: float | None,
@@ -342,6 +352,7 @@ def _predict_batch(
                 device=device,
                 precision=precision,
                 batch_size=batch_size,
+                reuse=reuse,
                 stride=stride,
                 warmup=warmup,
                 allow_silence=allow_silence,

@@ -26,6 +26,7 @@ DEFAULT_FORMATS = ("png",)
 DEFAULT_WARMUP = "mirror"  # "mirror" | "reference"
 DEFAULT_DEVICE = "auto"  # "auto" | "cpu" | "cuda"
 DEFAULT_BATCH_SIZE = 2  # clips per forward pass on CPU (fastest measured); CUDA: fitted to memory
+DEFAULT_REUSE_BATCH_SIZE = 8  # clips per batch on CPU with overlap reuse (fastest measured)
 DEFAULT_PRECISION = "auto"  # "auto" (bf16 where native, else fp32) | "fp32" | "bf16" | "fp16"
 DEFAULT_FUSION = "bilinear"  # AViNet fusion when the checkpoint does not say
 DEFAULT_H5_DTYPE = "float16"

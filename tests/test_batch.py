@@ -60,6 +60,8 @@ def use_fast_model(monkeypatch) -> None:
     monkeypatch.setattr(salcli.weights, "load_model", load_model)
     monkeypatch.setattr(salcli.weights, "sha256_file", sha256_file)
     monkeypatch.setattr(ViNet, "forward", _fake_forward)
+    # the stand-in is ViNet.forward: batches must not take the overlap-reuse path
+    monkeypatch.setattr(sys.modules["salcli.predict"], "resolve_reuse", lambda *args: False)
 
 
 @pytest.fixture

@@ -188,20 +188,26 @@ def resolve_reuse(option: bool | None, model: nn.Module, device: torch.device, c
     return device.type == "cpu" and not compile
 
 
+def _follows(clip: Sequence, prev: Sequence) -> bool:
+    """True when ``clip`` is ``prev`` shifted one frame on (the same items)."""
+    return len(clip) == len(prev) and all(a is b for a, b in zip(clip[:-1], prev[1:], strict=True))
+
+
 def consecutive_runs(clips: Sequence[Sequence]) -> list[list[int]]:
-    """Split clips into runs in which each clip starts one frame after the previous one
-    (the same items shifted by one), as positions in ``clips``."""
+    """Split clips into runs of neighbours in which each clip, in the run's order, is the
+    one before shifted by one frame; as positions in ``clips``. A run may go backwards
+    through ``clips``: the reference warm-up's reversed clips do."""
     runs: list[list[int]] = []
+    forward = True  # direction of the last run
     for i, clip in enumerate(clips):
-        prev = clips[i - 1] if i else None
-        if (
-            prev is not None
-            and len(prev) == len(clip)
-            and all(a is b for a, b in zip(clip[:-1], prev[1:], strict=True))
-        ):
+        if i and forward and _follows(clip, clips[i - 1]):
             runs[-1].append(i)
+        elif i and (len(runs[-1]) == 1 or not forward) and _follows(clips[i - 1], clip):
+            runs[-1].insert(0, i)
+            forward = False
         else:
             runs.append([i])
+            forward = True
     return runs
 
 
@@ -481,7 +487,7 @@ class Predictor:
                 singles += run
                 continue
             frames = [*clips[run[0]], *(clips[i][-1] for i in run[1:])]
-            w = None if waves is None else waves[run[0] : run[-1] + 1]
+            w = None if waves is None else waves[run]
             for i, m in zip(run, self._forward_windows(self._assemble([frames]), w), strict=True):
                 out[i] = m
         if singles:

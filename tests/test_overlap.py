@@ -103,11 +103,15 @@ def test_windows_reject_other_models_and_short_inputs(vinet):
 def test_consecutive_runs():
     frames = [object() for _ in range(8)]
     clip = lambda s: frames[s : s + 3]  # noqa: E731
+    back = lambda s: clip(s)[::-1]  # noqa: E731  (the reference warm-up's clips)
     assert P.consecutive_runs([clip(0), clip(1), clip(2)]) == [[0, 1, 2]]
     assert P.consecutive_runs([clip(0), clip(2), clip(3)]) == [[0], [1, 2]]  # a gap
-    # the reference warm-up's reversed clips are consecutive in the reversed sequence
-    assert P.consecutive_runs([clip(2)[::-1], clip(1)[::-1], clip(0)[::-1]]) == [[0, 1, 2]]
-    assert P.consecutive_runs([clip(0)[::-1], clip(1)[::-1]]) == [[0], [1]]
+    # reversed clips in frame order are consecutive backwards: the run lists them in
+    # the order of the reversed sequence
+    assert P.consecutive_runs([back(0), back(1), back(2)]) == [[2, 1, 0]]
+    assert P.consecutive_runs([back(0), back(1), clip(0), clip(1)]) == [[1, 0], [2, 3]]
+    assert P.consecutive_runs([clip(0), clip(1), back(1), back(2)]) == [[0, 1], [3, 2]]
+    assert P.consecutive_runs([clip(4)]) == [[0]]
     assert P.consecutive_runs([]) == []
 
 

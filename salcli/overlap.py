@@ -16,7 +16,7 @@ frames. So for a batch of N consecutive clips:
 
 The result equals the per-clip forward pass up to float rounding (about 1e-6; the
 sums are the same, grouped differently by the GEMM). At a batch of 8 clips a map
-costs 24 % fewer FLOPs, and on a 2-core CPU takes 1.35x less time (the first
+costs 24 % fewer FLOPs, and on a 2-core CPU runs 1.27-1.35x faster (the first
 stages' convolutions are also the least efficient per FLOP). The deeper stages (T/4 and below) are
 contaminated by the clip ends almost everywhere and run per clip as usual.
 

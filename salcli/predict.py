@@ -342,7 +342,7 @@ class Predictor:
         Wrap the model in ``torch.compile`` (pays off on CUDA for long runs).
     reuse:
         Compute the backbone work that consecutive clips share once per batch
-        (``salcli.overlap``: the same maps up to float rounding, ~1.35x faster on CPU
+        (``salcli.overlap``: the same maps up to float rounding, ~1.3x faster on CPU
         at 8 clips per batch); None: on for ViNet / AViNet on the CPU, unless
         ``compile``. Batches whose clips are not consecutive (``stride`` > 1, the
         reference warm-up's first clips) run clip by clip as usual.

@@ -17,12 +17,12 @@ frames. So for a batch of N consecutive clips:
 The result equals the per-clip forward pass up to float rounding (about 1e-6; the
 sums are the same, grouped differently by the GEMM). At a batch of 8 clips a map
 costs 24 % fewer FLOPs, and on a 2-core CPU runs 1.27-1.35x faster (the first
-stages' convolutions are also the least efficient per FLOP). The deeper stages (T/4 and below) are
-contaminated by the clip ends almost everywhere and run per clip as usual.
+stages' convolutions are also the least efficient per FLOP). The deeper stages
+(T/4 and below) see the clip ends almost everywhere and run per clip as usual.
 
-Only chains of clips that each start one frame after the previous one are
-handled; the caller (``salcli.predict``) falls back to the plain forward pass
-otherwise (``--stride`` K > 1, the authors' reversed warm-up clips).
+Only runs of clips that each start one frame after the previous one are handled
+(the reference warm-up's reversed clips are such a run, taken backwards); the
+caller (``salcli.predict``) runs other clips (``--stride`` K > 1) the plain way.
 """
 
 from __future__ import annotations

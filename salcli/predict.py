@@ -344,8 +344,8 @@ class Predictor:
         Compute the backbone work that consecutive clips share once per batch
         (``salcli.overlap``: the same maps up to float rounding, ~1.3x faster on CPU
         at 8 clips per batch); None: on for ViNet / AViNet on the CPU, unless
-        ``compile``. Batches whose clips are not consecutive (``stride`` > 1, the
-        reference warm-up's first clips) run clip by clip as usual.
+        ``compile``. Clips that are not consecutive (``stride`` > 1) run clip by
+        clip as usual.
     """
 
     def __init__(

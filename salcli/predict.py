@@ -678,7 +678,7 @@ class Predictor:
             salcli_version=__version__,
             extra={
                 "precision": self.precision,
-                "reuse": self.reuse,
+                "reuse": "on" if self.reuse else "off",
                 "device": self.device.type,
                 "input_size": f"{self.input_size[0]}x{self.input_size[1]}",
                 "weights_file": self.weights_path.name if self.weights_path else "",

@@ -154,3 +154,14 @@ def test_pipeline_maps_with_and_without_reuse(vinet, make_video, warmup, stride,
     cc = min(np.corrcoef(a.ravel(), b.ravel())[0, 1] for a, b in pairs)
     print(f"max |diff| {diff:.2e}, min CC {cc:.8f}")
     assert diff < 2e-3 and cc > 0.99999
+
+
+def test_reuse_is_recorded_in_the_outputs(vinet, make_video, tmp_path):
+    import h5py
+
+    path = make_video(n_frames=33)
+    p = P.Predictor(model=vinet, input_size=SMALL_INPUT, batch_size=4)
+    result = p.write(path, tmp_path / "out", ["h5"])
+    assert result.status == "done" and result.frames == 33
+    with h5py.File(tmp_path / "out" / "clip.h5") as f:
+        assert f.attrs["reuse"] == "on" and f["saliency"].shape == (33, 48, 64)

@@ -159,8 +159,8 @@ def choose_batch_size(
     """Clips per forward pass when the user gave none.
 
     CPU: ``DEFAULT_BATCH_SIZE``, or ``DEFAULT_REUSE_BATCH_SIZE`` with overlap reuse
-    (more consecutive clips share more work). CUDA: as many clips as fit in a fraction of the free
-    device memory (``free_bytes``, read from the device when None), at most
+    (more consecutive clips share more work). CUDA: as many clips as fit in a fraction
+    of the free device memory (``free_bytes``, read from the device when None), at most
     ``MAX_AUTO_BATCH``.
     """
     if device.type != "cuda":
@@ -498,26 +498,25 @@ class Predictor:
         return np.stack(out)
 
     def _forward_windows(self, frames: torch.Tensor, waves: torch.Tensor | None) -> np.ndarray:
+        """Raw maps (N, h, w) of the N clips of consecutive frames (1, 3, N + T - 1, h, w)."""
         from .overlap import forward_windows
 
-        frames = frames.to(self.device, non_blocking=True)
-        if self.channels_last:
-            frames = frames.contiguous(memory_format=CHANNELS_LAST)
-        if waves is not None:
-            waves = waves.to(self.device, non_blocking=True)
-        with torch.inference_mode(), self._autocast():
-            out = forward_windows(self.model, frames, CLIP_LEN, waves)
-        return out.float().cpu().numpy()  # (N, h, w)
+        def run(x: torch.Tensor, *audio: torch.Tensor) -> torch.Tensor:
+            return forward_windows(self.model, x, CLIP_LEN, *audio)
 
-    def _forward(self, clips: torch.Tensor, waves: torch.Tensor | None) -> np.ndarray:
+        return self._forward(frames, waves, run)
+
+    def _forward(
+        self, clips: torch.Tensor, waves: torch.Tensor | None, net: Callable | None = None
+    ) -> np.ndarray:
+        """Raw maps (B, h, w) of ``net`` (default: the model) over the clips (B, 3, T, h, w)."""
+        net = net or self._net
         clips = clips.to(self.device, non_blocking=True)
         if self.channels_last:
             clips = clips.contiguous(memory_format=CHANNELS_LAST)
+        audio = () if waves is None else (waves.to(self.device, non_blocking=True),)
         with torch.inference_mode(), self._autocast():
-            if waves is None:
-                out = self._net(clips)
-            else:
-                out = self._net(clips, waves.to(self.device, non_blocking=True))
+            out = net(clips, *audio)
         return out.float().cpu().numpy()  # (B, h, w)
 
     def _open_audio(self, meta: VideoMeta, source: Path, audio_path):

@@ -139,9 +139,13 @@ class S3DBackbone(nn.Module):
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         y3 = self.base1(x)  # (B, 192, T/2, H/4, W/4)
         y2 = self.base2(self.maxp2(y3))  # (B, 480, T/2, H/8, W/8)
+        return [*self.deep(y2), y2, y3]
+
+    def deep(self, y2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The stages after Mixed_3c: y2 -> (y0, y1)."""
         y1 = self.base3(self.maxp3(y2))  # (B, 832, T/4, H/16, W/16)
         y0 = self.base4(self.maxp4(self.maxt4(y1)))  # (B, 1024, T/8, H/32, W/32)
-        return [y0, y1, y2, y3]
+        return y0, y1
 
 
 # ---------------------------------------------------------------------------

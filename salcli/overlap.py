@@ -256,7 +256,8 @@ def apply(module: nn.Module, w: Windows) -> Windows:
                                                 module.branch2, module.branch3)]  # fmt: skip
         a, b = max(o.a for o in outs), max(o.b for o in outs)
         outs = [o.widen(a, b).crop() for o in outs]
-        # the branches share base and step, but their crops may differ in length
+        # with equal edges the crops coincide; the slices guard the all-edges case,
+        # where crop clamps
         first = max(o.base for o in outs)
         size = min(o.z.shape[2] - o.base for o in outs) + first
         z = torch.cat([o.z[:, :, o.base - first : o.base - first + size] for o in outs], dim=1)
@@ -320,8 +321,7 @@ def forward_windows(
     for part in _chunks(n, chunk):
         y3 = _select(w3, part).materialize(fmt)
         y2 = _select(w2, part).materialize(fmt)
-        y1 = bb.base3(bb.maxp3(y2))
-        y0 = bb.base4(bb.maxp4(bb.maxt4(y1)))
+        y0, y1 = bb.deep(y2)
         if audio is not None:
             y0 = model.fuse(y0, audio[part])
         out.append(vinet.decoder(y0, y1, y2, y3))

@@ -28,6 +28,16 @@ BN_EPS_S3D = 1e-3  # BatchNorm epsilon of the S3D backbone (as trained on Kineti
 BOTTLENECK = (4, 7, 12)  # (T, H, W) of y0 at the 224x384, T = 32 input
 BOTTLENECK_TOKENS = BOTTLENECK[0] * BOTTLENECK[1] * BOTTLENECK[2]  # 336
 AUDIO_POSITIONS = 3  # SoundNet-8 output length for the 70 560-sample buffer
+FP32_TAIL = 4  # last modules of the decoder run in fp32: conv (2,1,1), ReLU, 1x1 conv, sigmoid
+
+
+def in_fp32(module: nn.Module, *inputs: torch.Tensor) -> torch.Tensor:
+    """``module(*inputs)`` in fp32 whatever autocast is on: for the layers whose values are
+    normalized afterwards (a bf16 sigmoid has 8 significant bits: a nearly flat map
+    rounds to a few levels) and for ops that have no kernel for mixed dtypes."""
+    device = inputs[0].device.type
+    with torch.autocast(device, enabled=False):
+        return module(*(x.float() for x in inputs))
 
 
 # ---------------------------------------------------------------------------
@@ -205,7 +215,8 @@ class HierarchicalDecoder(nn.Module):
         z = torch.cat((self.convtsp1(y0), y1), dim=2)  # (B, 832, 12, H/16, W/16)
         z = torch.cat((self.convtsp2(z), y2), dim=2)  # (B, 480, 20, H/8, W/8)
         z = torch.cat((self.convtsp3(z), y3), dim=2)  # (B, 192, 20, H/4, W/4)
-        z = self.convtsp4(z)  # (B, 1, 1, H, W)
+        z = self.convtsp4[:-FP32_TAIL](z)  # (B, 32, 2, H, W)
+        z = in_fp32(self.convtsp4[-FP32_TAIL:], z)  # (B, 1, 1, H, W) float32
         return z.reshape(z.shape[0], z.shape[3], z.shape[4])  # (B, H, W)
 
 
@@ -348,7 +359,8 @@ class AViNet(nn.Module):
         b = y0.shape[0]
         if self.fusion == "bilinear":
             v = F.max_pool3d(y0, (4, 1, 1), stride=(2, 1, 2))  # (B, 1024, 1, 7, 6)
-            out = self.bilinear(v.flatten(2), audio.flatten(2))  # (B, 1024, 336)
+            # nn.Bilinear has no autocast rule: it needs one dtype (and is cheap)
+            out = in_fp32(self.bilinear, v.flatten(2), audio.flatten(2))  # (B, 1024, 336)
             return out.reshape(b, out.shape[1], *BOTTLENECK)
         if self.fusion == "transformer":
             v = self.conv_in_1x1(y0).flatten(2)  # (B, 512, 336)

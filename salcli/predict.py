@@ -131,6 +131,22 @@ def cpu_has_native_bf16() -> bool:
         return False
 
 
+def cpu_has_native_fp16() -> bool:
+    """True when this CPU computes fp16 matrix products natively (AVX512-FP16 / AMX-FP16)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_fp16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def emulated_precision(dtype: torch.dtype, device: torch.device) -> bool:
+    """Whether ``dtype`` arithmetic is emulated on ``device`` (correct, but many times
+    slower than fp32): bf16 or fp16 on a CPU without native support for it."""
+    if device.type != "cpu" or dtype == torch.float32:
+        return False
+    return not (cpu_has_native_bf16() if dtype == torch.bfloat16 else cpu_has_native_fp16())
+
+
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
     if precision not in PRECISIONS:
         raise UsageError(f"unknown precision {precision!r} (choose from {', '.join(PRECISIONS)})")
@@ -392,6 +408,11 @@ class Predictor:
         self.input_size = tuple(input_size)
         self.allow_silence = allow_silence
         self._warn = on_warning or (lambda msg: warnings.warn(msg, stacklevel=3))
+        if emulated_precision(self.dtype, self.device):
+            self._warn(
+                f"{self.precision} is emulated on this CPU (it has no native "
+                f"{self.precision} arithmetic): correct, but far slower than fp32"
+            )
         self.weights_path: Path | None = None
         self.weights_sha256 = ""
         loaded = model is None

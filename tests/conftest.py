@@ -15,6 +15,19 @@ DATA = Path(__file__).parent / "data"
 SMALL_INPUT = (32, 64)  # (H, W) model input used by the fast end-to-end tests
 
 
+@pytest.fixture(autouse=True)
+def _auto_precision_is_fp32_on_every_cpu(monkeypatch):
+    """``precision="auto"`` picks bf16 on CPUs with native bf16 and fp32 elsewhere, so a
+    test that names no precision would take another path on another CPU. Here "auto"
+    means fp32 on every CPU; tests of a precision name it (bf16 and fp16 run on any CPU,
+    emulated where the CPU lacks them), and tests of "auto" itself patch this again."""
+    import sys
+
+    import salcli.predict  # noqa: F401 - the module, for sys.modules
+
+    monkeypatch.setattr(sys.modules["salcli.predict"], "cpu_has_native_bf16", lambda: False)
+
+
 def moving_frames(n: int, height: int, width: int, seed: int = 0) -> list[np.ndarray]:
     """n RGB frames of a bright square moving over a textured background."""
     rng = np.random.default_rng(seed)

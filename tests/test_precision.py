@@ -14,7 +14,7 @@ from torch import nn
 from salcli.decode import open_video
 from salcli.defaults import DEFAULT_BATCH_SIZE
 from salcli.errors import UsageError
-from salcli.model import AViNet, ViNet
+from salcli.model import AViNet, SoundNet8, ViNet, fold_batchnorm
 from salcli.preprocess import frame_to_tensor
 
 P = sys.modules["salcli.predict"]  # the module (salcli.predict is also a function)
@@ -145,15 +145,110 @@ def test_frame_to_tensor_on_a_named_device_is_the_same():
     assert torch.equal(frame_to_tensor(rgb, (32, 64)), frame_to_tensor(rgb, (32, 64), device="cpu"))
 
 
-@pytest.mark.skipif(not P.cpu_has_native_bf16(), reason="this CPU has no native bf16")
-def test_bf16_maps_agree_with_fp32(make_video):
+# -- every model path under every precision -------------------------------------------
+# bf16 and fp16 run on any CPU (emulated, slowly, where it lacks them), so these run on
+# every machine; one clip at a small input keeps them cheap where they are emulated.
+
+HALF = ("bf16", "fp16")
+DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+ARCH_AT_SMALL_INPUT = ("vinet", "transformer", "concat")  # bilinear needs 224x384
+
+
+def _levels(m: np.ndarray) -> int:
+    return len(np.unique(m))
+
+
+@pytest.fixture(scope="module")
+def small_models():
+    torch.manual_seed(0)
+    return {"vinet": ViNet().eval(), **{f: AViNet(f).eval() for f in ("transformer", "concat")}}
+
+
+@pytest.mark.parametrize("precision", HALF)
+@pytest.mark.parametrize("arch", ARCH_AT_SMALL_INPUT)
+def test_model_maps_under_half_precision_keep_fp32_resolution(small_models, arch, precision):
+    model = fold_batchnorm(small_models[arch])  # as predict runs a loaded checkpoint
+    clip = torch.randn(1, 3, 32, *SMALL_INPUT, generator=torch.Generator().manual_seed(1))
+    args = (clip,) if arch == "vinet" else (clip, 0.1 * torch.randn(1, 1, 70560, 1))
+    with torch.inference_mode():
+        ref = model(*args)
+        with torch.autocast("cpu", dtype=DTYPES[precision]):
+            out = model(*args)
+    assert out.dtype == torch.float32  # the sigmoid and the layers before it run in fp32
+    a, b = out[0].numpy(), ref[0].numpy()
+    assert np.corrcoef(a.ravel(), b.ravel())[0, 1] >= 0.999
+    # not quantized: about as many distinct values as in fp32 (a bf16 sigmoid gives a few)
+    assert _levels(a) >= 0.9 * _levels(b)
+
+
+@pytest.mark.parametrize("precision", HALF)
+def test_bilinear_fusion_under_half_precision(precision):
+    torch.manual_seed(0)
+    model = AViNet("bilinear").eval()
+    dtype = DTYPES[precision]
+    y0 = torch.randn(2, 1024, 4, 7, 12)
+    sound = torch.randn(2, 1024, 3, 1)
+    with torch.inference_mode():
+        ref = model.fuse(y0, sound)
+        with torch.autocast("cpu", dtype=dtype):  # a half y0 and sound, as autocast makes
+            out = model.fuse(y0.to(dtype), sound.to(dtype))
+    assert out.shape == ref.shape == (2, 1024, 4, 7, 12)
+    assert torch.allclose(out.float(), ref, rtol=2e-2, atol=2e-2)
+
+
+@pytest.mark.parametrize("precision", HALF)
+def test_soundnet_under_half_precision(precision):
+    torch.manual_seed(0)
+    net = fold_batchnorm(SoundNet8().eval())
+    wave = 0.1 * torch.randn(1, 1, 70560, 1)
+    with torch.inference_mode():
+        ref = net(wave)
+        with torch.autocast("cpu", dtype=DTYPES[precision]):
+            out = net(wave).float()
+    assert out.shape == ref.shape == (1, 1024, 3, 1)
+    assert np.corrcoef(out.ravel(), ref.ravel())[0, 1] >= 0.999
+
+
+@pytest.mark.parametrize("precision", HALF)
+def test_pipeline_maps_under_half_precision_agree_with_fp32(make_video, precision):
     torch.manual_seed(0)
     model = ViNet().eval()
-    video = make_video(n_frames=6, size=(48, 64))
-    kw = dict(model=model, device="cpu", input_size=SMALL_INPUT, batch_size=6)
+    video = make_video(n_frames=3, size=(48, 64))
+    kw = dict(model=model, device="cpu", input_size=SMALL_INPUT)
     a = P.Predictor(precision="fp32", **kw).predict(video)
-    b = P.Predictor(precision="bf16", **kw).predict(video)
+    half = P.Predictor(precision=precision, **kw)
+    assert half.precision == precision
+    b = half.predict(video)
     assert _cc(a, b) >= 0.999
+    assert all(m.min() == 0.0 and m.max() == 1.0 and _levels(m) > 256 for m in b)
+
+
+def test_auto_precision_is_recorded(make_video, tmp_path, monkeypatch):
+    import h5py
+
+    monkeypatch.setattr(P, "cpu_has_native_bf16", lambda: True)
+    p = P.Predictor(model=LastFrameBrightness(), device="cpu", input_size=(32, 32))
+    assert p.precision == "bf16"
+    p.write(make_video(n_frames=2, size=(16, 24)), tmp_path / "out", ["h5"])
+    with h5py.File(tmp_path / "out" / "clip.h5") as f:
+        assert f.attrs["precision"] == "bf16"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("precision", HALF)
+@pytest.mark.parametrize("arch", ["vinet", "bilinear", "transformer", "concat"])
+def test_every_model_at_the_real_input_size(arch, precision):
+    """Per-map CC >= 0.999 against fp32 at 224x384 (slow where the precision is emulated)."""
+    torch.manual_seed(0)
+    model = fold_batchnorm(ViNet().eval() if arch == "vinet" else AViNet(arch).eval())
+    clip = torch.randn(1, 3, 32, 224, 384)
+    args = (clip,) if arch == "vinet" else (clip, 0.1 * torch.randn(1, 1, 70560, 1))
+    with torch.inference_mode():
+        ref = model(*args)
+        with torch.autocast("cpu", dtype=DTYPES[precision]):
+            out = model(*args)
+    assert np.corrcoef(out[0].ravel(), ref[0].ravel())[0, 1] >= 0.999
+    assert _levels(out[0].numpy()) >= 0.9 * _levels(ref[0].numpy())
 
 
 # -- stride --------------------------------------------------------------------------------

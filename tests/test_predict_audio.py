@@ -20,10 +20,20 @@ def _run(*args):
     return runner.invoke(app, ["predict", *map(str, args)])
 
 
-@pytest.mark.parametrize("fusion", ["transformer", "concat", "bilinear"])
-def test_audio_each_fusion(fusion, make_video, avinet_checkpoints, tmp_path):
+def _fusion_precisions() -> list:
+    params = []
+    for fusion in ("transformer", "concat", "bilinear"):
+        for precision in ("fp32", "bf16", "fp16"):
+            # bilinear runs at 224x384 only: minutes where a half precision is emulated
+            slow = fusion == "bilinear" and precision != "fp32"
+            params.append(pytest.param(fusion, precision, marks=[pytest.mark.slow] if slow else []))
+    return params
+
+
+@pytest.mark.parametrize("fusion,precision", _fusion_precisions())
+def test_audio_each_fusion(fusion, precision, make_video, avinet_checkpoints, tmp_path):
     # AViNet(B)'s bilinear layer is tied to the 224x384 bottleneck: one frame at full size
-    n, size = (1, "224x384") if fusion == "bilinear" else (4, SIZE)
+    n, size = (1, "224x384") if fusion == "bilinear" else (4 if precision == "fp32" else 2, SIZE)
     video = make_video(n_frames=n, audio_rate=48000)
     out = tmp_path / "o"
     r = _run(
@@ -39,13 +49,16 @@ def test_audio_each_fusion(fusion, make_video, avinet_checkpoints, tmp_path):
         "h5",
         "--input-size",
         size,
+        "--precision",
+        precision,
         "--jsonl",
     )
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["frames"] == n
     with h5py.File(out / "clip.h5") as f:
         assert f["saliency"].shape == (n, 48, 64)
-        assert f.attrs["model"] == fusion
+        assert f.attrs["model"] == fusion and f.attrs["precision"] == precision
+        assert all(len(np.unique(m)) > 256 for m in f["saliency"][:])  # never a few levels
 
 
 def test_fusion_mismatch_is_refused(make_video, avinet_checkpoints, tmp_path):

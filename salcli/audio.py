@@ -471,12 +471,26 @@ def clip_batch(track: AudioTrack, clips: Sequence[tuple[int, int]], fps: float) 
     return out
 
 
-def duration_mismatch(
-    video_duration: float | None, audio_duration: float | None, fps: float
-) -> float | None:
-    """audio - video duration in seconds when they differ by more than one frame
-    (1 / fps), else ``None``; ``None`` too when either duration is unknown."""
-    if video_duration is None or audio_duration is None or not fps > 0:
+CODEC_PADDING = 2 * 1024 / 44_100  # s: an AAC encoder's priming frame plus its last, padded one
+
+
+def duration_mismatch(meta, track: AudioTrack) -> float | None:
+    """How much later (s) the soundtrack ends than the video (negative: earlier), when
+    they differ by more than one frame plus an audio codec's padding; else None (also
+    when either length is unknown).
+
+    Both ends are taken on the video's timeline, from its first frame: the video ends
+    after its last frame's duration (``n_frames / fps``), the audio at its first
+    sample's place (``track.offset``: AAC's priming puts it before the first frame)
+    plus its duration, so what every AAC file does (priming, a padded last frame) is
+    not a mismatch.
+    """
+    fps = float(meta.fps or 0.0)
+    if track.duration is None or not fps > 0:
         return None
-    diff = float(audio_duration) - float(video_duration)
-    return diff if abs(diff) > 1.0 / fps else None
+    video_end = meta.n_frames / fps if meta.n_frames else meta.duration
+    if video_end is None:
+        return None
+    audio_end = track.offset / track.rate + float(track.duration)
+    diff = audio_end - float(video_end)
+    return diff if abs(diff) > 1.0 / fps + CODEC_PADDING else None

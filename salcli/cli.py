@@ -7,39 +7,27 @@ here, and only here.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import os
 import signal
 import sys
 import threading
-import warnings
 from pathlib import Path
 
 import typer
 
 from . import __version__
-from .defaults import (
-    DEFAULT_BATCH_SIZE,
-    DEFAULT_DEVICE,
-    DEFAULT_H5_DTYPE,
-    DEFAULT_OUTPUT_SUBDIR,
-    DEFAULT_PRECISION,
-    DEFAULT_REUSE_BATCH_SIZE,
-    DEFAULT_WARMUP,
-    FORMATS,
-)
+from .defaults import DEFAULT_OUTPUT_SUBDIR
 from .errors import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_TERMINATED,
     EXIT_USAGE,
-    OutputError,
     SalcliError,
-    UsageError,
-    one_line,
-    os_reason,
 )
+from .options import BatchOptions, OptionError, PredictOptions, flag_of, with_options
 
 app = typer.Typer(
     name="salcli",
@@ -70,24 +58,6 @@ def _main(
     ),
 ) -> None:
     """salcli: predict where people look in videos, and score it."""
-
-
-def _parse_formats(text: str) -> list[str]:
-    formats = [f.strip().lower() for f in text.split(",") if f.strip()]
-    bad = [f for f in formats if f not in FORMATS]
-    if bad or not formats:
-        raise UsageError(f"--format {text!r}: choose from {', '.join(FORMATS)}")
-    return list(dict.fromkeys(formats))
-
-
-def _parse_size(text: str | None) -> tuple[int, int] | None:
-    if not text:
-        return None
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise UsageError(f"--input-size {text!r}: expected HxW, e.g. 224x384") from None
-    return h, w
 
 
 _LIVE: list = []  # the progress display in use, if any: stderr lines go through it
@@ -156,115 +126,11 @@ class _Progress:
         return update, finish
 
 
-@app.command()
-def predict(
-    inputs: list[str] = typer.Argument(
-        ...,
-        help="Videos, folders of videos, folders of frames, or - to read paths from stdin.",
-        show_default=False,
-    ),
-    output_dir: Path | None = typer.Option(
-        None,
-        "-o",
-        "--output-dir",
-        help=f"Where outputs go [default: <input's folder>/{DEFAULT_OUTPUT_SUBDIR}/]; "
-        "input folders' trees are mirrored below it.",
-    ),
-    fmt: str = typer.Option("png", "--format", "-f", help="Comma-separated outputs: png, h5, mp4."),
-    weights: str | None = typer.Option(
-        None,
-        "--weights",
-        "-w",
-        help="Checkpoint file or registry name [default: the model's default file].",
-    ),
-    audio: bool = typer.Option(False, "--audio", help="Use the soundtrack (AViNet)."),
-    fusion: str | None = typer.Option(
-        None, "--fusion", help="With --audio: bilinear, transformer or concat."
-    ),
-    allow_silence: bool = typer.Option(
-        False, "--allow-silence", help="With --audio: go on with silence when a video has none."
-    ),
-    device: str = typer.Option(DEFAULT_DEVICE, "--device", help="auto, cpu or cuda."),
-    precision: str = typer.Option(
-        DEFAULT_PRECISION, "--precision", help="auto, fp32, bf16 or fp16."
-    ),
-    stride: int = typer.Option(
-        1,
-        "--stride",
-        min=1,
-        help="Run the model on every K-th frame (and the last) and interpolate the maps "
-        "linearly in time between them: about K times faster, approximate. Off (1) by "
-        "default.",
-    ),
-    batch_size: int | None = typer.Option(
-        None,
-        "--batch-size",
-        "-b",
-        min=1,
-        help=f"Clips per forward pass [default on CPU: {DEFAULT_REUSE_BATCH_SIZE} with "
-        f"--reuse, {DEFAULT_BATCH_SIZE} without; on CUDA: as many as fit in memory].",
-    ),
-    reuse: bool | None = typer.Option(
-        None,
-        "--reuse/--no-reuse",
-        help="Compute the backbone work that consecutive clips share once per batch: "
-        "the same maps, fewer operations [default: on for the CPU].",
-        show_default=False,
-    ),
-    warmup: str = typer.Option(
-        DEFAULT_WARMUP,
-        "--warmup",
-        help="First T-1 frames: mirror (reversed frames prepended) or reference (the "
-        "authors' reversed clips). Videos shorter than T frames still get one map per "
-        "frame: mirror reflects the frames, reference repeats the first frame.",
-    ),
-    fps: float | None = typer.Option(
-        None, "--fps", help="Frame rate of folders of frames [default: 30]."
-    ),
-    recursive: bool = typer.Option(False, "--recursive", "-r", help="Descend into folders."),
-    glob: str | None = typer.Option(None, "--glob", help="Only files whose name matches."),
-    overwrite: bool = typer.Option(
-        False, "--overwrite", help="Redo finished videos (otherwise they are skipped)."
-    ),
-    shard: str | None = typer.Option(
-        None, "--shard", help="Process the K-th of N deterministic shares of the inputs: K/N."
-    ),
-    jsonl: bool = typer.Option(False, "--jsonl", help="One JSON object per video on stdout."),
-    h5_dtype: str = typer.Option(DEFAULT_H5_DTYPE, "--h5-dtype", help="float16 or float32."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or summaries."),
-    input_size: str | None = typer.Option(None, "--input-size", hidden=True),
-) -> None:
-    """Predict a saliency map for every frame of each input."""
-    with _interruptible():
-        try:
-            _predict_batch(
-                inputs,
-                output_dir,
-                fmt=fmt,
-                weights=weights,
-                audio=audio,
-                fusion=fusion,
-                allow_silence=allow_silence,
-                device=device,
-                precision=precision,
-                batch_size=batch_size,
-                reuse=reuse,
-                stride=stride,
-                warmup=warmup,
-                fps=fps,
-                recursive=recursive,
-                glob=glob,
-                overwrite=overwrite,
-                shard=shard,
-                jsonl=jsonl,
-                h5_dtype=h5_dtype,
-                quiet=quiet,
-                input_size=input_size,
-            )
-        except (KeyboardInterrupt, _Terminated) as exc:
-            typer.echo("salcli: interrupted; partial outputs removed", err=True)
-            code = EXIT_TERMINATED if isinstance(exc, _Terminated) else EXIT_INTERRUPTED
-            raise typer.Exit(code) from None
+def cli_message(err: SalcliError) -> str:
+    """An error's line as the command line says it: options by their flags."""
+    if isinstance(err, OptionError):
+        return f"{flag_of(err.option)} {err.reason}"
+    return str(err)
 
 
 class _Terminated(BaseException):
@@ -292,215 +158,105 @@ def _interruptible():
             signal.signal(signal.SIGTERM, previous)
 
 
-def _predict_batch(
-    inputs: list[str],
-    output_dir: Path | None,
-    *,
-    fmt: str,
-    weights: str | None,
-    audio: bool,
-    fusion: str | None,
-    allow_silence: bool,
-    device: str,
-    precision: str,
-    batch_size: int | None,
-    reuse: bool | None,
-    stride: int,
-    warmup: str,
-    fps: float | None,
-    recursive: bool,
-    glob: str | None,
-    overwrite: bool,
-    shard: str | None,
-    jsonl: bool,
-    h5_dtype: str,
-    quiet: bool,
-    input_size: str | None,
+def predict_command(
+    *, inputs: list[str], output_dir: Path | None, jsonl: bool, quiet: bool, **options
 ) -> None:
-    from .decode import DecodeWarning
-    from .inputs import expand_inputs, parse_shard, select_shard
-    from .predict import Predictor
-    from .records import StaleTemps
-
-    try:
-        formats = _parse_formats(fmt)
-        if h5_dtype not in ("float16", "float32"):
-            raise UsageError("--h5-dtype must be float16 or float32")
-        shard_kn = parse_shard(shard)
-        size = _parse_size(input_size)
-        jobs = select_shard(
-            expand_inputs(
-                inputs,
-                output_dir,
-                recursive=recursive,
-                pattern=glob,
-                default_subdir=DEFAULT_OUTPUT_SUBDIR,
-            ),
-            shard_kn,
-        )  # an empty shard is not an error: N may exceed the number of inputs
-
-        def warn(msg: str) -> None:
-            if not quiet:
-                _say(f"salcli: warning: {msg}")
-
-        predictor = None
-        if jobs:
-            predictor = Predictor(
-                weights,
-                audio=audio,
-                fusion=fusion,
-                device=device,
-                precision=precision,
-                batch_size=batch_size,
-                reuse=reuse,
-                stride=stride,
-                warmup=warmup,
-                allow_silence=allow_silence,
-                on_warning=warn,
-                **({"input_size": size} if size else {}),
-            )
-    except SalcliError as err:
-        raise fail(str(err), err.exit_code) from None
-
-    failed = 0
-    show_bars = not quiet and not jsonl and sys.stderr.isatty()
-    with warnings.catch_warnings(), _Progress(show_bars) as bars:
-        warnings.simplefilter("always", DecodeWarning)
-        shown = warnings.showwarning
-
-        def show(message, category, *args, **kwargs):
-            if issubclass(category, DecodeWarning):
-                warn(str(message))
-            else:
-                shown(message, category, *args, **kwargs)
-
-        warnings.showwarning = show
-        sweeper = StaleTemps()
-        for job in jobs:
-            result = _one_video(
-                predictor,
-                job,
-                formats,
-                sweeper=sweeper,
-                overwrite=overwrite,
-                fps=fps,
-                bars=bars,
-                writer_options={"h5_dtype": h5_dtype},
-            )
-            if result.status == "failed":
-                failed += 1
-                _say(f"salcli: error: {result.error}")
-            _report(result, jsonl=jsonl, quiet=quiet)
-    if failed:
-        if not quiet and not jsonl:
-            typer.echo(f"salcli: {failed} of {len(jobs)} inputs failed", err=True)
-        raise typer.Exit(EXIT_FAILED)
-    raise typer.Exit(EXIT_OK)
+    """Predict a saliency map for every frame of each input."""
+    with _interruptible():
+        try:
+            _predict_batch(inputs, output_dir, jsonl=jsonl, quiet=quiet, options=options)
+        except (KeyboardInterrupt, _Terminated) as exc:
+            typer.echo("salcli: interrupted; partial outputs removed", err=True)
+            code = EXIT_TERMINATED if isinstance(exc, _Terminated) else EXIT_INTERRUPTED
+            raise typer.Exit(code) from None
 
 
-def _one_video(
-    predictor, job, formats: list[str], *, sweeper, overwrite: bool, fps, bars, writer_options
-):
-    """Skip, or predict and record, one job; a failure is returned, never raised
-    (Ctrl-C and SIGTERM are: they stop the batch)."""
-    from .predict import VideoResult
-    from .records import (
-        is_complete,
-        other_source,
-        read_record,
-        remove_record,
-        same_source,
-        settings_changed,
-        write_record,
+_PREDICT_OWN = [  # the parameters of `salcli predict` that are not options of the tables
+    inspect.Parameter(
+        "inputs",
+        inspect.Parameter.KEYWORD_ONLY,
+        annotation=list[str],
+        default=typer.Argument(
+            ...,
+            help="Videos, folders of videos, folders of frames, or - to read paths from stdin.",
+            show_default=False,
+        ),
+    ),
+    inspect.Parameter(
+        "output_dir",
+        inspect.Parameter.KEYWORD_ONLY,
+        annotation=Path | None,
+        default=typer.Option(
+            None,
+            "-o",
+            "--output-dir",
+            help=f"Where outputs go [default: <input's folder>/{DEFAULT_OUTPUT_SUBDIR}/]; "
+            "input folders' trees are mirrored below it.",
+        ),
+    ),
+    inspect.Parameter(
+        "jsonl",
+        inspect.Parameter.KEYWORD_ONLY,
+        annotation=bool,
+        default=typer.Option(False, "--jsonl", help="One JSON object per video on stdout."),
+    ),
+    inspect.Parameter(
+        "quiet",
+        inspect.Parameter.KEYWORD_ONLY,
+        annotation=bool,
+        default=typer.Option(False, "--quiet", "-q", help="No progress bars or summaries."),
+    ),
+]
+
+app.command("predict")(with_options(predict_command, _PREDICT_OWN, BatchOptions, PredictOptions))
+
+
+def _describe(predictor) -> str:
+    """One line: what runs, where, in which precision ("auto"'s choice shown)."""
+    opts = predictor.options
+    precision = predictor.precision + (" (auto)" if opts.precision == "auto" else "")
+    return (
+        f"salcli: {predictor.variant.label} on {predictor.device.type}, {precision}, "
+        f"batch {predictor.batch_size}, reuse {'on' if predictor.reuse else 'off'}"
     )
 
-    source = str(job.source)
-    settings = {
-        "model": predictor.arch,
-        "weights_sha256": predictor.weights_sha256,
-        "warmup": predictor.warmup,
-        "input_size": "x".join(str(v) for v in predictor.input_size),
-    }
-    try:
-        sweeper.clean(job.out_dir, job.stem)  # temporaries left by a killed run
-        if not overwrite:
-            rec = read_record(job.out_dir, job.stem)
-            changed = settings_changed(rec, settings) if rec is not None else []
-            if changed and same_source(rec, job.source):
-                raise OutputError(
-                    f"{job.out_dir / job.stem}*: made with another {', '.join(changed)}; "
-                    "--overwrite redoes them (or choose another -o)"
-                )
-            if is_complete(job.out_dir, job.stem, formats, job.source):
-                rec = read_record(job.out_dir, job.stem) or {}
-                return VideoResult(
-                    source=source,
-                    status="skipped",
-                    frames=int(rec.get("frames") or 0),
-                    fps=float(rec.get("fps") or 0.0),
-                    outputs=[str(p) for p in rec.get("outputs", [])],
-                )
-            owner = other_source(job.out_dir, job.stem, job.source)
-            if owner is not None:
-                raise OutputError(
-                    f"{job.out_dir / job.stem}*: these outputs belong to {owner}; "
-                    "choose another -o (or --overwrite to replace them)"
-                )
-        rec = read_record(job.out_dir, job.stem)
-        if rec is not None and (overwrite or same_source(rec, job.source)):
-            remove_record(job.out_dir, job.stem)  # a failed redo must not look finished
-    except (SalcliError, OSError) as err:
-        msg = _os_error(err) if isinstance(err, OSError) else str(err)
-        return VideoResult(source=source, status="failed", error=_with_source(msg, source))
 
-    hooks = bars.task(job.stem)
-    try:
-        result = predictor.write(
-            job.source,
-            job.out_dir,
-            formats,
-            fps=fps,
-            progress=hooks[0] if hooks else None,
-            writer_options=writer_options,
-        )
-        write_record(
-            job.out_dir,
-            job.stem,
-            {
-                "source": source,
-                "formats": formats,
-                "outputs": result.outputs,
-                "frames": result.frames,
-                "fps": result.fps,
-                **settings,
-                "precision": predictor.precision,
-                "salcli_version": __version__,
-            },
-        )
-        return result
-    except SalcliError as err:
-        msg = str(err)
-    except OSError as err:
-        msg = _os_error(err)
-    except MemoryError:
-        msg = "out of memory"
-    except Exception as err:  # noqa: BLE001 - one video's bug must not stop the batch
-        msg = f"unexpected {type(err).__name__}: {one_line(err)}"
-    finally:
-        if hooks:
-            hooks[1]()
-    return VideoResult(source=source, status="failed", error=_with_source(msg, source))
+def _predict_batch(
+    inputs: list[str], output_dir: Path | None, *, jsonl: bool, quiet: bool, options: dict
+) -> None:
+    from .batch import BatchRun
 
+    def warn(msg: str) -> None:
+        if not quiet:
+            _say(f"salcli: warning: {msg}")
 
-def _with_source(message: str, source: str) -> str:
-    """``message`` naming the input it is about (prefixed when it does not)."""
-    return message if source in message else f"{source}: {message}"
-
-
-def _os_error(err: OSError) -> str:
-    reason = os_reason(err)
-    where = f"{err.filename}: " if getattr(err, "filename", None) else ""
-    return f"{where}{reason}"
+    show_bars = not quiet and not jsonl and sys.stderr.isatty()
+    with _Progress(show_bars) as bars:
+        try:
+            run = BatchRun(inputs, output_dir, on_warning=warn, progress=bars.task, **options)
+            if not run.jobs:  # an empty shard: N may exceed the number of inputs
+                k, n = run.batch.shard
+                _say(f"salcli: shard {k}/{n} holds none of the {len(run.all_jobs)} inputs")
+                raise typer.Exit(EXIT_OK)
+            predictor = run.predictor
+        except SalcliError as err:
+            raise fail(cli_message(err), err.exit_code) from None
+        if not quiet and not jsonl:
+            _say(_describe(predictor))
+        counts = {"done": 0, "skipped": 0, "failed": 0}
+        for result in run:
+            counts[result.status] += 1
+            if result.status == "failed":
+                _say(f"salcli: error: {result.error}")
+            _report(result, jsonl=jsonl, quiet=quiet)
+    failed = counts["failed"]
+    if not quiet and not jsonl and len(run.jobs) > 1:
+        _say(f"salcli: {counts['done']} done, {counts['skipped']} skipped, {failed} failed")
+    if failed:
+        if not quiet and not jsonl:
+            typer.echo(f"salcli: {failed} of {len(run.jobs)} inputs failed", err=True)
+        raise typer.Exit(EXIT_FAILED)
+    raise typer.Exit(EXIT_OK)
 
 
 def _report(result, *, jsonl: bool, quiet: bool) -> None:
@@ -521,12 +277,10 @@ def _report(result, *, jsonl: bool, quiet: bool) -> None:
 
 def _register_subcommands() -> None:
     """Commands that live in their own modules."""
+    import importlib
+
     for name in ("cli_evaluate", "cli_weights"):
-        try:
-            module = __import__(f"salcli.{name}", fromlist=["register"])
-        except ImportError:
-            continue
-        module.register(app)
+        importlib.import_module(f"salcli.{name}").register(app)
 
 
 _register_subcommands()
@@ -540,7 +294,7 @@ def main() -> None:
         typer.echo("salcli: interrupted", err=True)
         sys.exit(EXIT_INTERRUPTED)
     except SalcliError as err:  # raised outside a command's own handling
-        typer.echo(f"salcli: error: {err}", err=True)
+        typer.echo(f"salcli: error: {cli_message(err)}", err=True)
         sys.exit(err.exit_code)
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import queue
 import threading
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -23,10 +23,10 @@ from typing import TypeVar
 
 import numpy as np
 
+from .defaults import DEFAULT_FOLDER_FPS, FALLBACK_FPS, MAX_FPS
 from .errors import InputError, one_line
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
-DEFAULT_FOLDER_FPS = 30.0  # frames/s assumed for a frame folder when none is given
 MAX_PIXELS = 8192 * 8192  # frames larger than this are refused (memory)
 MAX_CORRUPT_PACKETS = 1000  # a stream with more undecodable packets than this is refused
 MISSING_FRAMES_TOLERANCE = 0.01  # fraction of a stated frame count that may go undecoded
@@ -34,7 +34,15 @@ MISSING_FRAMES_TOLERANCE = 0.01  # fraction of a stated frame count that may go 
 
 class DecodeWarning(UserWarning):
     """Something was wrong with an input that could still be decoded (a corrupt packet
-    skipped, a truncated file). Issued with ``warnings.warn``; the CLI prints it."""
+    skipped, a truncated file). Readers hand such messages to their ``on_warning``
+    callback; without one they are issued with ``warnings.warn`` in this category."""
+
+
+Warn = Callable[[str], None]  # the warnings channel: one line for the user
+
+
+def default_warn(message: str) -> None:
+    warnings.warn(message, DecodeWarning, stacklevel=3)
 
 
 @dataclass
@@ -71,11 +79,22 @@ def folder_stem(path: Path) -> str:
     return path.name
 
 
-@dataclass
+@dataclass(eq=False)
 class Frame:
+    """One frame as it travels the pipeline: decoded (``rgb``), transformed for the model
+    (``tensor``), and kept for the writers that show the picture until its map is
+    written. The same object throughout: clips hold frames, not copies."""
+
     index: int  # 0-based, in presentation order
     time: float  # seconds from the first frame
-    rgb: np.ndarray = field(repr=False)  # (H, W, 3) uint8
+    rgb: np.ndarray | None = field(repr=False)  # (H, W, 3) uint8; dropped when not needed
+    height: int = 0  # pixels, the frame's own size (kept when rgb is dropped)
+    width: int = 0
+    tensor: object = field(default=None, repr=False)  # the model's input, (3, h, w)
+
+    def __post_init__(self) -> None:
+        if self.rgb is not None and not self.height:
+            self.height, self.width = self.rgb.shape[:2]
 
 
 class VideoReader:
@@ -119,9 +138,10 @@ class PyAVReader(VideoReader):
     - Frames larger than ``MAX_PIXELS`` are refused before any is decoded.
     """
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, *, on_warning: Warn | None = None):
         av = _av()
         self.path = Path(path)
+        self._on_warning = on_warning or default_warn
         if not self.path.exists():
             raise InputError(f"{self.path}: no such file")
         if self.path.is_file() and self.path.stat().st_size == 0:
@@ -161,8 +181,8 @@ class PyAVReader(VideoReader):
             )
         rate = s.average_rate or s.guessed_rate or s.base_rate
         fps = float(rate) if rate else 0.0
-        if not fps or fps <= 0 or fps > 1000:
-            fps = 25.0
+        if not fps or fps <= 0 or fps > MAX_FPS:
+            fps = FALLBACK_FPS
         duration = None
         if s.duration is not None and s.time_base is not None:
             duration = float(s.duration * s.time_base)
@@ -250,7 +270,7 @@ class PyAVReader(VideoReader):
             )
 
     def _warn(self, message: str) -> None:
-        warnings.warn(f"{self.path}: {message}", DecodeWarning, stacklevel=3)
+        self._on_warning(f"{self.path}: {message}")
 
     def _to_rgb(self, vf, index: int) -> np.ndarray:
         """(H, W, 3) uint8 upright RGB of PyAV frame ``vf``."""
@@ -332,12 +352,22 @@ class FrameFolderReader(VideoReader):
             yield Frame(index=i, time=i / self.meta.fps, rgb=rgb)
 
 
-def open_video(source: str | Path, *, fps: float | None = None) -> VideoReader:
-    """A reader for a media file or a folder of frames; ``InputError`` if neither."""
+def open_video(
+    source: str | Path, *, fps: float | None = None, on_warning: Warn | None = None
+) -> VideoReader:
+    """A reader for a media file or a folder of frames; ``InputError`` if neither.
+
+    ``fps`` is the frame rate of a folder of frames; a media file has its own (a
+    different ``fps`` for one is reported through ``on_warning`` and not used).
+    """
     path = Path(source)
     if path.is_dir():
         return FrameFolderReader(path, fps=fps)
-    return PyAVReader(path)
+    reader = PyAVReader(path, on_warning=on_warning)
+    if fps is not None and abs(fps - reader.meta.fps) > 1e-6 * fps:
+        reader._warn(f"a frame rate of {fps:g} is for folders of frames; the video's own "
+                     f"({reader.meta.fps:g} frames/s) is used")  # fmt: skip
+    return reader
 
 
 def probe(source: str | Path, *, fps: float | None = None) -> VideoMeta:

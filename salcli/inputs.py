@@ -8,7 +8,13 @@
   record) are left out. Its outputs go to ``OUT/<path below the folder>/``, where OUT is
   ``-o`` or ``<folder>/saliency``: the output tree mirrors the input tree, so equal file
   names in different folders never overwrite each other.
-- A folder that holds only images is one video given as frames.
+- A folder that holds only images is one video given as frames; so is each such folder
+  inside a folder that is expanded (``video_frames/DIEM/<video>/img_00001.jpg ...``).
+  Where a folder holds a frame folder with a generic name (``images``, ``frames``: the
+  DHF1K layout ``<video>/images/``), that one is the video and its sibling image
+  folders (``maps/``, ``fixation/``: ground truth) are not. With ``--glob`` a frame
+  folder is taken when its name matches. salcli's own PNG outputs (a folder beside
+  its completion record) are left out.
 - Files named one by one (on the command line or on standard input) go, without
   ``-o``, to ``<file's folder>/saliency/``; with ``-o OUT``, to ``OUT/<folder below the
   deepest folder they all share>/`` (all from one folder: straight into ``OUT``).
@@ -31,15 +37,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from .decode import IMAGE_SUFFIXES, folder_stem
+from .decode import GENERIC_FRAME_FOLDERS, IMAGE_SUFFIXES, folder_stem
+from .defaults import OVERLAY_SUFFIX, RECORD_SUFFIX
 from .errors import UsageError
 
 VIDEO_SUFFIXES = (
     ".mp4", ".m4v", ".mkv", ".webm", ".avi", ".mov", ".mpg", ".mpeg", ".ts", ".mts",
     ".m2ts", ".flv", ".wmv", ".ogv", ".3gp", ".y4m",
 )  # fmt: skip
-OVERLAY_SUFFIX = "_saliency.mp4"  # salcli's own overlay videos (salcli.writers)
-RECORD_SUFFIX = ".salcli.json"  # salcli's completion records (salcli.records)
 MAX_CLASH_ROUNDS = 3  # passes that move clashing outputs into sub-folders
 
 
@@ -106,27 +111,36 @@ def _is_within(path: Path, root: Path) -> bool:
 
 
 def _is_salcli_output(folder: Path, name: str) -> bool:
-    """An overlay video salcli wrote (it sits next to its completion record)."""
-    if not name.endswith(OVERLAY_SUFFIX):
-        return False
-    stem = name[: -len(OVERLAY_SUFFIX)]
+    """An overlay video or PNG folder salcli wrote (beside its completion record)."""
+    stem = name[: -len(OVERLAY_SUFFIX)] if name.endswith(OVERLAY_SUFFIX) else name
     return (folder / f"{stem}{RECORD_SUFFIX}").exists()
+
+
+def _frame_folders(here: Path, names: list[str], pattern: str | None) -> list[str]:
+    """The sub-folders of ``here`` (``names``) that are videos given as frames."""
+    frames = [d for d in names if _is_frame_folder(here / d) and not _is_salcli_output(here, d)]
+    generic = [d for d in frames if d.lower() in GENERIC_FRAME_FOLDERS]
+    if generic:  # <video>/images beside maps/, fixation/: only the frames are the video
+        frames = generic[:1]
+    return [d for d in frames if pattern is None or fnmatch.fnmatch(d, pattern)]
 
 
 def _expand_folder(
     folder: Path, recursive: bool, pattern: str | None, skip: Path | None = None
 ) -> list[Path]:
-    """Media files in ``folder`` (sorted); ``skip``: an absolute folder left out."""
+    """Media files and frame folders in ``folder`` (sorted); ``skip``: an absolute
+    folder left out."""
     found: list[Path] = []
     for root, dirs, files in os.walk(folder):
         here = Path(root)
-        dirs[:] = sorted(
+        subdirs = sorted(
             d
             for d in dirs
-            if recursive
-            and not d.startswith(".")
-            and (skip is None or not _is_within(_absolute(here / d), skip))
+            if not d.startswith(".") and (skip is None or not _is_within(_absolute(here / d), skip))
         )
+        frames = _frame_folders(here, subdirs, pattern)
+        found.extend(here / d for d in frames)
+        dirs[:] = [d for d in subdirs if recursive and d not in frames]
         for name in files:
             if name.startswith("."):
                 continue

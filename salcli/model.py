@@ -17,6 +17,7 @@ Shapes at a 224x384 input, T = 32 (batch first, channels second)::
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 
 import torch
 import torch.nn.functional as F
@@ -45,25 +46,25 @@ def in_fp32(module: nn.Module, *inputs: torch.Tensor) -> torch.Tensor:
 # ---------------------------------------------------------------------------
 
 
-class BasicConv3d(nn.Module):
-    """Conv3d (no bias) -> BatchNorm -> ReLU."""
+class BasicConv3d(nn.Sequential):
+    """Conv3d (no bias) -> BatchNorm -> ReLU (its forward is its children in order)."""
 
     def __init__(self, in_ch: int, out_ch: int, *, kernel=1, stride=1, padding=0):
-        super().__init__()
-        self.conv = nn.Conv3d(in_ch, out_ch, kernel, stride=stride, padding=padding, bias=False)
-        self.bn = nn.BatchNorm3d(out_ch, eps=BN_EPS_S3D, momentum=0.001)
-        self.relu = nn.ReLU(inplace=True)
+        super().__init__(
+            OrderedDict(
+                conv=nn.Conv3d(in_ch, out_ch, kernel, stride=stride, padding=padding, bias=False),
+                bn=nn.BatchNorm3d(out_ch, eps=BN_EPS_S3D, momentum=0.001),
+                relu=nn.ReLU(inplace=True),
+            )
+        )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.relu(self.bn(self.conv(x)))
 
-
-class SepConv3d(nn.Module):
-    """Separable 3-D convolution: a (1, k, k) spatial conv, then a (k, 1, 1) temporal one."""
+class SepConv3d(nn.Sequential):
+    """Separable 3-D convolution: a (1, k, k) spatial conv, then a (k, 1, 1) temporal one,
+    each followed by BatchNorm and ReLU (its forward is its children in order)."""
 
     def __init__(self, in_ch: int, out_ch: int, *, kernel: int, stride: int = 1, padding: int = 0):
-        super().__init__()
-        self.conv_s = nn.Conv3d(
+        spatial = nn.Conv3d(
             in_ch,
             out_ch,
             (1, kernel, kernel),
@@ -71,9 +72,7 @@ class SepConv3d(nn.Module):
             padding=(0, padding, padding),
             bias=False,
         )
-        self.bn_s = nn.BatchNorm3d(out_ch, eps=BN_EPS_S3D, momentum=0.001)
-        self.relu_s = nn.ReLU(inplace=True)
-        self.conv_t = nn.Conv3d(
+        temporal = nn.Conv3d(
             out_ch,
             out_ch,
             (kernel, 1, 1),
@@ -81,12 +80,16 @@ class SepConv3d(nn.Module):
             padding=(padding, 0, 0),
             bias=False,
         )
-        self.bn_t = nn.BatchNorm3d(out_ch, eps=BN_EPS_S3D, momentum=0.001)
-        self.relu_t = nn.ReLU(inplace=True)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.relu_s(self.bn_s(self.conv_s(x)))
-        return self.relu_t(self.bn_t(self.conv_t(x)))
+        super().__init__(
+            OrderedDict(
+                conv_s=spatial,
+                bn_s=nn.BatchNorm3d(out_ch, eps=BN_EPS_S3D, momentum=0.001),
+                relu_s=nn.ReLU(inplace=True),
+                conv_t=temporal,
+                bn_t=nn.BatchNorm3d(out_ch, eps=BN_EPS_S3D, momentum=0.001),
+                relu_t=nn.ReLU(inplace=True),
+            )
+        )
 
 
 class InceptionBlock(nn.Module):
@@ -147,9 +150,23 @@ class S3DBackbone(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        y3 = self.base1(x)  # (B, 192, T/2, H/4, W/4)
-        y2 = self.base2(self.maxp2(y3))  # (B, 480, T/2, H/8, W/8)
+        y2, y3 = self.shallow(x)
         return [*self.deep(y2), y2, y3]
+
+    def shallow_stages(self) -> tuple[tuple[nn.Module, ...], tuple[nn.Module, ...]]:
+        """The stages up to Mixed_3c, whose outputs y3 and y2 the decoder takes: the
+        part where a time position depends only on nearby frames (salcli.overlap)."""
+        return (self.base1,), (self.maxp2, self.base2)
+
+    def shallow(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """clip -> (y2, y3): y3 (B, 192, T/2, H/4, W/4), y2 (B, 480, T/2, H/8, W/8)."""
+        outs = []
+        for stage in self.shallow_stages():
+            for module in stage:
+                x = module(x)
+            outs.append(x)
+        y3, y2 = outs
+        return y2, y3
 
     def deep(self, y2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The stages after Mixed_3c: y2 -> (y0, y1)."""
@@ -232,7 +249,18 @@ class ViNet(nn.Module):
 
     def forward(self, clip: torch.Tensor) -> torch.Tensor:
         """clip (B, 3, T, H, W), normalized -> saliency (B, H, W) in (0, 1)."""
-        return self.decoder(*self.backbone(clip))
+        return self.finish(*self.backbone.shallow(clip))
+
+    @property
+    def s3d(self) -> S3DBackbone:
+        return self.backbone
+
+    def encode_sound(self, waveform: torch.Tensor | None) -> None:
+        return None  # visual only
+
+    def finish(self, y2: torch.Tensor, y3: torch.Tensor, sound: torch.Tensor | None = None):
+        """The stages after the shallow ones: deep backbone -> decoder -> (B, H, W)."""
+        return self.decoder(*self.backbone.deep(y2), y2, y3)
 
 
 # ---------------------------------------------------------------------------
@@ -376,9 +404,21 @@ class AViNet(nn.Module):
 
     def forward(self, clip: torch.Tensor, waveform: torch.Tensor) -> torch.Tensor:
         """clip (B, 3, T, H, W), waveform (B, 1, 70560, 1) -> saliency (B, H, W)."""
-        audio = self.audionet(waveform)
-        y0, y1, y2, y3 = self.visual_model.backbone(clip)
-        return self.visual_model.decoder(self.fuse(y0, audio), y1, y2, y3)
+        sound = self.encode_sound(waveform)
+        return self.finish(*self.s3d.shallow(clip), sound)
+
+    @property
+    def s3d(self) -> S3DBackbone:
+        return self.visual_model.backbone
+
+    def encode_sound(self, waveform: torch.Tensor) -> torch.Tensor:
+        """(B, 1, 70560, 1) -> SoundNet-8 features (B, 1024, 3, 1)."""
+        return self.audionet(waveform)
+
+    def finish(self, y2: torch.Tensor, y3: torch.Tensor, sound: torch.Tensor) -> torch.Tensor:
+        """Deep backbone stages -> fusion with the sound -> ViNet's decoder -> (B, H, W)."""
+        y0, y1 = self.s3d.deep(y2)
+        return self.visual_model.decoder(self.fuse(y0, sound), y1, y2, y3)
 
 
 # ---------------------------------------------------------------------------

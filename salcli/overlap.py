@@ -21,20 +21,23 @@ stages' convolutions are also the least efficient per FLOP). The deeper stages
 (T/4 and below) see the clip ends almost everywhere and run per clip as usual.
 
 Only runs of clips that each start one frame after the previous one are handled
-(the reference warm-up's reversed clips are such a run, taken backwards); the
-caller (``salcli.predict``) runs other clips (``--stride`` K > 1) the plain way.
+(the reference warm-up's reversed clips are such a run, taken backwards):
+``consecutive_runs`` finds them in a batch, and the engine (``salcli.engine``) runs
+other clips (``--stride`` K > 1) the plain way. The model supplies its own
+composition (``s3d.shallow_stages``, ``encode_sound``, ``finish``): nothing here
+rebuilds its forward pass.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .model import AViNet, BasicConv3d, InceptionBlock, SepConv3d, ViNet
+from .model import AViNet, InceptionBlock, ViNet
 
 CHUNK_CLIPS = 2  # clips taken together through the per-clip stages (bounds memory)
 
@@ -235,20 +238,10 @@ def _maxpool(w: Windows, pool: nn.MaxPool3d) -> Windows:
     return _temporal(w, k[0], s[0], p[0], float("-inf"), op)
 
 
-def _children(module: nn.Module) -> Iterator[nn.Module]:
-    if isinstance(module, SepConv3d):
-        names = ("conv_s", "bn_s", "relu_s", "conv_t", "bn_t", "relu_t")
-    elif isinstance(module, BasicConv3d):
-        names = ("conv", "bn", "relu")
-    else:  # nn.Sequential
-        names = tuple(name for name, _ in module.named_children())
-    return (getattr(module, name) for name in names)
-
-
 def apply(module: nn.Module, w: Windows) -> Windows:
     """Run one backbone module over the windows of a batch."""
-    if isinstance(module, (nn.Sequential, SepConv3d, BasicConv3d)):
-        for child in _children(module):
+    if isinstance(module, nn.Sequential):  # BasicConv3d and SepConv3d are ones too
+        for child in module:
             w = apply(child, w)
         return w
     if isinstance(module, InceptionBlock):
@@ -273,18 +266,39 @@ def apply(module: nn.Module, w: Windows) -> Windows:
     raise TypeError(f"overlap reuse: unsupported module {type(module).__name__}")
 
 
+def _follows(clip: Sequence, prev: Sequence) -> bool:
+    """True when ``clip`` is ``prev`` shifted one frame on (the same items)."""
+    return len(clip) == len(prev) and all(a is b for a, b in zip(clip[:-1], prev[1:], strict=True))
+
+
+def consecutive_runs(clips: Sequence[Sequence]) -> list[list[int]]:
+    """Split clips into runs of neighbours in which each clip, in the run's order, is the
+    one before shifted by one frame; as positions in ``clips``. A run may go backwards
+    through ``clips``: the reference warm-up's reversed clips do. Runs of two or more
+    clips go through ``forward_windows``."""
+    runs: list[list[int]] = []
+    forward = True  # direction of the last run
+    for i, clip in enumerate(clips):
+        if i and forward and _follows(clip, clips[i - 1]):
+            runs[-1].append(i)
+        elif i and (len(runs[-1]) == 1 or not forward) and _follows(clips[i - 1], clip):
+            runs[-1].insert(0, i)
+            forward = False
+        else:
+            runs.append([i])
+            forward = True
+    return runs
+
+
 def _chunks(n: int, size: int) -> Iterator[slice]:
     for i in range(0, n, size):
         yield slice(i, min(n, i + size))
 
 
-def vinet_of(model: nn.Module) -> ViNet | None:
-    """The ViNet inside ``model`` (itself, or AViNet's visual model); None otherwise."""
-    if isinstance(model, ViNet):
-        return model
-    if isinstance(model, AViNet):
-        return model.visual_model
-    return None
+def supports_reuse(model: nn.Module) -> bool:
+    """Whether ``model`` has the S3D composition overlap reuse works on: ``s3d`` (its
+    ``shallow_stages``), ``encode_sound`` and ``finish`` (ViNet and AViNet do)."""
+    return isinstance(model, ViNet | AViNet)
 
 
 def forward_windows(
@@ -302,8 +316,7 @@ def forward_windows(
     shared backbone work once. AViNet takes ``waveforms`` (N, 1, samples, 1).
     The per-clip stages run ``chunk`` clips at a time.
     """
-    vinet = vinet_of(model)
-    if vinet is None:
+    if not supports_reuse(model):
         raise TypeError("overlap reuse needs a ViNet or AViNet model")
     n = frames.shape[2] - clip_len + 1
     if n < 1:
@@ -313,18 +326,19 @@ def forward_windows(
         if frames.is_contiguous(memory_format=torch.channels_last_3d) and frames.shape[1] > 1
         else torch.contiguous_format
     )
-    bb = vinet.backbone
-    w3 = apply(bb.base1, Windows(frames, 0, 1, clip_len, n))
-    w2 = apply(bb.base2, w3.map(bb.maxp2))
-    audio = model.audionet(waveforms) if isinstance(model, AViNet) else None
+    w = Windows(frames, 0, 1, clip_len, n)
+    taps = []  # the windows after each shallow stage: y3, then y2
+    for stage in model.s3d.shallow_stages():
+        for module in stage:
+            w = apply(module, w)
+        taps.append(w)
+    w3, w2 = taps
+    sound = model.encode_sound(waveforms)
     out = []
     for part in _chunks(n, chunk):
         y3 = _select(w3, part).materialize(fmt)
         y2 = _select(w2, part).materialize(fmt)
-        y0, y1 = bb.deep(y2)
-        if audio is not None:
-            y0 = model.fuse(y0, audio[part])
-        out.append(vinet.decoder(y0, y1, y2, y3))
+        out.append(model.finish(y2, y3, None if sound is None else sound[part]))
     return torch.cat(out)  # (N, H, W)
 
 

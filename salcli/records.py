@@ -24,9 +24,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from .defaults import FORMATS
+from .defaults import FORMATS, RECORD_SUFFIX
 
-RECORD_SUFFIX = ".salcli.json"
 # hidden temporaries of salcli's atomic writers: .<final name>.<pid>-<hex>.tmp|old
 _TEMP_RE = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)-[0-9a-f]+\.(?:tmp|old)$")
 # the record temporaries of salcli 0.1.0: .<stem>.salcli.json.tmp-<pid>
@@ -130,6 +129,53 @@ def write_record(out_dir: Path, stem: str, payload: dict) -> Path:
         tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+def merged(
+    previous: dict | None,
+    *,
+    out_dir: Path,
+    stem: str,
+    source: str,
+    formats: Sequence[str],
+    outputs: Sequence[str],
+    settings: dict,
+    **fields,
+) -> dict:
+    """The record of a finished run: ``settings`` and ``fields`` at the top level, and
+    the formats and outputs of this run plus those of ``previous`` (the record it
+    replaces) made from the same source with the same settings and all still there."""
+    formats, outputs = list(formats), [os.path.abspath(p) for p in outputs]
+    same = previous is not None and same_source(previous, Path(source))
+    if same and all(previous.get(k) == v for k, v in settings.items()):
+        for fmt in previous.get("formats", []):
+            if fmt in formats or fmt not in FORMATS:
+                continue
+            paths = expected_outputs(out_dir, stem, [fmt])
+            if all(p.exists() for p in paths):
+                formats.append(fmt)
+                outputs.extend(os.path.abspath(p) for p in paths)
+    return {"source": source, "formats": formats, "outputs": outputs, **settings, **fields}
+
+
+def missing_parents(folder: Path) -> list[Path]:
+    """``folder`` and its ancestors that do not exist yet, deepest first: what creating
+    it would create (``remove_empty`` takes them back after a failure)."""
+    missing = []
+    path = Path(os.path.abspath(folder))
+    while not path.exists() and path.parent != path:
+        missing.append(path)
+        path = path.parent
+    return missing
+
+
+def remove_empty(folders: Sequence[Path]) -> None:
+    """Remove those of ``folders`` (deepest first) that exist and are empty; never raises."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            break  # not empty (or gone): its parents are not empty either
 
 
 def remove_record(out_dir: Path, stem: str) -> None:

@@ -77,6 +77,21 @@ def detect_arch(state_dict: Mapping[str, torch.Tensor]) -> str:
     raise WeightsError("the checkpoint is not ViNet, AViNet or SoundNet-8 (unknown keys)")
 
 
+def describe_state_dict(state_dict: Mapping[str, torch.Tensor]) -> str:
+    """What a checkpoint that is no saliency model holds, as the end of an error line."""
+    try:
+        arch = detect_arch(state_dict)
+    except WeightsError:
+        arch = None
+    if arch == "soundnet":
+        return (
+            "this is SoundNet-8 alone (AViNet's sound branch, soundnet8_final.pth), not a "
+            "saliency model: use an AViNet checkpoint, which holds it"
+        )
+    example = next(iter(state_dict), "")
+    return f"not a ViNet or AViNet checkpoint (unknown keys, e.g. {example})"
+
+
 def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
     """``torch.load`` with ``weights_only=True`` and a one-line error on any failure."""
     path = Path(path)

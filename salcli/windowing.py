@@ -17,17 +17,23 @@ Videos shorter than needed:
   repeated at the front until there are 2T-1 frames; only the real frames get maps.
 
 Either way every frame gets exactly one map. Memory: at most 2T-1 frames are held.
+
+The streaming (``iter_clips``) is the same for every model family: a family declares
+its ``ClipSchedule`` (clip length, which frames each clip holds, how far ahead it
+reads); ``LastFrameClips`` is ViNet's.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable, Iterator
-from typing import TypeVar
+from dataclasses import dataclass
+from typing import Protocol, TypeVar
 
 from .defaults import CLIP_LEN, WARMUP_POLICIES
 
 X = TypeVar("X")
+_END = object()
 
 
 def _reflect(p: int, n: int | None) -> int:
@@ -67,36 +73,76 @@ def clip_indices(
     return [max(0, i - pad) for i in padded]
 
 
-def iter_clips(
-    frames: Iterable[X], clip_len: int = CLIP_LEN, policy: str = "mirror"
-) -> Iterator[tuple[int, list[X]]]:
-    """Stream (t, clip) for every frame t of ``frames``, in order; ``clip[-1]`` is frame t.
+class ClipSchedule(Protocol):
+    """Which frames make the clip of each frame: what a model family declares.
 
-    The items of a clip are the very objects of ``frames`` (no copies). At most 2T-1
-    items are held at any time.
+    ``indices(t, n)`` are the frames of frame t's clip, oldest first, for a video of n
+    frames; ``n`` is None while the length is unknown, and then the video is known to
+    have at least ``t + 1 + lookahead(t)`` frames. Later clips never read frames more
+    than ``keep_behind`` before their own frame.
     """
-    T = clip_len
-    head_len = 2 * T - 1
+
+    length: int  # frames per clip
+
+    @property
+    def keep_behind(self) -> int: ...
+
+    def lookahead(self, t: int) -> int: ...
+
+    def indices(self, t: int, n: int | None) -> list[int]: ...
+
+
+@dataclass(frozen=True)
+class LastFrameClips:
+    """ViNet / AViNet: the clip of frame t ends with t; ``policy`` fills the first T-1
+    (see the module docstring)."""
+
+    length: int = CLIP_LEN
+    policy: str = "mirror"
+
+    def __post_init__(self) -> None:
+        if self.policy not in WARMUP_POLICIES:
+            raise ValueError(f"unknown warm-up policy {self.policy!r}")
+
+    @property
+    def keep_behind(self) -> int:
+        return self.length - 1
+
+    def lookahead(self, t: int) -> int:
+        # the first 2T-1 frames decide how a short video is padded
+        return max(0, 2 * self.length - 2 - t)
+
+    def indices(self, t: int, n: int | None) -> list[int]:
+        return clip_indices(t, n, self.length, self.policy)
+
+
+def iter_clips(frames: Iterable[X], schedule: ClipSchedule) -> Iterator[tuple[int, X, list[X]]]:
+    """Stream (t, frame t, its clip) for every frame t of ``frames``, in order.
+
+    The items of a clip are the very objects of ``frames`` (no copies). At most
+    ``keep_behind + 1 + max lookahead`` items are held at any time (2T-1 for ViNet).
+    """
+    held: deque[X] = deque()  # frames first ... first + len(held) - 1
+    first = 0
+    n: int | None = None  # the video's length, once the end is reached
     it = iter(frames)
-    head: list[X] = []
-    for item in it:
-        head.append(item)
-        if len(head) == head_len:
-            break
-    if len(head) < head_len:  # short video: its length is now known
-        n = len(head)
-        for t in range(n):
-            yield t, [head[i] for i in clip_indices(t, n, T, policy)]
-        return
-    for t in range(head_len):
-        yield t, [head[i] for i in clip_indices(t, None, T, policy)]
-    window: deque[X] = deque(head[-T:], maxlen=T)
-    del head
-    t = head_len
-    for item in it:
-        window.append(item)
-        yield t, list(window)
+    t = 0
+    while True:
+        need = t + 1 + schedule.lookahead(t)
+        while n is None and first + len(held) < need:
+            item = next(it, _END)
+            if item is _END:
+                n = first + len(held)
+            else:
+                held.append(item)
+        if n is not None and t >= n:
+            return
+        idx = schedule.indices(t, n)
+        yield t, held[t - first], [held[i - first] for i in idx]
         t += 1
+        while held and first < t - schedule.keep_behind:
+            held.popleft()
+            first += 1
 
 
 def clip_span(indices: list[int]) -> tuple[int, int]:

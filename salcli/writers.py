@@ -1,9 +1,11 @@
 """Output writers of ``salcli predict``: one saliency map per frame in, finished files out.
 
 A writer is made by ``make_writer(fmt, out_dir, meta, run, **options)`` and fed
-``write(index, saliency, time)`` once per frame, in frame order (index 0, 1, 2...);
-``saliency`` is a (H, W) float array in [0, 1] at the frame's own size, already
-post-processed (see ``POSTPROCESS``). ``close()`` finishes the outputs and moves them
+``write(index, saliency, time, rgb=None)`` once per frame, in frame order (index 0, 1,
+2...); ``saliency`` is a (H, W) float array in [0, 1] at the frame's own size, already
+post-processed (``RunInfo.postprocess`` says how); ``rgb`` is the decoded frame, which
+writers that show the picture (``needs_frames``: the overlay) take from the pipeline
+(so the source is decoded once). ``close()`` finishes the outputs and moves them
 to their final names atomically; ``abort()`` removes every temporary. Any error raised
 by ``write``/``close`` has already aborted the writer, so nothing partial is left behind;
 ``abort`` is idempotent. Used as a context manager, a writer closes on success and
@@ -43,15 +45,18 @@ one dictionary can be given to every writer; anything else is a ``UsageError``):
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
+import queue
 import secrets
 import shutil
 import struct
 import sys
+import threading
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -60,14 +65,13 @@ from typing import Any
 import numpy as np
 
 from .decode import VideoMeta, fraction_fps, open_video
-from .defaults import BLUR_KSIZE, DEFAULT_H5_DTYPE, FORMATS, OVERLAY_ALPHA
+from .defaults import DEFAULT_H5_DTYPE, FORMATS, H5_DTYPES, OVERLAY_ALPHA, OVERLAY_SUFFIX
 from .errors import InputError, OutputError, UsageError, os_reason
 
 PNG_MIN_DIGITS = 4  # digits of the file numbers: 0001.png ...
 PNG_COMPRESSION = 1  # zlib level of cv2's PNG encoder (0-9): fastest that still packs well
 PNG_TEXT_KEY = b"salcli"  # keyword of the tEXt chunk holding the run information
 
-H5_DTYPES = ("float16", "float32")
 H5_GZIP_LEVEL = 1  # gzip level of `saliency` (0-9); see the report for the timing
 H5_TIMESTAMP_CHUNK = 4096  # frames per chunk of `timestamps`
 
@@ -83,10 +87,6 @@ AAC_FALLBACK_RATE = 48_000  # Hz, for sources at a rate AAC does not have
 AAC_FRAME = 1024  # samples per AAC frame
 AAC_BITRATE = 128_000  # bit/s, transcoded audio
 
-POSTPROCESS = (
-    f"model map resized (bilinear) to the frame's size, {BLUR_KSIZE}x{BLUR_KSIZE} Gaussian "
-    "blur (sigma 2.0), min-max normalized to [0, 1] per frame"
-)
 VALUE_RANGE = (0.0, 1.0)
 
 OPTIONS = {
@@ -105,7 +105,71 @@ class RunInfo:
     clip_len: int  # frames per clip (T)
     warmup: str  # "mirror" | "reference"
     salcli_version: str
+    postprocess: str = ""  # how the model's maps became the frames' maps
     extra: dict = field(default_factory=dict)  # other attributes (precision, device...)
+
+
+# --- the writer thread ---------------------------------------------------------------
+
+
+class WriterThread:
+    """Calls ``fn`` on each item put, in order, on a background thread.
+
+    At most ``maxsize`` items wait; an exception raised by ``fn`` is re-raised by the
+    next ``put`` or by ``close`` (the items after it are dropped).
+    """
+
+    _STOP = object()
+
+    def __init__(self, fn: Callable[[Any], None], maxsize: int):
+        self._fn = fn
+        self._q: queue.Queue = queue.Queue(maxsize=max(1, maxsize))
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._loop, name="salcli-writer", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            item = self._q.get()
+            if item is self._STOP:
+                return
+            if self._error is None:
+                try:
+                    self._fn(item)
+                except BaseException as exc:  # noqa: BLE001 - handed to the producer
+                    self._error = exc
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def put(self, item: Any) -> None:
+        while True:
+            self._raise()
+            try:
+                self._q.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def close(self) -> None:
+        """Wait until every item is handled; re-raise the first error."""
+        self._q.put(self._STOP)
+        self._thread.join()
+        self._raise()
+
+    def abort(self) -> None:
+        """Stop as soon as possible, dropping waiting items; never raises."""
+        if self._error is None:
+            self._error = RuntimeError("aborted")
+        with contextlib.suppress(queue.Full):
+            while True:  # make room for the stop mark
+                try:
+                    self._q.get_nowait()
+                except queue.Empty:
+                    break
+            self._q.put(self._STOP, timeout=1.0)
+        self._thread.join(timeout=5.0)
 
 
 # --- paths and factory ----------------------------------------------------------------
@@ -126,7 +190,7 @@ def output_paths(fmt: str, out_dir: Path, stem: str) -> list[Path]:
         return [out_dir / stem]
     if name == "h5":
         return [out_dir / f"{stem}.h5"]
-    return [out_dir / f"{stem}_saliency.mp4"]
+    return [out_dir / f"{stem}{OVERLAY_SUFFIX}"]
 
 
 def make_writer(fmt: str, out_dir: Path, meta: VideoMeta, run: RunInfo, **options: Any) -> Writer:
@@ -199,6 +263,7 @@ class Writer:
     """Writes one video's maps, one ``write`` per frame in order; see the module docstring."""
 
     fmt = ""
+    needs_frames = False  # whether ``write`` should be given the decoded frame
 
     def __init__(self, out_dir: Path, meta: VideoMeta, run: RunInfo, **options: Any):
         self.out_dir = Path(out_dir)
@@ -230,7 +295,7 @@ class Writer:
     def _open(self) -> None:
         raise NotImplementedError
 
-    def _write(self, index: int, saliency: np.ndarray, time: float) -> None:
+    def _write(self, index: int, saliency: np.ndarray, time: float, rgb) -> None:
         raise NotImplementedError
 
     def _finish(self) -> None:
@@ -241,8 +306,11 @@ class Writer:
         """Close open handles (for ``abort``); must not raise."""
 
     # the public protocol
-    def write(self, index: int, saliency: np.ndarray, time: float) -> None:
-        """Add the map of frame ``index`` (0-based, in order): (H, W) in [0, 1], frame size."""
+    def write(
+        self, index: int, saliency: np.ndarray, time: float, rgb: np.ndarray | None = None
+    ) -> None:
+        """Add the map of frame ``index`` (0-based, in order): (H, W) in [0, 1], frame
+        size; ``rgb`` (H, W, 3) uint8 is the frame itself, for writers that show it."""
         if self._state != "open":
             raise RuntimeError(f"{self.fmt} writer is {self._state}")
         with self._guard():
@@ -259,7 +327,7 @@ class Writer:
                     f"{self.meta.path}: frame {index} map is {w}x{h}, "
                     f"the video is {self.meta.width}x{self.meta.height}"
                 )
-            self._write(index, saliency, float(time))
+            self._write(index, saliency, float(time), rgb)
             self.count += 1
 
     def close(self) -> list[Path]:
@@ -369,7 +437,7 @@ class PngWriter(Writer):
     def _name(self, index: int, digits: int) -> str:
         return f"{index + 1:0{digits}d}.png"
 
-    def _write(self, index: int, saliency: np.ndarray, time: float) -> None:
+    def _write(self, index: int, saliency: np.ndarray, time: float, rgb) -> None:
         import cv2
 
         ok, buf = cv2.imencode(
@@ -442,13 +510,13 @@ class H5Writer(Writer):
             attrs[key] = record[key]
         attrs["fps"] = float(self.meta.fps)
         attrs["value_range"] = np.array(VALUE_RANGE)
-        attrs["postprocess"] = POSTPROCESS
+        attrs["postprocess"] = self.run.postprocess
         attrs["layout"] = "saliency (N, H, W): frame, row, column; timestamps (N,) seconds"
         attrs["width"] = int(self.meta.width)
         attrs["height"] = int(self.meta.height)
         attrs["n_frames"] = 0
 
-    def _write(self, index: int, saliency: np.ndarray, time: float) -> None:
+    def _write(self, index: int, saliency: np.ndarray, time: float, rgb) -> None:
         if self._sal is None:
             h, w = saliency.shape
             self._sal = self._file.create_dataset(
@@ -484,6 +552,7 @@ class Mp4Writer(Writer):
     """``DIR/<stem>_saliency.mp4``: heat map over the source frames, source audio carried."""
 
     fmt = "mp4"
+    needs_frames = True
 
     def _configure(self) -> None:
         crf = self.options.get("mp4_crf", MP4_CRF)
@@ -500,8 +569,8 @@ class Mp4Writer(Writer):
     def _open(self) -> None:
         import av
 
-        self._src = open_video(self.meta.path, fps=self.meta.fps)  # our own reader
-        self._frames = iter(self._src)
+        self._src = None  # a reader of our own, only for callers that give no frames
+        self._frames = None
         self._last_rgb: np.ndarray | None = None
         self._ain = None
         self._tmp = _temp_name(self.out_dir, self.paths[0])
@@ -515,7 +584,7 @@ class Mp4Writer(Writer):
             self._add_audio(av)
 
     def _add_video(self, av) -> None:
-        w, h = self._src.meta.width, self._src.meta.height
+        w, h = self.meta.width, self.meta.height
         odd = w % 2 or h % 2
         self._pad = (w % 2, h % 2) if odd and self.odd == "pad" else (0, 0)
         codec = _pick_video_codec(av)
@@ -566,10 +635,10 @@ class Mp4Writer(Writer):
         self._alayout = layout
         self._audio_mode = "aac"
 
-    def _write(self, index: int, saliency: np.ndarray, time: float) -> None:
+    def _write(self, index: int, saliency: np.ndarray, time: float, rgb) -> None:
         import av
 
-        rgb = self._source_frame(index)
+        rgb = self._source_frame(index) if rgb is None else rgb
         if rgb.shape[:2] != saliency.shape:
             raise InputError(
                 f"{self.meta.path}: frame {index} is {rgb.shape[1]}x{rgb.shape[0]}, "
@@ -589,7 +658,11 @@ class Mp4Writer(Writer):
             self._pump_audio(float((index + 1) / self._rate) + AUDIO_LEAD)
 
     def _source_frame(self, index: int) -> np.ndarray:
-        """The source frame ``index`` (RGB); the last one again if the source ended early."""
+        """The source frame ``index`` (RGB), decoded here for a caller that gave none; the
+        last one again if the source ended early."""
+        if self._frames is None:
+            self._src = open_video(self.meta.path, fps=self.meta.fps)
+            self._frames = iter(self._src)
         for frame in self._frames:
             if frame.index < index:
                 continue

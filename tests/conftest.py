@@ -21,11 +21,9 @@ def _auto_precision_is_fp32_on_every_cpu(monkeypatch):
     test that names no precision would take another path on another CPU. Here "auto"
     means fp32 on every CPU; tests of a precision name it (bf16 and fp16 run on any CPU,
     emulated where the CPU lacks them), and tests of "auto" itself patch this again."""
-    import sys
+    import salcli.engine
 
-    import salcli.predict  # noqa: F401 - the module, for sys.modules
-
-    monkeypatch.setattr(sys.modules["salcli.predict"], "cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr(salcli.engine, "cpu_has_native_bf16", lambda: False)
 
 
 def moving_frames(n: int, height: int, width: int, seed: int = 0) -> list[np.ndarray]:

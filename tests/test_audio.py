@@ -197,12 +197,38 @@ def test_excerpt_longer_than_buffer_keeps_the_centre():
     np.testing.assert_array_equal(out9, full9[L9 // 2 - MID : L9 // 2 - MID + AUDIO_BUFFER])
 
 
-def test_duration_mismatch():
-    assert duration_mismatch(10.0, 10.03, 25) is None  # under a frame (0.04 s)
-    assert duration_mismatch(10.0, 9.5, 25) == pytest.approx(-0.5)
-    assert duration_mismatch(10.0, 10.1, 25) == pytest.approx(0.1)
-    assert duration_mismatch(None, 10.0, 25) is None
-    assert duration_mismatch(10.0, None, 25) is None
+def _meta(n_frames=250, fps=25.0, duration=10.0):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(n_frames=n_frames, fps=fps, duration=duration)
+
+
+def _track(duration, offset=0):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(duration=duration, offset=offset, rate=AUDIO_RATE)
+
+
+def test_duration_mismatch_ignores_what_every_aac_file_does():
+    # 250 frames at 25 fps end at 10.0 s, after the last frame's duration, even where the
+    # stream states the last frame's start (9.96 s) as its duration; AAC adds a priming
+    # frame and pads its last one (here 2 x 1024 samples at 44.1 kHz = 0.046 s)
+    aac = 10.0 + 2 * 1024 / 44_100
+    assert duration_mismatch(_meta(duration=9.96), _track(aac)) is None
+    # the priming placed before the first frame (a negative offset) is no mismatch either
+    assert (
+        duration_mismatch(_meta(), _track(aac, offset=-round(1024 / 44_100 * AUDIO_RATE))) is None
+    )
+    assert duration_mismatch(_meta(n_frames=None, duration=10.0), _track(10.03)) is None
+
+
+def test_duration_mismatch_reports_real_ones():
+    assert duration_mismatch(_meta(), _track(9.5)) == pytest.approx(-0.5)
+    assert duration_mismatch(_meta(), _track(10.6)) == pytest.approx(0.6)
+    # audio that starts 1 s into the video and lasts 10 s ends 1 s late
+    assert duration_mismatch(_meta(), _track(10.0, offset=AUDIO_RATE)) == pytest.approx(1.0)
+    assert duration_mismatch(_meta(n_frames=None, duration=None), _track(10.0)) is None
+    assert duration_mismatch(_meta(), _track(None)) is None
 
 
 # --- decoding -----------------------------------------------------------------------------
@@ -437,7 +463,7 @@ def test_silence():
     batch = clip_batch(track, [(0, 31), (1, 32)], 25)
     assert batch.shape == (2, 1, AUDIO_BUFFER, 1) and batch.dtype == np.float32
     assert not batch.any()
-    assert duration_mismatch(10.0, track.duration, 25) is None
+    assert duration_mismatch(_meta(), track) is None  # silence has no length to compare
     track.close()
     with AudioTrack.silence(length=500) as quiet:
         assert quiet.length == 500

@@ -213,10 +213,10 @@ def test_full_disk_fails_that_video_only(tmp_path, vinet_checkpoint, fast_model,
     out = tmp_path / "out"
     real_write = PngWriter._write
 
-    def full_on_a(self, index, saliency, time):
+    def full_on_a(self, index, saliency, time, rgb):
         if self.meta.stem == "a" and index == 2:
             raise OSError(errno.ENOSPC, "No space left on device")
-        real_write(self, index, saliency, time)
+        real_write(self, index, saliency, time, rgb)
 
     monkeypatch.setattr(PngWriter, "_write", full_on_a)
     # the completion record of c cannot be written either
@@ -245,10 +245,10 @@ def test_ctrl_c_leaves_no_partial_files(tmp_path, vinet_checkpoint, fast_model, 
     out = tmp_path / "out"
     real_write = H5Writer._write
 
-    def interrupt_on_b(self, index, saliency, time):
+    def interrupt_on_b(self, index, saliency, time, rgb):
         if self.meta.stem == "b" and index == 1:
             raise KeyboardInterrupt
-        real_write(self, index, saliency, time)
+        real_write(self, index, saliency, time, rgb)
 
     monkeypatch.setattr(H5Writer, "_write", interrupt_on_b)
     r = predict(*videos, "-o", out, "-f", FORMATS, weights=vinet_checkpoint)

@@ -22,6 +22,7 @@ import torch
 from conftest import SMALL_INPUT, write_video
 from typer.testing import CliRunner
 
+import salcli.engine
 import salcli.weights
 from salcli.cli import app
 from salcli.inputs import collect_jobs, expand_inputs, in_shard, select_shard
@@ -61,7 +62,7 @@ def use_fast_model(monkeypatch) -> None:
     monkeypatch.setattr(salcli.weights, "sha256_file", sha256_file)
     monkeypatch.setattr(ViNet, "forward", _fake_forward)
     # the stand-in is ViNet.forward: batches must not take the overlap-reuse path
-    monkeypatch.setattr(sys.modules["salcli.predict"], "resolve_reuse", lambda *args: False)
+    monkeypatch.setattr(salcli.engine, "resolve_reuse", lambda *args: False)
 
 
 @pytest.fixture
@@ -305,10 +306,10 @@ def test_a_run_that_fails_mid_video_resumes(tmp_path, vinet_checkpoint, fast_mod
     out = tmp_path / "out"
     real_write = H5Writer._write
 
-    def crash_on_b(self, index, saliency, time):
+    def crash_on_b(self, index, saliency, time, rgb):
         if self.meta.stem == "b" and index == 1:
             raise OSError(28, "No space left on device")
-        real_write(self, index, saliency, time)
+        real_write(self, index, saliency, time, rgb)
 
     monkeypatch.setattr(H5Writer, "_write", crash_on_b)
     first = predict(*videos, "-o", out, "-f", "png,h5", "--jsonl", weights=vinet_checkpoint)
@@ -329,10 +330,10 @@ def test_sigterm_stops_the_batch_cleanly(tmp_path, vinet_checkpoint, fast_model,
     out = tmp_path / "out"
     real_write = H5Writer._write
 
-    def term_on_b(self, index, saliency, time):
+    def term_on_b(self, index, saliency, time, rgb):
         if self.meta.stem == "b" and index == 1:
             os.kill(os.getpid(), signal.SIGTERM)  # as a scheduler's time limit does
-        real_write(self, index, saliency, time)
+        real_write(self, index, saliency, time, rgb)
 
     monkeypatch.setattr(H5Writer, "_write", term_on_b)
     before = signal.getsignal(signal.SIGTERM)

@@ -3,8 +3,6 @@ plain per-clip forward pass, with fewer operations."""
 
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 import pytest
 import torch
@@ -12,12 +10,13 @@ from conftest import SMALL_INPUT
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from salcli import engine as E
 from salcli.defaults import DEFAULT_BATCH_SIZE, DEFAULT_REUSE_BATCH_SIZE
 from salcli.errors import UsageError
 from salcli.model import AViNet, ViNet, fold_batchnorm
-from salcli.overlap import forward_windows
+from salcli.overlap import consecutive_runs, forward_windows
+from salcli.predict import Predictor
 
-P = sys.modules["salcli.predict"]  # the module (salcli.predict is also a function)
 T = 32  # frames per clip
 CL = torch.channels_last_3d
 
@@ -104,28 +103,28 @@ def test_consecutive_runs():
     frames = [object() for _ in range(8)]
     clip = lambda s: frames[s : s + 3]  # noqa: E731
     back = lambda s: clip(s)[::-1]  # noqa: E731  (the reference warm-up's clips)
-    assert P.consecutive_runs([clip(0), clip(1), clip(2)]) == [[0, 1, 2]]
-    assert P.consecutive_runs([clip(0), clip(2), clip(3)]) == [[0], [1, 2]]  # a gap
+    assert consecutive_runs([clip(0), clip(1), clip(2)]) == [[0, 1, 2]]
+    assert consecutive_runs([clip(0), clip(2), clip(3)]) == [[0], [1, 2]]  # a gap
     # reversed clips in frame order are consecutive backwards: the run lists them in
     # the order of the reversed sequence
-    assert P.consecutive_runs([back(0), back(1), back(2)]) == [[2, 1, 0]]
-    assert P.consecutive_runs([back(0), back(1), clip(0), clip(1)]) == [[1, 0], [2, 3]]
-    assert P.consecutive_runs([clip(0), clip(1), back(1), back(2)]) == [[0, 1], [3, 2]]
-    assert P.consecutive_runs([clip(4)]) == [[0]]
-    assert P.consecutive_runs([]) == []
+    assert consecutive_runs([back(0), back(1), back(2)]) == [[2, 1, 0]]
+    assert consecutive_runs([back(0), back(1), clip(0), clip(1)]) == [[1, 0], [2, 3]]
+    assert consecutive_runs([clip(0), clip(1), back(1), back(2)]) == [[0, 1], [3, 2]]
+    assert consecutive_runs([clip(4)]) == [[0]]
+    assert consecutive_runs([]) == []
 
 
 def test_reuse_choice_and_batch_size():
     cpu = torch.device("cpu")
-    assert P.resolve_reuse(None, ViNet(), cpu, False) is True
-    assert P.resolve_reuse(None, ViNet(), cpu, True) is False  # torch.compile
-    assert P.resolve_reuse(None, ViNet(), torch.device("cuda"), False) is False
-    assert P.resolve_reuse(False, ViNet(), cpu, False) is False
-    assert P.resolve_reuse(None, nn.Identity(), cpu, False) is False
+    assert E.resolve_reuse(None, ViNet(), cpu, False) is True
+    assert E.resolve_reuse(None, ViNet(), cpu, True) is False  # torch.compile
+    assert E.resolve_reuse(None, ViNet(), torch.device("cuda"), False) is False
+    assert E.resolve_reuse(False, ViNet(), cpu, False) is False
+    assert E.resolve_reuse(None, nn.Identity(), cpu, False) is False
     with pytest.raises(UsageError, match="ViNet / AViNet"):
-        P.resolve_reuse(True, nn.Identity(), cpu, False)
-    assert P.choose_batch_size(cpu, torch.float32, reuse=True) == DEFAULT_REUSE_BATCH_SIZE
-    assert P.choose_batch_size(cpu, torch.float32) == DEFAULT_BATCH_SIZE
+        E.resolve_reuse(True, nn.Identity(), cpu, False)
+    assert E.choose_batch_size(cpu, torch.float32, reuse=True) == DEFAULT_REUSE_BATCH_SIZE
+    assert E.choose_batch_size(cpu, torch.float32) == DEFAULT_BATCH_SIZE
 
 
 @pytest.mark.parametrize(
@@ -136,7 +135,7 @@ def test_pipeline_maps_with_and_without_reuse(vinet, make_video, warmup, stride,
     path = make_video(n_frames=n_frames)
     maps = {}
     for reuse in (True, False):
-        p = P.Predictor(
+        p = Predictor(
             model=vinet,
             input_size=SMALL_INPUT,
             warmup=warmup,
@@ -160,7 +159,7 @@ def test_reuse_is_recorded_in_the_outputs(vinet, make_video, tmp_path):
     import h5py
 
     path = make_video(n_frames=33)
-    p = P.Predictor(model=vinet, input_size=SMALL_INPUT, batch_size=4)
+    p = Predictor(model=vinet, input_size=SMALL_INPUT, batch_size=4)
     result = p.write(path, tmp_path / "out", ["h5"])
     assert result.status == "done" and result.frames == 33
     with h5py.File(tmp_path / "out" / "clip.h5") as f:

@@ -3,21 +3,22 @@ bf16 fidelity, ``stride`` interpolation, the writer thread."""
 
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 import pytest
 import torch
 from conftest import SMALL_INPUT
 from torch import nn
 
-from salcli.decode import open_video
+from salcli import engine as E
+from salcli.decode import Frame
 from salcli.defaults import DEFAULT_BATCH_SIZE
 from salcli.errors import UsageError
 from salcli.model import AViNet, SoundNet8, ViNet, fold_batchnorm
+from salcli.predict import Predictor
 from salcli.preprocess import frame_to_tensor
+from salcli.schedule import interpolate_maps, run_schedule
+from salcli.writers import WriterThread
 
-P = sys.modules["salcli.predict"]  # the module (salcli.predict is also a function)
 CPU = torch.device("cpu")
 CUDA = torch.device("cuda")
 
@@ -43,62 +44,62 @@ def _cc(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def test_auto_precision_on_cpu_follows_native_bf16(monkeypatch):
-    monkeypatch.setattr(P, "cpu_has_native_bf16", lambda: True)
-    assert P.resolve_precision("auto", CPU) == torch.bfloat16
-    monkeypatch.setattr(P, "cpu_has_native_bf16", lambda: False)
-    assert P.resolve_precision("auto", CPU) == torch.float32
+    monkeypatch.setattr(E, "cpu_has_native_bf16", lambda: True)
+    assert E.resolve_precision("auto", CPU) == torch.bfloat16
+    monkeypatch.setattr(E, "cpu_has_native_bf16", lambda: False)
+    assert E.resolve_precision("auto", CPU) == torch.float32
 
 
 def test_auto_precision_on_cuda(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
-    assert P.resolve_precision("auto", CUDA) == torch.bfloat16
+    assert E.resolve_precision("auto", CUDA) == torch.bfloat16
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
-    assert P.resolve_precision("auto", CUDA) == torch.float16
+    assert E.resolve_precision("auto", CUDA) == torch.float16
 
 
 def test_explicit_and_unknown_precisions():
-    assert P.resolve_precision("fp32", CUDA) == torch.float32
-    assert P.resolve_precision("bf16", CPU) == torch.bfloat16
-    assert P.resolve_precision("fp16", CUDA) == torch.float16
-    with pytest.raises(UsageError, match="unknown precision"):
-        P.resolve_precision("int8", CPU)
+    assert E.resolve_precision("fp32", CUDA) == torch.float32
+    assert E.resolve_precision("bf16", CPU) == torch.bfloat16
+    assert E.resolve_precision("fp16", CUDA) == torch.float16
+    with pytest.raises(UsageError, match="precision .int8.: choose from"):
+        E.resolve_precision("int8", CPU)
 
 
 def test_device_resolution(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    assert P.resolve_device("auto") == CUDA
+    assert E.resolve_device("auto") == CUDA
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert P.resolve_device("auto") == CPU
+    assert E.resolve_device("auto") == CPU
     with pytest.raises(UsageError, match="no CUDA device"):
-        P.resolve_device("cuda")
+        E.resolve_device("cuda")
 
 
 def test_channels_last_choice():
-    assert P.resolve_channels_last(None, CPU) is True
-    assert P.resolve_channels_last(None, CUDA) is True
-    assert P.resolve_channels_last(False, CUDA) is False
+    assert E.resolve_channels_last(None, CPU) is True
+    assert E.resolve_channels_last(None, CUDA) is True
+    assert E.resolve_channels_last(False, CUDA) is False
 
 
 def test_batch_size_choice():
-    assert P.choose_batch_size(CPU, torch.float32) == DEFAULT_BATCH_SIZE
+    assert E.choose_batch_size(CPU, torch.float32) == DEFAULT_BATCH_SIZE
     gib = 2**30
-    assert P.choose_batch_size(CUDA, torch.bfloat16, free_bytes=140 * gib) == P.MAX_AUTO_BATCH
-    small_fp32 = P.choose_batch_size(CUDA, torch.float32, free_bytes=4 * gib)
-    small_bf16 = P.choose_batch_size(CUDA, torch.bfloat16, free_bytes=4 * gib)
-    assert 1 <= small_fp32 < small_bf16 < P.MAX_AUTO_BATCH
-    assert P.choose_batch_size(CUDA, torch.float32, free_bytes=1) == 1
-    assert P.choose_batch_size(CUDA, torch.float32, (32, 64), free_bytes=4 * gib) > small_fp32
+    assert E.choose_batch_size(CUDA, torch.bfloat16, free_bytes=140 * gib) == E.MAX_AUTO_BATCH
+    small_fp32 = E.choose_batch_size(CUDA, torch.float32, free_bytes=4 * gib)
+    small_bf16 = E.choose_batch_size(CUDA, torch.bfloat16, free_bytes=4 * gib)
+    assert 1 <= small_fp32 < small_bf16 < E.MAX_AUTO_BATCH
+    assert E.choose_batch_size(CUDA, torch.float32, free_bytes=1) == 1
+    assert E.choose_batch_size(CUDA, torch.float32, (32, 64), free_bytes=4 * gib) > small_fp32
 
 
 def test_bad_stride_and_batch_size():
-    with pytest.raises(UsageError, match="stride"):
-        P.Predictor(model=LastFrameBrightness(), device="cpu", stride=0)
-    with pytest.raises(UsageError, match="batch-size"):
-        P.Predictor(model=LastFrameBrightness(), device="cpu", batch_size=0)
+    with pytest.raises(UsageError, match="stride must be an integer of at least 1"):
+        Predictor(model=LastFrameBrightness(), device="cpu", stride=0)
+    with pytest.raises(UsageError, match="batch_size must be an integer of at least 1"):
+        Predictor(model=LastFrameBrightness(), device="cpu", batch_size=0)
 
 
 def test_predictor_settings_on_cpu():
-    p = P.Predictor(model=LastFrameBrightness(), device="cpu", batch_size=None)
+    p = Predictor(model=LastFrameBrightness(), device="cpu", batch_size=None)
     assert p.batch_size == DEFAULT_BATCH_SIZE
     assert p.gpu_resize is False and p.pin_memory is False
     assert p.channels_last is True
@@ -113,7 +114,7 @@ def test_channels_last_model_gives_the_same_output():
     x = torch.randn(1, 3, 32, 32, 32)
     with torch.inference_mode():
         ref = model(x)
-        P.to_channels_last_3d(model)
+        E.to_channels_last_3d(model)
         conv = model.backbone.base1[0].conv_s.weight
         assert conv.is_contiguous(memory_format=torch.channels_last_3d)
         out = model(x.contiguous(memory_format=torch.channels_last_3d))
@@ -121,7 +122,7 @@ def test_channels_last_model_gives_the_same_output():
 
 
 def test_channels_last_skips_4d_weights():
-    model = P.to_channels_last_3d(AViNet("bilinear"))  # SoundNet holds 4-D conv weights
+    model = E.to_channels_last_3d(AViNet("bilinear"))  # SoundNet holds 4-D conv weights
     assert model.audionet.conv1.weight.dim() == 4
     assert model.visual_model.backbone.base1[0].conv_s.weight.is_contiguous(
         memory_format=torch.channels_last_3d
@@ -130,10 +131,10 @@ def test_channels_last_skips_4d_weights():
 
 @pytest.mark.parametrize("channels_last", [True, False])
 def test_assembled_batch_is_the_stacked_clips(channels_last):
-    p = P.Predictor(model=LastFrameBrightness(), device="cpu", channels_last=channels_last)
-    frames = [P._Item(i, i / 25, 8, 8, torch.randn(3, 4, 6)) for i in range(5)]
+    p = Predictor(model=LastFrameBrightness(), device="cpu", channels_last=channels_last)
+    frames = [Frame(i, i / 25, None, 8, 8, tensor=torch.randn(3, 4, 6)) for i in range(5)]
     clips = [frames[0:3], frames[2:5]]
-    x = p._assemble(clips)
+    x = p.engine.assemble(clips)
     expected = torch.stack([torch.stack([f.tensor for f in c], dim=1) for c in clips])
     assert x.shape == (2, 3, 3, 4, 6)
     assert torch.equal(x, expected)
@@ -215,8 +216,8 @@ def test_pipeline_maps_under_half_precision_agree_with_fp32(make_video, precisio
     model = ViNet().eval()
     video = make_video(n_frames=3, size=(48, 64))
     kw = dict(model=model, device="cpu", input_size=SMALL_INPUT)
-    a = P.Predictor(precision="fp32", **kw).predict(video)
-    half = P.Predictor(precision=precision, **kw)
+    a = Predictor(precision="fp32", **kw).predict(video)
+    half = Predictor(precision=precision, **kw)
     assert half.precision == precision
     b = half.predict(video)
     assert _cc(a, b) >= 0.999
@@ -226,8 +227,8 @@ def test_pipeline_maps_under_half_precision_agree_with_fp32(make_video, precisio
 def test_auto_precision_is_recorded(make_video, tmp_path, monkeypatch):
     import h5py
 
-    monkeypatch.setattr(P, "cpu_has_native_bf16", lambda: True)
-    p = P.Predictor(model=LastFrameBrightness(), device="cpu", input_size=(32, 32))
+    monkeypatch.setattr(E, "cpu_has_native_bf16", lambda: True)
+    p = Predictor(model=LastFrameBrightness(), device="cpu", input_size=(32, 32))
     assert p.precision == "bf16"
     p.write(make_video(n_frames=2, size=(16, 24)), tmp_path / "out", ["h5"])
     with h5py.File(tmp_path / "out" / "clip.h5") as f:
@@ -254,35 +255,43 @@ def test_every_model_at_the_real_input_size(arch, precision):
 # -- stride --------------------------------------------------------------------------------
 
 
-def _raw(p, video) -> list:
-    reader = open_video(video)
-    return list(p._raw_maps(reader, reader.meta, None))
+def _clips(n: int) -> list[tuple[int, int, list[int]]]:
+    """(t, frame, clip) as salcli.windowing.iter_clips gives them; frames are numbers."""
+    return [(t, t, [max(0, t - 2), max(0, t - 1), t]) for t in range(n)]
 
 
-@pytest.mark.parametrize("n,stride,batch", [(20, 3, 2), (10, 4, 1), (9, 4, 8), (5, 1, 2)])
-def test_stride_predicts_every_kth_frame_and_the_last(make_video, n, stride, batch):
-    video = make_video(n_frames=n, size=(16, 24))
-    full = _raw(P.Predictor(model=LastFrameBrightness(), device="cpu", input_size=(32, 32)), video)
-    model = LastFrameBrightness()
-    p = P.Predictor(model=model, device="cpu", input_size=(32, 32), stride=stride, batch_size=batch)
-    got = _raw(p, video)
+@pytest.mark.parametrize(
+    "n,stride,batch", [(20, 3, 2), (10, 4, 1), (9, 4, 8), (5, 1, 2), (1, 3, 4)]
+)
+def test_schedule_predicts_every_kth_frame_and_the_last(n, stride, batch):
+    calls: list[list] = []
+
+    def predict(clips):  # a clip's "map" is its last frame's number, everywhere
+        calls.append(clips)
+        return [np.full((2, 2), float(c[-1]), np.float32) for c in clips]
+
+    got = list(run_schedule(_clips(n), predict, stride=stride, batch_size=batch))
     keys = sorted(set(range(0, n, stride)) | {n - 1})
-    assert [g[0] for g in got] == list(range(n))
-    assert sum(model.calls) == len(keys) and max(model.calls) <= batch
-    for t in keys:
-        np.testing.assert_allclose(got[t][2], full[t][2], atol=1e-6)
-    for t in range(n):
-        if t in keys:
-            continue
-        t0, t1 = max(k for k in keys if k < t), min(k for k in keys if k > t)
-        w = (t - t0) / (t1 - t0)
-        np.testing.assert_allclose(got[t][2], (1 - w) * full[t0][2] + w * full[t1][2], atol=1e-6)
-    assert all(g[3:] == (16, 24) for g in got)
+    assert [frame for frame, _ in got] == list(range(n))  # every frame, in order
+    assert [c[-1] for call in calls for c in call] == keys  # only the keys, in order
+    assert max(len(call) for call in calls) <= batch
+    for t, (_, raw) in enumerate(got):
+        # keys keep their map; the frames between get the linear interpolation, which
+        # for maps equal to their frame numbers is the frame number itself
+        np.testing.assert_allclose(raw, t, atol=1e-5)
+
+
+def test_stride_runs_the_model_on_the_keys_only(make_video):
+    model = LastFrameBrightness()
+    p = Predictor(model=model, device="cpu", input_size=(32, 32), stride=4, batch_size=2)
+    maps = p.predict(make_video(n_frames=10, size=(16, 24)))
+    assert maps.shape == (10, 16, 24)
+    assert sum(model.calls) == 4 and max(model.calls) <= 2  # frames 0, 4, 8 and 9
 
 
 def test_interpolate_maps():
     a, b = np.zeros((2, 2), np.float32), np.ones((2, 2), np.float32)
-    out = P.interpolate_maps(a, b, 0.25)
+    out = interpolate_maps(a, b, 0.25)
     assert out.dtype == np.float32 and np.allclose(out, 0.25)
 
 
@@ -291,7 +300,7 @@ def test_interpolate_maps():
 
 def test_sink_handles_items_in_order_and_reraises():
     seen = []
-    sink = P._Sink(seen.append, 2)
+    sink = WriterThread(seen.append, 2)
     for i in range(10):
         sink.put(i)
     sink.close()
@@ -300,7 +309,7 @@ def test_sink_handles_items_in_order_and_reraises():
     def boom(item):
         raise ValueError(f"bad {item}")
 
-    sink = P._Sink(boom, 2)
+    sink = WriterThread(boom, 2)
     with pytest.raises(ValueError, match="bad 0"):
         for i in range(100):
             sink.put(i)
@@ -310,7 +319,7 @@ def test_sink_handles_items_in_order_and_reraises():
 
 def test_write_with_stride_writes_every_frame(make_video, tmp_path):
     video = make_video(n_frames=11, size=(16, 24))
-    p = P.Predictor(model=LastFrameBrightness(), device="cpu", input_size=(32, 32), stride=5)
+    p = Predictor(model=LastFrameBrightness(), device="cpu", input_size=(32, 32), stride=5)
     result = p.write(video, tmp_path / "out", ["png", "h5"])
     assert result.frames == 11
     assert len(list((tmp_path / "out" / "clip").glob("*.png"))) == 11
@@ -320,12 +329,19 @@ def test_a_failing_writer_leaves_nothing(make_video, tmp_path, monkeypatch):
     from salcli import writers
 
     video = make_video(n_frames=6, size=(16, 24))
+    real_write = writers.PngWriter._write
+    written = []
 
-    def fail(self, index, saliency, time):
-        raise OSError("disk full")
+    def fail_at_frame_4(self, index, saliency, time, rgb):
+        if index == 4:  # frames 0-3 are on disk (in the hidden temporary folder) by now
+            written.extend((self.out_dir).glob(".*/*.png"))
+            raise OSError(28, "No space left on device")
+        real_write(self, index, saliency, time, rgb)
 
-    monkeypatch.setattr(writers.PngWriter, "_write", fail)
-    p = P.Predictor(model=LastFrameBrightness(), device="cpu", input_size=(32, 32))
+    monkeypatch.setattr(writers.PngWriter, "_write", fail_at_frame_4)
+    p = Predictor(model=LastFrameBrightness(), device="cpu", input_size=(32, 32))
+    out = tmp_path / "out"
     with pytest.raises(Exception, match="disk full"):
-        p.write(video, tmp_path / "out", ["png"])
-    assert not list((tmp_path / "out").glob("**/*.png"))
+        p.write(video, out, ["png", "h5"])
+    assert len(written) == 4  # there was something to clean up
+    assert not out.exists()  # the temporaries, the h5 and the folder this run made: gone

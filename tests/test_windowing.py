@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import weakref
+
 import pytest
 
-from salcli.windowing import clip_indices, clip_span, iter_clips
+from salcli.windowing import LastFrameClips, clip_indices, clip_span, iter_clips
 
 T = 32
 
@@ -31,11 +33,11 @@ def test_reference_reverses_future_clip():
 @pytest.mark.parametrize("n", [1, 2, 5, 31, 32, 40, 62, 63])
 @pytest.mark.parametrize("policy", ["mirror", "reference"])
 def test_every_frame_gets_one_clip_of_T_valid_frames_ending_with_itself(n, policy):
-    got = list(iter_clips(range(n), T, policy))
-    assert [t for t, _ in got] == list(range(n))
-    for t, clip in got:
+    got = list(iter_clips(range(n), LastFrameClips(T, policy)))
+    assert [t for t, _, _ in got] == list(range(n))
+    for t, frame, clip in got:
         assert len(clip) == T
-        assert clip[-1] == t
+        assert clip[-1] == frame == t
         assert all(0 <= i < n for i in clip)
         assert clip == clip_indices(t, n if n < 2 * T - 1 else None, T, policy)
 
@@ -53,23 +55,31 @@ def test_short_reference_repeats_first_frame():
     assert clip_indices(2, 3, 4, "reference") == [0, 0, 1, 2]
 
 
-def test_stream_holds_at_most_2T_minus_1_frames():
-    alive = []
+@pytest.mark.parametrize("policy", ["mirror", "reference"])
+def test_stream_holds_at_most_2T_minus_1_frames(policy):
+    """What the stream still holds (not what it has read ahead): frames that are alive
+    while the consumer keeps none of them."""
 
-    class Tracked:
-        def __init__(self, i):
+    class Frame:
+        def __init__(self, i: int):
             self.i = i
 
-    def gen():
+    refs: list[weakref.ref] = []
+
+    def frames():
         for i in range(200):
-            alive.append(i)
-            yield Tracked(i)
+            f = Frame(i)
+            refs.append(weakref.ref(f))
+            yield f
+            del f
 
     peak = 0
-    for t, clip in iter_clips(gen(), T, "mirror"):
-        peak = max(peak, len(alive) - t)
-        assert clip[-1].i == t
-    assert peak <= 2 * T
+    for t, frame, clip in iter_clips(frames(), LastFrameClips(T, policy)):
+        assert frame.i == t == clip[-1].i
+        del frame, clip  # (reference counting frees the frames nobody holds at once)
+        peak = max(peak, sum(r() is not None for r in refs))
+    assert peak == 2 * T - 1  # the first 2T-1 frames decide a short video's padding
+    assert all(r() is None for r in refs)  # nothing kept at the end
 
 
 def test_clip_span():

@@ -18,6 +18,7 @@ import pytest
 import salcli.writers as W
 from salcli.decode import VideoMeta, open_video
 from salcli.errors import InputError, OutputError, UsageError
+from salcli.families import VINET
 from salcli.writers import RunInfo, make_writer, output_paths
 
 FPS = 24  # frames/s of the test videos
@@ -28,6 +29,7 @@ RUN = RunInfo(
     clip_len=32,
     warmup="mirror",
     salcli_version="0.1.0",
+    postprocess=VINET.postprocess_doc,
     extra={"precision": "fp32", "device": "cpu", "batch_size": 4},
 )
 
@@ -337,9 +339,35 @@ def test_mp4_from_a_frame_folder(tmp_path):
 
 
 def test_mp4_source_missing(tmp_path):
+    # given no frames, the overlay writer decodes the source itself: a missing one fails
+    # at the first map and leaves nothing behind
+    writer = make_writer("mp4", tmp_path, fake_meta(), RUN)
     with pytest.raises(InputError, match="no such file"):
-        make_writer("mp4", tmp_path, fake_meta(), RUN)
+        writer.write(0, np.zeros((48, 64), np.float32), 0.0)
     assert listing(tmp_path) == []
+
+
+def test_mp4_takes_the_frames_it_is_given(tmp_path, videos, monkeypatch):
+    """With the decoded frames handed in, the overlay never decodes the source again."""
+    import salcli.writers
+
+    meta = meta_of(videos["plain"])
+    frames = source_frames(videos["plain"])
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("the source was decoded a second time")
+
+    monkeypatch.setattr(salcli.writers, "open_video", no_decoding)
+    maps = [cv2.GaussianBlur(m, (11, 11), 0) for m in saliency_maps(len(frames), 64, 48)]
+    writer = make_writer("mp4", tmp_path, meta, RUN)
+    assert writer.needs_frames
+    for i, (m, rgb) in enumerate(zip(maps, frames, strict=True)):
+        writer.write(i, m, i / FPS, rgb=rgb)
+    (path,) = writer.close()
+    shown = read_mp4(path)["frames"]
+    assert len(shown) == len(frames)
+    expected = W.overlay(frames[5], W.to_uint8(maps[5]))
+    assert np.abs(shown[5].astype(int) - expected.astype(int)).mean() < 8  # lossy H.264
 
 
 def test_odd_frame_size(tmp_path, videos):

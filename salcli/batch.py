@@ -1,0 +1,179 @@
+"""Many videos: expand the inputs, skip what is finished, resume what is not, shard.
+
+    >>> import salcli
+    >>> for result in salcli.predict_many(["corpus/"], "out/", recursive=True, formats="h5"):
+    ...     print(result.status, result.source)
+
+``predict_many`` yields one ``VideoResult`` per video (done / skipped / failed, the
+fields of ``salcli predict --jsonl``). The policy is that of the CLI, which is a thin
+layer over this module:
+
+- inputs and output folders: ``salcli.inputs`` (folders mirrored below the output
+  folder, ``-`` for paths on stdin, ``shard=(K, N)`` or ``"K/N"``);
+- a video whose completion record (``salcli.records``) matches its source and the
+  settings that shape the maps, and whose outputs all exist, is skipped; one made from
+  the same source with other settings fails with a line suggesting ``overwrite``;
+  outputs that belong to another source are never overwritten silently;
+- temporaries of killed runs are removed before a video is redone;
+- one video's failure is a result, never an exception: the batch goes on (Ctrl-C and
+  SIGTERM stop it, after the current video's partial outputs are removed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any, TextIO
+
+from .decode import Warn
+from .errors import OutputError, SalcliError, one_line, os_reason
+from .inputs import Job, expand_inputs, select_shard
+from .options import split_options
+from .predict import Predictor, VideoResult
+
+# progress(stem) -> (update(done, total), finish()) or None: a per-video progress display
+Progress = Callable[[str], tuple[Callable[[int, int | None], None], Callable[[], None]] | None]
+
+
+class BatchRun:
+    """The jobs of a batch (``jobs``: after ``shard``; ``all_jobs``: before) and, when
+    iterated, their results. The model is loaded on the first job, so an empty batch
+    (an empty shard) loads nothing; a bad option or missing weights raise then, with
+    the one-line error and exit code of ``salcli.errors``.
+
+    ``predictor``: a ready ``Predictor`` to use instead of building one from
+    ``options``. ``on_warning``: every warning, one line each. ``progress``: see
+    ``Progress``. ``stdin``: where ``-`` reads paths from.
+    """
+
+    def __init__(
+        self,
+        inputs: Iterable[str | Path],
+        output_dir: str | Path | None = None,
+        *,
+        predictor: Predictor | None = None,
+        on_warning: Warn | None = None,
+        progress: Progress | None = None,
+        stdin: TextIO | None = None,
+        **options: Any,
+    ):
+        from .defaults import DEFAULT_OUTPUT_SUBDIR
+
+        self.batch, self.options = split_options(options)
+        self.output_dir = None if output_dir is None else Path(output_dir)
+        self.all_jobs: list[Job] = expand_inputs(
+            [str(i) for i in inputs],
+            self.output_dir,
+            recursive=self.batch.recursive,
+            pattern=self.batch.glob,
+            default_subdir=DEFAULT_OUTPUT_SUBDIR,
+            stdin=stdin,
+        )
+        self.jobs = select_shard(self.all_jobs, self.batch.shard)
+        self._predictor = predictor
+        self._warn = on_warning
+        self._progress = progress
+
+    @property
+    def predictor(self) -> Predictor:
+        if self._predictor is None:
+            self._predictor = Predictor(options=self.options, on_warning=self._warn)
+        return self._predictor
+
+    def __iter__(self) -> Iterator[VideoResult]:
+        from .records import StaleTemps
+
+        if not self.jobs:
+            return
+        predictor = self.predictor
+        sweeper = StaleTemps()
+        for job in self.jobs:
+            yield self.run_one(predictor, job, sweeper)
+
+    def run_one(self, predictor: Predictor, job: Job, sweeper) -> VideoResult:
+        """Skip, or predict and record, one job; a failure is returned, never raised
+        (Ctrl-C and SIGTERM are: they stop the batch)."""
+        source = str(job.source)
+        try:
+            skipped = self._finished(predictor, job, sweeper)
+        except (SalcliError, OSError) as err:
+            return _failed(source, err)
+        if skipped is not None:
+            return skipped
+        hooks = self._progress(job.stem) if self._progress else None
+        try:
+            return predictor.write(
+                job.source,
+                job.out_dir,
+                self.options.formats,
+                progress=hooks[0] if hooks else None,
+            )
+        except (SalcliError, OSError, MemoryError) as err:
+            return _failed(source, err)
+        except Exception as err:  # noqa: BLE001 - one video's bug must not stop the batch
+            return _failed(source, err, unexpected=True)
+        finally:
+            if hooks:
+                hooks[1]()
+
+    def _finished(self, predictor: Predictor, job: Job, sweeper) -> VideoResult | None:
+        """A "skipped" result when ``job`` is finished with these settings; raises an
+        OutputError when its outputs must not be touched without ``overwrite``."""
+        from .records import is_complete, other_source, read_record, same_source, settings_changed
+
+        sweeper.clean(job.out_dir, job.stem)  # temporaries left by a killed run
+        if self.batch.overwrite:
+            return None
+        rec = read_record(job.out_dir, job.stem)
+        if rec is None:
+            return None
+        if same_source(rec, job.source):
+            changed = settings_changed(rec, predictor.settings(job.source))
+            if changed:
+                raise OutputError(
+                    f"{job.out_dir / job.stem}*: made with another {', '.join(changed)}; "
+                    "overwrite (--overwrite) redoes them, or choose another output folder"
+                )
+            if is_complete(job.out_dir, job.stem, self.options.formats, job.source):
+                return VideoResult(
+                    source=str(job.source),
+                    status="skipped",
+                    frames=int(rec.get("frames") or 0),
+                    fps=float(rec.get("fps") or 0.0),
+                    outputs=[str(p) for p in rec.get("outputs", [])],
+                )
+            return None
+        owner = other_source(job.out_dir, job.stem, job.source)
+        raise OutputError(
+            f"{job.out_dir / job.stem}*: these outputs belong to {owner}; choose another "
+            "output folder (or overwrite, --overwrite, to replace them)"
+        )
+
+
+def predict_many(
+    inputs: Iterable[str | Path], output_dir: str | Path | None = None, **options: Any
+) -> Iterator[VideoResult]:
+    """Predict every video of ``inputs`` (files, folders, ``-`` for stdin) into
+    ``output_dir``; one ``VideoResult`` per video, in order (see the module docstring).
+
+    ``options``: those of ``salcli.options.BatchOptions`` (``recursive``, ``glob``,
+    ``overwrite``, ``shard``) and ``PredictOptions`` (``weights``, ``formats``,
+    ``audio``, ``precision``, ...), plus ``BatchRun``'s ``predictor``, ``on_warning``,
+    ``progress`` and ``stdin``.
+    """
+    return iter(BatchRun(inputs, output_dir, **options))
+
+
+def _failed(source: str, err: BaseException, *, unexpected: bool = False) -> VideoResult:
+    if isinstance(err, MemoryError):
+        message = "out of memory"
+    elif isinstance(err, OSError):
+        where = f"{err.filename}: " if getattr(err, "filename", None) else ""
+        message = f"{where}{os_reason(err)}"
+    elif unexpected:
+        message = f"unexpected {type(err).__name__}: {one_line(err)}"
+    else:
+        message = str(err)
+    if source not in message:
+        message = f"{source}: {message}"
+    return VideoResult(source=source, status="failed", error=message)

@@ -1,0 +1,258 @@
+"""The engine: batches of clips in, raw model maps out.
+
+Everything about *how* the network runs lives here — the device, the precision
+(autocast; the model keeps its last layers in fp32 itself), the memory layout
+(channels-last 3-D), the batch size, pinned memory and non-blocking copies on CUDA,
+``torch.compile``, and overlap reuse (``salcli.overlap``: runs of consecutive clips
+share their backbone work). *What* goes in (which frames, which sound) is the
+pipeline's business (``salcli.predict``); the engine takes clips of frames whose
+``tensor`` is the model input, plus the sound input of each clip, and returns one raw
+map (h, w) float32 per clip.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from .defaults import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_REUSE_BATCH_SIZE,
+    DEVICES,
+    INPUT_H,
+    INPUT_W,
+    PRECISIONS,
+)
+from .errors import UsageError
+from .options import OptionError
+
+CHANNELS_LAST_DEVICES = ("cpu", "cuda")  # device types where channels-last 3-D pays off
+CHANNELS_LAST = torch.channels_last_3d  # (B, C, T, H, W) stored as (B, T, H, W, C)
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+PRECISION_NAMES = {v: k for k, v in DTYPES.items()}
+
+# Batch size on CUDA when none is given: activation memory of one clip at 224x384 in
+# fp32 (an estimate: about three of the largest activations, (64, 32, 112, 192) floats,
+# alive at once), scaled by element size and input area; half the free memory is used.
+CUDA_BYTES_PER_CLIP_FP32 = 600 * 2**20  # bytes, at 224x384
+CUDA_MEMORY_FRACTION = 0.5  # of the free device memory
+MAX_AUTO_BATCH = 32  # clips; larger batches gain nothing measurable
+
+
+def resolve_device(device: str) -> torch.device:
+    if device not in DEVICES:
+        raise OptionError("device", f"{device!r}: choose from {', '.join(DEVICES)}")
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise OptionError("device", "cuda: no CUDA device is available")
+    return torch.device(device)
+
+
+def cpu_has_native_bf16() -> bool:
+    """True when this CPU computes bf16 matrix products natively (AVX512-BF16 / AMX)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def cpu_has_native_fp16() -> bool:
+    """True when this CPU computes fp16 matrix products natively (AVX512-FP16 / AMX-FP16)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_fp16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def emulated_precision(dtype: torch.dtype, device: torch.device) -> bool:
+    """Whether ``dtype`` arithmetic is emulated on ``device`` (correct, but many times
+    slower than fp32): bf16 or fp16 on a CPU without native support for it."""
+    if device.type != "cpu" or dtype == torch.float32:
+        return False
+    return not (cpu_has_native_bf16() if dtype == torch.bfloat16 else cpu_has_native_fp16())
+
+
+def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
+    """ "auto": bf16 on CUDA (fp16 where it lacks bf16) and on CPUs with native bf16,
+    else fp32; the others name their dtype."""
+    if precision not in PRECISIONS:
+        raise OptionError("precision", f"{precision!r}: choose from {', '.join(PRECISIONS)}")
+    if precision == "auto":
+        if device.type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.bfloat16 if cpu_has_native_bf16() else torch.float32
+    return DTYPES[precision]
+
+
+def resolve_channels_last(option: bool | None, device: torch.device) -> bool:
+    """Whether the model runs in the channels-last 3-D layout; None chooses per device."""
+    if option is not None:
+        return bool(option)
+    return device.type in CHANNELS_LAST_DEVICES
+
+
+def choose_batch_size(
+    device: torch.device,
+    dtype: torch.dtype,
+    input_size: tuple[int, int] = (INPUT_H, INPUT_W),
+    *,
+    free_bytes: int | None = None,
+    reuse: bool = False,
+) -> int:
+    """Clips per forward pass when the user gave none.
+
+    CPU: ``DEFAULT_BATCH_SIZE``, or ``DEFAULT_REUSE_BATCH_SIZE`` with overlap reuse
+    (more consecutive clips share more work). CUDA: as many clips as fit in a fraction
+    of the free device memory (``free_bytes``, read from the device when None), at most
+    ``MAX_AUTO_BATCH``.
+    """
+    if device.type != "cuda":
+        return DEFAULT_REUSE_BATCH_SIZE if reuse else DEFAULT_BATCH_SIZE
+    if free_bytes is None:
+        free_bytes, _ = torch.cuda.mem_get_info(device)
+    elem = torch.finfo(dtype).bits // 8
+    area = input_size[0] * input_size[1] / (INPUT_H * INPUT_W)
+    per_clip = CUDA_BYTES_PER_CLIP_FP32 * elem / 4 * area
+    return int(max(1, min(MAX_AUTO_BATCH, CUDA_MEMORY_FRACTION * free_bytes // per_clip)))
+
+
+def resolve_reuse(option: bool | None, model: nn.Module, device: torch.device, compile: bool):
+    """Whether batches of consecutive clips share their backbone work (salcli.overlap)."""
+    from .overlap import supports_reuse
+
+    if not supports_reuse(model):
+        if option:
+            raise UsageError("overlap reuse works only with ViNet / AViNet models")
+        return False
+    if option is not None:
+        return bool(option)
+    # unmeasured on CUDA (many small kernels for the clip ends); torch.compile traces
+    # the plain forward pass
+    return device.type == "cpu" and not compile
+
+
+def to_channels_last_3d(model: nn.Module) -> nn.Module:
+    """Store every 5-D parameter and buffer of ``model`` channels-last (in place).
+
+    ``nn.Module.to(memory_format=...)`` refuses models that also hold 4-D weights
+    (SoundNet's), so the 5-D ones are converted one by one; values do not change.
+    """
+    with torch.no_grad():
+        for t in [*model.parameters(), *model.buffers()]:
+            if t.dim() == 5:
+                t.data = t.data.contiguous(memory_format=CHANNELS_LAST)
+    return model
+
+
+class Engine:
+    """Runs a saliency model over batches of clips.
+
+    ``model(clips[, sound])`` maps (B, 3, T, h, w) clips (and, for audio-visual models,
+    a (B, ...) sound input) to (B, h, w) saliency; it is moved to the device and, where
+    chosen, to the channels-last layout. ``device``, ``precision``, ``batch_size``,
+    ``reuse``, ``channels_last`` and ``compile`` are the options of the same names
+    (``salcli.options.PredictOptions``); None and "auto" choose for the machine.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        device: str = "auto",
+        precision: str = "auto",
+        batch_size: int | None = None,
+        reuse: bool | None = None,
+        channels_last: bool | None = None,
+        compile: bool = False,
+        input_size: tuple[int, int] = (INPUT_H, INPUT_W),
+    ):
+        self.device = resolve_device(device)
+        self.dtype = resolve_precision(precision, self.device)
+        self.precision = PRECISION_NAMES[self.dtype]
+        self.emulated = emulated_precision(self.dtype, self.device)
+        self.channels_last = resolve_channels_last(channels_last, self.device)
+        self.pin_memory = self.device.type == "cuda"
+        self.model = model.eval().to(self.device)
+        if self.channels_last:
+            to_channels_last_3d(self.model)
+        self._net = torch.compile(self.model) if compile else self.model
+        self.reuse = resolve_reuse(reuse, self.model, self.device, compile)
+        self.batch_size = batch_size or choose_batch_size(
+            self.device, self.dtype, input_size, reuse=self.reuse
+        )
+
+    def _autocast(self):
+        if self.dtype == torch.float32:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.dtype)
+
+    def assemble(self, clips: Sequence[Sequence]) -> torch.Tensor:
+        """The clips (each a sequence of frames with a (3, h, w) ``tensor``) as one model
+        input (B, 3, T, h, w), in one copy: channels-last when the model runs so, in
+        pinned memory when it goes to CUDA, on the frames' device."""
+        first = clips[0][0].tensor  # (3, h, w)
+        b, t, (c, h, w) = len(clips), len(clips[0]), first.shape
+        pin = self.pin_memory and first.device.type == "cpu"
+        kw = dict(dtype=first.dtype, device=first.device, pin_memory=pin)
+        if self.channels_last:
+            x = torch.empty((b, t, h, w, c), **kw)  # (B, T, h, w, 3)
+            for i, clip in enumerate(clips):
+                for j, frame in enumerate(clip):
+                    x[i, j].copy_(frame.tensor.permute(1, 2, 0))
+            return x.permute(0, 4, 1, 2, 3)  # (B, 3, T, h, w), channels-last strides
+        x = torch.empty((b, c, t, h, w), **kw)
+        for i, clip in enumerate(clips):
+            for j, frame in enumerate(clip):
+                x[i, :, j].copy_(frame.tensor)
+        return x
+
+    def __call__(self, clips: Sequence[Sequence], sound: torch.Tensor | None = None) -> np.ndarray:
+        """Raw maps (B, h, w) float32 of the clips; runs of consecutive clips share their
+        backbone work when ``reuse`` is on."""
+        if not self.reuse:
+            return self._forward(self.assemble(clips), sound)
+        from .overlap import consecutive_runs
+
+        out: list[np.ndarray | None] = [None] * len(clips)
+        singles: list[int] = []
+        for run in consecutive_runs(clips):
+            if len(run) == 1:
+                singles += run
+                continue
+            frames = [*clips[run[0]], *(clips[i][-1] for i in run[1:])]
+            s = None if sound is None else sound[run]
+            maps = self._forward(self.assemble([frames]), s, self._windows(len(clips[0])))
+            for i, m in zip(run, maps, strict=True):
+                out[i] = m
+        if singles:
+            s = None if sound is None else sound[singles]
+            maps = self._forward(self.assemble([clips[i] for i in singles]), s)
+            for i, m in zip(singles, maps, strict=True):
+                out[i] = m
+        return np.stack(out)
+
+    def _windows(self, clip_len: int) -> Callable:
+        from .overlap import forward_windows
+
+        def run(frames: torch.Tensor, *sound: torch.Tensor) -> torch.Tensor:
+            return forward_windows(self.model, frames, clip_len, *sound)
+
+        return run
+
+    def _forward(
+        self, clips: torch.Tensor, sound: torch.Tensor | None, net: Callable | None = None
+    ) -> np.ndarray:
+        """Raw maps (B, h, w) of ``net`` (default: the model) over clips (B, 3, T, h, w)."""
+        net = net or self._net
+        clips = clips.to(self.device, non_blocking=True)
+        if self.channels_last:
+            clips = clips.contiguous(memory_format=CHANNELS_LAST)
+        extra = () if sound is None else (sound.to(self.device, non_blocking=True),)
+        with torch.inference_mode(), self._autocast():
+            out = net(clips, *extra)
+        return out.float().cpu().numpy()  # (B, h, w)

@@ -1,0 +1,343 @@
+"""The one table of options: every option of ``salcli predict`` is declared here, once.
+
+Each option is a field of a frozen dataclass with its default, its CLI flags, its help
+and its check. Everything else reads this table:
+
+- the API: ``Predictor(weights, **options)`` and ``predict_many(inputs, out, **options)``
+  build ``PredictOptions`` / ``BatchOptions``, which validate every value once;
+- the CLI: ``salcli predict``'s options are generated from the fields (``cli_params``);
+- records and HDF5 attributes: the fields marked ``shapes_maps`` are the settings a
+  re-run must match to take earlier outputs for its own (``Predictor.settings``).
+
+Errors name the option as the caller spelled it: ``OptionError.option`` is the field
+name; the CLI prints the flag instead (``--batch-size must be at least 1``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import typing
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from .defaults import (
+    DEFAULT_DEVICE,
+    DEFAULT_FORMATS,
+    DEFAULT_H5_DTYPE,
+    DEFAULT_PRECISION,
+    DEVICES,
+    FORMATS,
+    FUSIONS,
+    H5_DTYPES,
+    MAX_FPS,
+    PRECISIONS,
+    WARMUP_POLICIES,
+)
+from .errors import UsageError
+
+
+class OptionError(UsageError):
+    """A bad option value: ``option`` is the field name, ``reason`` the rest of the line."""
+
+    def __init__(self, option: str, reason: str):
+        self.option, self.reason = option, reason
+        super().__init__(f"{option} {reason}")
+
+
+def option(
+    default: Any,
+    *flags: str,
+    help: str,
+    shapes_maps: bool = False,
+    cli_type: type | None = None,
+    **typer_kw: Any,
+) -> Any:
+    """A field of an options table. ``flags`` empty: an API-only option (no CLI flag).
+    ``shapes_maps``: a different value gives different maps (records compare it)."""
+    meta = {"flags": flags, "help": help, "shapes_maps": shapes_maps, "typer": typer_kw}
+    if cli_type is not None:
+        meta["cli_type"] = cli_type
+    if isinstance(default, list | tuple | dict):
+        return field(default_factory=lambda: default, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def _one_of(name: str, value: Any, choices: Sequence[str]) -> None:
+    if value not in choices:
+        raise OptionError(name, f"{value!r}: choose from {', '.join(choices)}")
+
+
+def _at_least(name: str, value: int | None, low: int) -> None:
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < low):
+        raise OptionError(name, f"must be an integer of at least {low}, got {value!r}")
+
+
+def parse_formats(value: str | Iterable[str]) -> tuple[str, ...]:
+    """ "png,h5" or ("png", "h5") -> ("png", "h5"): known formats, duplicates dropped."""
+    items = value.split(",") if isinstance(value, str) else list(value)
+    formats = [str(f).strip().lower() for f in items if str(f).strip()]
+    bad = [f for f in formats if f not in FORMATS]
+    if bad or not formats:
+        given = ",".join(map(str, items))
+        raise OptionError("formats", f"{given!r}: choose from {', '.join(FORMATS)}")
+    return tuple(dict.fromkeys(formats))
+
+
+def parse_size(value: str | Sequence[int] | None) -> tuple[int, int] | None:
+    """ "224x384" or (224, 384) -> (224, 384); None stays None (the model family's size)."""
+    if value is None or value == "":
+        return None
+    try:
+        h, w = (int(v) for v in (value.lower().split("x") if isinstance(value, str) else value))
+    except (ValueError, TypeError):
+        raise OptionError("input_size", f"{value!r}: expected HxW, e.g. 224x384") from None
+    if h < 1 or w < 1:
+        raise OptionError("input_size", f"{value!r}: expected positive sizes")
+    return h, w
+
+
+def _check_fps(value: float | None) -> None:
+    if value is not None and not (0 < value <= MAX_FPS):
+        raise OptionError("fps", f"must be in (0, {MAX_FPS:g}] frames/s, got {value!r}")
+
+
+@dataclass(frozen=True)
+class PredictOptions:
+    """How videos are predicted: the model, how it runs, the procedure, the outputs."""
+
+    # --- the model ---------------------------------------------------------------------
+    weights: str | None = option(
+        None,
+        "--weights",
+        "-w",
+        help="Checkpoint file, file name in the weights folders, or registry name "
+        "[default: the model's default file]. The model family (ViNet/AViNet) is "
+        "recognised from the checkpoint.",
+    )
+    audio: bool = option(False, "--audio", help="Use the soundtrack (AViNet).")
+    fusion: str | None = option(
+        None, "--fusion", help="With --audio: the fusion the checkpoint must have "
+        f"({', '.join(FUSIONS)}) [default: the checkpoint's]."
+    )  # fmt: skip
+    device: str = option(DEFAULT_DEVICE, "--device", help=f"{', '.join(DEVICES)}.")
+    precision: str = option(
+        DEFAULT_PRECISION,
+        "--precision",
+        help=f"{', '.join(PRECISIONS)}. auto: bf16 where the CPU or GPU computes it "
+        "natively, else fp32 (the choice is printed and recorded in the outputs).",
+        shapes_maps=True,
+    )
+    batch_size: int | None = option(
+        None,
+        "--batch-size",
+        "-b",
+        help="Clips per forward pass [default: on CPU 8 with --reuse, 2 without; on CUDA "
+        "as many as fit in memory].",
+    )
+    reuse: bool | None = option(
+        None,
+        "--reuse/--no-reuse",
+        help="Compute the backbone work that consecutive clips share once per batch: the "
+        "same maps, fewer operations [default: on for the CPU].",
+        show_default=False,
+    )
+    compile: bool = option(False, "--compile", help="torch.compile the model (CUDA, long runs).")
+    input_size: tuple[int, int] | None = option(
+        None,
+        "--input-size",
+        help="Model input HxW, multiples of 32 [default: the family's, 224x384 for "
+        "ViNet/AViNet]. Other sizes are faster and not what the models were trained on.",
+        shapes_maps=True,
+        cli_type=str,
+    )
+    channels_last: bool | None = option(
+        None, help="Run the model channels-last 3-D [default: on CPU and CUDA]."
+    )
+    gpu_resize: bool | None = option(
+        None, help="On CUDA, resize frames on the GPU [default: on for CUDA]."
+    )
+    # --- the procedure -----------------------------------------------------------------
+    warmup: str | None = option(
+        None,
+        "--warmup",
+        help="First T-1 frames: mirror (reversed frames prepended) or reference (the "
+        "authors' reversed clips) [default: mirror]. Videos shorter than T frames still "
+        "get one map per frame: mirror reflects the frames, reference repeats the first.",
+        shapes_maps=True,
+    )
+    stride: int = option(
+        1,
+        "--stride",
+        help="Run the model on every K-th frame (and the last) and interpolate the maps "
+        "linearly in time between them: fewer clips through the model, approximate maps.",
+        shapes_maps=True,
+    )
+    fps: float | None = option(
+        None,
+        "--fps",
+        help="Frame rate of folders of frames [default: 30]; a video file has its own.",
+        shapes_maps=True,
+    )
+    allow_silence: bool = option(
+        False, "--allow-silence", help="With --audio: go on with silence when a video has none."
+    )
+    # --- the outputs -------------------------------------------------------------------
+    formats: tuple[str, ...] = option(
+        DEFAULT_FORMATS,
+        "--format",
+        "-f",
+        help="Comma-separated outputs: png, h5, mp4.",
+        cli_type=str,
+    )
+    h5_dtype: str = option(
+        DEFAULT_H5_DTYPE, "--h5-dtype", help=f"Values of the HDF5 stack: {', '.join(H5_DTYPES)}."
+    )
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        set_(self, "weights", None if self.weights is None else str(self.weights))
+        if self.fusion is not None:
+            _one_of("fusion", self.fusion, FUSIONS)
+        _one_of("device", self.device, DEVICES)
+        _one_of("precision", self.precision, PRECISIONS)
+        _at_least("batch_size", self.batch_size, 1)
+        _at_least("stride", self.stride, 1)
+        size = parse_size(self.input_size)
+        if size is not None and (size[0] % 32 or size[1] % 32):
+            raise OptionError("input_size", f"{size[0]}x{size[1]}: must be multiples of 32 pixels")
+        set_(self, "input_size", size)
+        if self.warmup is not None:
+            _one_of("warmup", self.warmup, WARMUP_POLICIES)
+        _check_fps(self.fps)
+        set_(self, "formats", parse_formats(self.formats))
+        _one_of("h5_dtype", self.h5_dtype, H5_DTYPES)
+
+    def replace(self, **changes: Any) -> PredictOptions:
+        return dataclasses.replace(self, **changes)
+
+    def writer_options(self) -> dict[str, Any]:
+        return {"h5_dtype": self.h5_dtype}
+
+
+@dataclass(frozen=True)
+class BatchOptions:
+    """Which inputs a batch run takes and what it does with finished ones."""
+
+    recursive: bool = option(False, "--recursive", "-r", help="Descend into folders.")
+    glob: str | None = option(None, "--glob", help="Only files whose name matches.")
+    overwrite: bool = option(
+        False, "--overwrite", help="Redo finished videos (otherwise they are skipped)."
+    )
+    shard: tuple[int, int] | None = option(
+        None,
+        "--shard",
+        help="Process the K-th of N deterministic shares of the inputs: K/N.",
+        cli_type=str,
+    )
+
+    def __post_init__(self) -> None:
+        from .inputs import parse_shard
+
+        if isinstance(self.shard, str):
+            try:
+                object.__setattr__(self, "shard", parse_shard(self.shard))
+            except UsageError as err:
+                raise OptionError("shard", str(err).removeprefix("--shard ")) from None
+
+
+OPTION_TABLES = (BatchOptions, PredictOptions)
+
+
+def split_options(options: Mapping[str, Any]) -> tuple[BatchOptions, PredictOptions]:
+    """Keyword options -> (BatchOptions, PredictOptions); unknown names are refused."""
+    names = {cls: {f.name for f in fields(cls)} for cls in OPTION_TABLES}
+    unknown = set(options) - set().union(*names.values())
+    if unknown:
+        raise UsageError(f"unknown option {sorted(unknown)[0]!r}")
+    batch = BatchOptions(**{k: v for k, v in options.items() if k in names[BatchOptions]})
+    opts = PredictOptions(**{k: v for k, v in options.items() if k in names[PredictOptions]})
+    return batch, opts
+
+
+def make_options(options: PredictOptions | Mapping[str, Any] | None = None, **kw: Any):
+    """A ``PredictOptions`` from one, from keywords, or both (keywords win)."""
+    if isinstance(options, PredictOptions):
+        return options.replace(**kw) if kw else options
+    return PredictOptions(**{**dict(options or {}), **kw})
+
+
+def flag_of(name: str) -> str:
+    """The CLI flag of option ``name`` (``batch_size`` -> ``--batch-size``)."""
+    for cls in OPTION_TABLES:
+        for f in fields(cls):
+            if f.name == name and f.metadata.get("flags"):
+                return next(x for x in f.metadata["flags"] if x.startswith("--")).split("/")[0]
+    return name
+
+
+def map_settings_names() -> tuple[str, ...]:
+    """The options whose value shapes the maps, in table order."""
+    return tuple(f.name for f in fields(PredictOptions) if f.metadata.get("shapes_maps"))
+
+
+def cli_params(*tables: type) -> list[inspect.Parameter]:
+    """Typer keyword parameters for every option of ``tables`` that has CLI flags."""
+    import typer
+
+    params = []
+    for cls in tables:
+        hints = typing.get_type_hints(cls)
+        for f in fields(cls):
+            meta = f.metadata
+            if not meta.get("flags"):
+                continue
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            annotation = hints[f.name]
+            if "cli_type" in meta:  # typed as text on the command line, parsed by the table
+                annotation = meta["cli_type"] if default is not None else meta["cli_type"] | None
+                default = ",".join(default) if isinstance(default, tuple) else default
+            opt = typer.Option(default, *meta["flags"], help=meta["help"], **meta["typer"])
+            params.append(
+                inspect.Parameter(
+                    f.name, inspect.Parameter.KEYWORD_ONLY, default=opt, annotation=annotation
+                )  # fmt: skip
+            )
+    return params
+
+
+def with_options(
+    command: Callable[..., Any], own: Sequence[inspect.Parameter], *tables: type
+) -> Callable[..., Any]:
+    """``command(**values)`` presented to Typer with the parameters ``own`` followed by
+    every CLI option of ``tables``: the option table is the command's signature."""
+    params = [*own, *cli_params(*tables)]
+
+    def wrapper(**values: Any) -> Any:
+        return command(**values)
+
+    wrapper.__name__ = command.__name__
+    wrapper.__doc__ = command.__doc__
+    wrapper.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {p.name: p.annotation for p in params}
+    return wrapper
+
+
+def option_values(values: Mapping[str, Any], table: type) -> dict[str, Any]:
+    """The entries of ``values`` that are options of ``table``."""
+    names = {f.name for f in fields(table)}
+    return {k: v for k, v in values.items() if k in names}
+
+
+__all__ = [
+    "BatchOptions",
+    "OptionError",
+    "PredictOptions",
+    "flag_of",
+    "make_options",
+    "map_settings_names",
+    "parse_formats",
+    "parse_size",
+    "split_options",
+]

@@ -3,6 +3,7 @@ checks) and verify, through the API and through `salcli weights`."""
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import json
 import pickle
@@ -18,6 +19,8 @@ from salcli import cli_weights, registry
 from salcli.defaults import DEFAULT_WEIGHTS
 from salcli.errors import WeightsError
 from salcli.model import S3DBackbone, SoundNet8, build_model
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(autouse=True)
@@ -99,6 +102,18 @@ def test_builtin_registry_ships_in_the_package_and_names_the_published_files():
     assert all(e.sha256 is None for e in reg.values())
     # every entry says how to get it
     assert all(e.urls or e.page for e in reg.values())
+
+
+def test_pyproject_ships_the_registry_and_states_the_license_as_spdx():
+    """The registry JSON is package data, and the licence is an SPDX string (the TOML
+    table form makes setuptools >= 77 print a deprecation warning on every install)."""
+    tomllib = pytest.importorskip("tomllib")
+    doc = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    assert doc["project"]["license"] == "MIT"
+    floors = [r for r in doc["build-system"]["requires"] if r.startswith("setuptools")]
+    assert floors == ["setuptools>=77"]  # the first setuptools that accepts the string
+    patterns = doc["tool"]["setuptools"]["package-data"]["salcli"]
+    assert any(fnmatch.fnmatch(registry.REGISTRY_FILE.name, p) for p in patterns)
 
 
 def test_extra_registry_from_the_environment(tmp_path, monkeypatch):

@@ -6,7 +6,9 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import json
+import os
 import pickle
+import stat
 from pathlib import Path
 
 import pytest
@@ -222,6 +224,25 @@ def test_import_real_soundnet_state_dict(tmp_path):
     assert result.sha256 == hashlib.sha256(src.read_bytes()).hexdigest()
     assert _cached_files(tmp_path) == ["soundnet8_final.pth"]  # no temporary left
     assert registry.resolve_weights("soundnet8", "soundnet") == result.path
+
+
+@pytest.mark.parametrize(
+    "umask, mode",
+    [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)],
+    ids=["umask-022", "umask-002", "umask-077"],
+)
+def test_imported_file_gets_the_umask_permissions(tmp_path, meta_models, umask, mode):
+    """Like any file a user creates: a shared cache (``SALCLI_WEIGHTS`` on a group
+    folder) stays readable by the group when the umask says so."""
+    src = _save(shape_only(meta_models["soundnet"]), tmp_path / "s.pth")
+    src.chmod(0o600)  # the mode of the file given does not carry over, the umask decides
+    old = os.umask(umask)
+    try:
+        result = registry.import_weights(src)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(result.path.stat().st_mode) == mode
+    assert _cached_files(tmp_path) == ["soundnet8_final.pth"]
 
 
 def test_import_under_a_registry_name_or_file_name(tmp_path, meta_models):

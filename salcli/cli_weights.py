@@ -17,7 +17,6 @@ import typer
 from . import registry
 from .download import DEFAULT_TIMEOUT
 from .errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_WEIGHTS, SalcliError
-from .weights import cache_dir
 
 weights_app = typer.Typer(
     name="weights",
@@ -72,7 +71,7 @@ def list_cmd(
                 }
                 typer.echo(json.dumps(record))
             return
-        typer.echo(f"cache: {cache_dir()}")
+        typer.echo(f"cache: {registry.cache_dir()}")
         rows = [("NAME", "ARCH", "CACHED", "SOURCE", "FILE")]
         for e in entries:
             cached = "yes" if e.cache_path().is_file() else "-"
@@ -133,7 +132,7 @@ def verify_cmd(
     with _one_line_errors():
         results = registry.verify(names or None)
         if not results:
-            typer.echo(f"no weights in the cache ({cache_dir()})")
+            typer.echo(f"no weights in the cache ({registry.cache_dir()})")
         bad = False
         for r in results:
             if r.status == "missing":

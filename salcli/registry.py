@@ -51,6 +51,7 @@ from .weights import (
     model_name,
     read_checkpoint,
     sha256_file,
+    unwrap_state_dict,
 )
 
 REGISTRY_FILE = Path(__file__).with_name("registry.json")
@@ -119,6 +120,14 @@ class ImportResult:
     arch: str
     entry: Entry | None  # the registry entry it was filed under, if any
     sha256: str
+
+
+@dataclass(frozen=True)
+class CachedFile:
+    path: Path
+    entry: Entry | None  # the registry entry whose file this is; None: not in the registry
+    arch: str | None  # the entry's, else the default file's, else read from it (None: unknown)
+    default: bool  # it is the default file of ``arch`` (used when --weights is not given)
 
 
 @dataclass(frozen=True)
@@ -590,8 +599,7 @@ def verify(
         targets = [(get(n, reg), cache / get(n, reg).file) for n in names]
     else:
         by_file = {e.file: e for e in reg.values()}
-        files = sorted(p for p in cache.iterdir() if _is_weights_file(p)) if cache.is_dir() else []
-        targets = [(by_file.get(p.name), p) for p in files]
+        targets = [(by_file.get(p.name), p) for p in _cache_files()]
     results = []
     for entry, p in targets:
         label = entry.name if entry is not None else p.name
@@ -607,6 +615,46 @@ def verify(
         partial = entry is not None and entry.sha256 is None and expected is not None
         results.append(VerifyResult(label, p, status, digest, expected, partial))
     return results
+
+
+def cached(registry: Mapping[str, Entry] | None = None) -> list[CachedFile]:
+    """Every checkpoint file in the cache, by name, whether the registry knows it or not.
+
+    The architecture of a file the registry does not know is that of the default file
+    of the same name (``DEFAULT_WEIGHTS``), else read from its keys (memory-mapped, so
+    without reading the tensors); None when the file cannot be read as a checkpoint.
+    """
+    reg = load_registry() if registry is None else registry
+    by_file = {e.file: e for e in reg.values()}
+    defaults = {file: arch for arch, file in DEFAULT_WEIGHTS.items()}
+    out = []
+    for p in _cache_files():
+        entry = by_file.get(p.name)
+        arch = entry.arch if entry is not None else defaults.get(p.name) or _peek_arch(p)
+        default = arch is not None and DEFAULT_WEIGHTS.get(arch) == p.name
+        out.append(CachedFile(path=p, entry=entry, arch=arch, default=default))
+    return out
+
+
+def _peek_arch(path: Path) -> str | None:
+    """The architecture of a checkpoint from its keys alone; None if it is not one."""
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        sd = unwrap_state_dict(obj)
+    except Exception:  # noqa: BLE001 - unreadable (or not memory-mappable): unknown
+        return None
+    try:
+        return detect_arch(sd)
+    except WeightsError:
+        try:
+            return s3d_layout(sd, path)
+        except WeightsError:
+            return None
+
+
+def _cache_files() -> list[Path]:
+    cache = cache_dir()
+    return sorted(p for p in cache.iterdir() if _is_weights_file(p)) if cache.is_dir() else []
 
 
 def _is_weights_file(p: Path) -> bool:

@@ -593,6 +593,45 @@ def test_cli_list_shows_entries_and_cache_state(tmp_path, meta_models):
     assert by["s3d-kinetics400-torchvision"]["sha256_prefix"] == "d76dad2f"
 
 
+def test_cli_list_shows_every_cached_file_registered_or_not(tmp_path, meta_models):
+    """Issue 15, item 2: a file `import` filed under a default name (AViNet_bilinear.pt,
+    which no registry entry has) and any other file in the cache are listed, marked."""
+    bilinear = registry.import_weights(
+        _save(shape_only(meta_models["bilinear"]), tmp_path / "b.pt")
+    )
+    assert bilinear.entry is None and bilinear.path.name == "AViNet_bilinear.pt"
+    registry.import_weights(
+        _save(shape_only(meta_models["soundnet"]), tmp_path / "s.pth"), "my.pth"
+    )
+    registry.import_weights(_save(shape_only(meta_models["vinet"]), tmp_path / "v.pt"))
+    cache = _cache(tmp_path)
+    (cache / "notes.pt").write_text("not a checkpoint")
+    (cache / "AViNet_bilinear.pt.part").write_bytes(b"half")  # a download in progress
+    result = _run("list")
+    assert result.exit_code == 0, result.output
+    by_file = {line.split()[-1]: line.split() for line in result.output.splitlines()[2:]}
+    assert by_file["AViNet_bilinear.pt"] == [
+        "-", "bilinear", "yes", "unregistered", "(default)", "AViNet_bilinear.pt"
+    ]  # fmt: skip
+    assert by_file["my.pth"] == ["-", "soundnet", "yes", "unregistered", "my.pth"]
+    assert by_file["notes.pt"] == ["-", "?", "yes", "unregistered", "notes.pt"]
+    assert by_file["ViNet_DHF1K.pt"][:3] == ["vinet-dhf1k", "vinet", "yes"]
+    assert "AViNet_bilinear.pt.part" not in by_file
+    assert sum(row[0] != "-" for row in by_file.values()) == len(registry.load_registry())
+
+    records = [json.loads(line) for line in _run("list", "--json").output.splitlines()]
+    others = {r["file"]: r for r in records if not r["registered"]}
+    assert sorted(others) == ["AViNet_bilinear.pt", "my.pth", "notes.pt"]
+    assert others["AViNet_bilinear.pt"] == {
+        "name": None, "arch": "bilinear", "file": "AViNet_bilinear.pt", "registered": False,
+        "cached": True, "path": str(bilinear.path), "default": True,
+    }  # fmt: skip
+    assert others["notes.pt"]["arch"] is None and not others["my.pth"]["default"]
+    assert [f.path.name for f in registry.cached()] == sorted(
+        ["AViNet_bilinear.pt", "my.pth", "notes.pt", "ViNet_DHF1K.pt"]
+    )
+
+
 def test_cli_import_good_and_bad(tmp_path, meta_models):
     src = _save(shape_only(meta_models["vinet"]), tmp_path / "v.pt")
     ok = _run("import", str(src), "--name", "vinet-hollywood")

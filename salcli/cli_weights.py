@@ -17,7 +17,8 @@ import typer
 from . import registry
 from .download import DEFAULT_TIMEOUT
 from .errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_WEIGHTS, SalcliError
-from .weights import cache_dir
+
+UNREGISTERED = "unregistered"  # SOURCE of a cached file the registry does not know
 
 weights_app = typer.Typer(
     name="weights",
@@ -50,18 +51,23 @@ def _one_line_errors() -> Iterator[None]:
 
 @weights_app.command("list")
 def list_cmd(
-    as_json: bool = typer.Option(False, "--json", help="One JSON object per entry."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per entry or file."),
 ) -> None:
-    """Show the known checkpoints, where each comes from, and which are in the cache."""
+    """Show the known checkpoints, where each comes from, and which are in the cache;
+    then every other checkpoint file in the cache (SOURCE: unregistered)."""
     with _one_line_errors():
-        entries = list(registry.load_registry().values())
+        reg = registry.load_registry()
+        files = registry.cached(reg)
+        in_cache = {f.path.name for f in files}
+        others = [f for f in files if f.entry is None]
         if as_json:
-            for e in entries:
+            for e in reg.values():
                 record = {
                     "name": e.name,
                     "arch": e.arch,
                     "file": e.file,
-                    "cached": e.cache_path().is_file(),
+                    "registered": True,
+                    "cached": e.file in in_cache,
                     "path": str(e.cache_path()),
                     "urls": list(e.urls),
                     "sha256": e.sha256,
@@ -71,13 +77,27 @@ def list_cmd(
                     "description": e.description,
                 }
                 typer.echo(json.dumps(record))
+            for f in others:
+                record = {
+                    "name": None,
+                    "arch": f.arch,
+                    "file": f.path.name,
+                    "registered": False,
+                    "cached": True,
+                    "path": str(f.path),
+                    "default": f.default,
+                }
+                typer.echo(json.dumps(record))
             return
-        typer.echo(f"cache: {cache_dir()}")
+        typer.echo(f"cache: {registry.cache_dir()}")
         rows = [("NAME", "ARCH", "CACHED", "SOURCE", "FILE")]
-        for e in entries:
-            cached = "yes" if e.cache_path().is_file() else "-"
+        for e in reg.values():
+            cached = "yes" if e.file in in_cache else "-"
             source = "download" if e.downloadable else f"manual: {e.page or '?'}"
             rows.append((e.name, e.arch, cached, source, e.file))
+        for f in others:
+            source = UNREGISTERED + (" (default)" if f.default else "")
+            rows.append(("-", f.arch or "?", "yes", source, f.path.name))
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
         for r in rows:
             cells = [c.ljust(w) for c, w in zip(r[:-1], widths, strict=True)]
@@ -133,7 +153,7 @@ def verify_cmd(
     with _one_line_errors():
         results = registry.verify(names or None)
         if not results:
-            typer.echo(f"no weights in the cache ({cache_dir()})")
+            typer.echo(f"no weights in the cache ({registry.cache_dir()})")
         bad = False
         for r in results:
             if r.status == "missing":

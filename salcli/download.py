@@ -4,7 +4,8 @@ Conventions:
 
 - The file is streamed to ``DEST.part`` in the destination's own folder and moved onto
   ``DEST`` with ``os.replace`` only once it is complete and verified, so ``DEST`` is either
-  absent or whole, never half-written.
+  absent or whole, never half-written. Both get the user's umask, like any file they
+  create (a shared cache stays shared).
 - An interrupted transfer (connection broken mid-file, read timeout) resumes with an HTTP
   ``Range: bytes=N-`` request, within the same call and across calls (the ``.part`` file
   stays). A server that answers a range request with the whole file (200) is restarted

@@ -6,12 +6,15 @@ Conventions:
   salcli has it too). ``$SALCLI_REGISTRY`` may name another JSON file of the same format
   whose entries are added to it, replacing built-in ones of the same name (a site mirror,
   a private checkpoint).
-- The cache is ``salcli.weights.cache_dir()``: ``$SALCLI_WEIGHTS``, else
+- The cache is ``cache_dir()``: ``$SALCLI_WEIGHTS``, else
   ``$XDG_CACHE_HOME/salcli/weights`` (``~/.cache/salcli/weights``). A registry entry lives
-  there under its ``file`` name; downloads and imports land there atomically.
-- ``resolve_weights(spec, arch)``: a path is used as is; a registry name is looked up in
-  ``salcli.weights.search_dirs()`` (``./weights``, the checkout's ``weights/``, the cache);
-  None means the default file of ``arch`` (``salcli.defaults.DEFAULT_WEIGHTS``).
+  there under its ``file`` name; downloads and imports land there atomically, with the
+  user's umask.
+- ``resolve_weights(spec, arch)`` is the one look-up: a path is used as is; a bare file
+  name, a registry name (its ``file``) and None (the default file of ``arch``,
+  ``salcli.defaults.DEFAULT_WEIGHTS``) are looked for in ``search_dirs()``: the current
+  folder, ``./weights``, the checkout's ``weights/``, the cache.
+- ``cached()`` lists every checkpoint file in the cache, registry-known or not.
 - Architectures: those of ``salcli.weights.ARCHS`` plus two S3D backbone layouts:
   ``s3d`` (the S3D author's ``S3D_kinetics400.pt``: ViNet's backbone names, or the
   author's flat ``base.N`` names, plus a classifier head) and ``s3d-torchvision``
@@ -23,30 +26,32 @@ Conventions:
 from __future__ import annotations
 
 import contextlib
+import difflib
 import json
 import os
+import secrets
 import shutil
-import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from .defaults import DEFAULT_WEIGHTS
+from .defaults import DEFAULT_WEIGHTS, WEIGHTS_ENV
 from .download import DEFAULT_TIMEOUT, LOCK_SUFFIX, PART_SUFFIX, checksum_matches, download
 from .download import normalize_checksum as _normalize_checksum
 from .errors import OutputError, WeightsError
 from .model import S3DBackbone, build_model
 from .weights import (
     ARCHS,
-    cache_dir,
+    PUBLISHED_SOURCES,
+    SALIENCY_ARCHS,
     check_keys,
     detect_arch,
-    find_weights,
+    model_name,
     read_checkpoint,
-    search_dirs,
     sha256_file,
+    unwrap_state_dict,
 )
 
 REGISTRY_FILE = Path(__file__).with_name("registry.json")
@@ -55,10 +60,14 @@ REGISTRY_FORMAT = 1
 S3D_ARCHS = ("s3d", "s3d-torchvision")
 KNOWN_ARCHS = (*ARCHS, *S3D_ARCHS)
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".tar")
+CLOSE_MATCH = 0.8  # difflib ratio above which an unknown name gets a "did you mean"
 # The S3D author's flat ``base.N`` Sequential -> ViNet's (stage, first index, end index):
 # indices 4, 7 and 13 are pooling layers (no parameters).
 S3D_FLAT_STAGES = ((1, 0, 4), (2, 5, 7), (3, 8, 13), (4, 14, 16))
-_SKIP_SUFFIXES = (PART_SUFFIX, LOCK_SUFFIX, ".tmp")
+TEMP_SUFFIX = ".tmp"
+TEMP_ATTEMPTS = 100  # random temporary names tried before giving up
+NEW_FILE_MODE = 0o666  # before the umask, as open() creates files
+_SKIP_SUFFIXES = (PART_SUFFIX, LOCK_SUFFIX, TEMP_SUFFIX)
 
 
 @dataclass(frozen=True)
@@ -95,7 +104,10 @@ class Entry:
     def where_to_get(self) -> str:
         """One phrase: how a user obtains this file."""
         if self.urls:
-            return f"run `salcli weights download {self.name}`"
+            return (
+                f"run `salcli weights download {self.name}`, or `salcli weights import FILE "
+                f"--name {self.name}` with a copy you have"
+            )
         page = self.page or "its publisher"
         return (
             f"get {self.file} from {page}, then run `salcli weights import FILE --name {self.name}`"
@@ -108,6 +120,14 @@ class ImportResult:
     arch: str
     entry: Entry | None  # the registry entry it was filed under, if any
     sha256: str
+
+
+@dataclass(frozen=True)
+class CachedFile:
+    path: Path
+    entry: Entry | None  # the registry entry whose file this is; None: not in the registry
+    arch: str | None  # the entry's, else the default file's, else read from it (None: unknown)
+    default: bool  # it is the default file of ``arch`` (used when --weights is not given)
 
 
 @dataclass(frozen=True)
@@ -217,48 +237,128 @@ def _check_unique_files(entries: Iterable[Entry], path: Path) -> None:
 
 
 # ---------------------------------------------------------------------------
-# Resolving --weights
+# Where weights are looked for, and resolving --weights
 # ---------------------------------------------------------------------------
 
 
+def cache_dir() -> Path:
+    """The user cache: ``$SALCLI_WEIGHTS``, else ``$XDG_CACHE_HOME/salcli/weights``
+    (``~/.cache/salcli/weights``)."""
+    env = os.environ.get(WEIGHTS_ENV)
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "salcli" / "weights"
+
+
+def repo_weights_dir() -> Path | None:
+    """The ``weights/`` folder of the source checkout salcli runs from; None when salcli
+    is installed as a package (no ``pyproject.toml`` beside the package)."""
+    root = Path(__file__).resolve().parent.parent
+    return root / "weights" if (root / "pyproject.toml").is_file() else None
+
+
+def search_dirs() -> list[Path]:
+    """Where a weights file name is looked for, in order, each folder once: the current
+    folder, ``./weights``, the checkout's ``weights/``, the cache (``cache_dir()``)."""
+    cwd = Path.cwd()
+    dirs: list[Path] = []
+    for d in (cwd, cwd / "weights", repo_weights_dir(), cache_dir()):
+        if d is not None and d.absolute() not in dirs:
+            dirs.append(d.absolute())
+    return dirs
+
+
 def resolve_weights(spec: str | Path | None, arch: str) -> Path:
-    """The checkpoint file meant by a ``--weights`` value.
+    """The existing checkpoint file meant by a ``--weights`` value; the one look-up.
 
-    ``spec``: a path (used as is: a ``Path``, an existing file, or a string with a folder
-    separator or a checkpoint suffix), a registry name (its file in ``search_dirs()``,
-    the cache last), or None (the default file for ``arch``, via ``find_weights``).
-    The architecture of a named file is checked when it is loaded, not here.
+    - a ``Path``, or a string with a folder in it (``my/w.pt``, ``~/w.pt``): that file;
+    - a bare word: a file of that name in the current folder, else a registry name (its
+      ``file``), else a file name; the file is looked for in ``search_dirs()``
+      (``salcli predict --weights ViNet_DHF1K.pt`` finds what ``weights import`` filed);
+    - None: the default file of ``arch`` (``DEFAULT_WEIGHTS``), in the same folders.
+
+    Raises a one-line WeightsError naming the folders it looked in and how to get the
+    file (the registry name that has this file name, ``salcli weights import FILE``).
+    The architecture of the file is checked when it is loaded, not here.
     """
+    if spec is not None and (isinstance(spec, Path) or not _is_bare(str(spec))):
+        path = Path(spec).expanduser()
+        if not path.is_file():
+            raise WeightsError(f"weights file not found: {path}")
+        return path
+    entry = None
     if spec is None:
-        return find_weights(arch)
-    if isinstance(spec, Path):
-        return spec
-    text = str(spec)
-    if Path(text).expanduser().is_file():
-        return Path(text).expanduser()
-    registry = load_registry()
-    if text in registry:
-        return locate(registry[text])
-    if os.sep in text or "/" in text or text.lower().endswith(CHECKPOINT_SUFFIXES):
-        return Path(text).expanduser()
-    raise WeightsError(
-        f"--weights {text}: no such file and no such registry name "
-        "(`salcli weights list` shows the names)"
-    )
+        file = DEFAULT_WEIGHTS[arch]  # the registry is read only if it is not found
+    elif Path(spec).is_file():  # a file in the current folder wins over a registry name
+        return Path(spec)
+    else:
+        entry = load_registry().get(str(spec))
+        file = entry.file if entry is not None else str(spec)
+    dirs = search_dirs()
+    for d in dirs:
+        if (d / file).is_file():
+            return d / file
+    raise WeightsError(_not_found(spec, file, entry, arch, dirs, load_registry()))
 
 
-def locate(entry: Entry) -> Path:
-    """The file of a registry entry, or a WeightsError saying how to get it."""
-    seen: list[Path] = []
-    for d in search_dirs():
-        if d in seen:
-            continue
-        seen.append(d)
-        if (d / entry.file).is_file():
-            return d / entry.file
-    raise WeightsError(
-        f"weights {entry.name} ({entry.file}) not found in {', '.join(map(str, seen))}: "
-        f"{entry.where_to_get()} (or put the file at {entry.cache_path()})"
+def _is_bare(text: str) -> bool:
+    """A plain file or registry name, without any folder (nor ``~``)."""
+    return bool(text) and "/" not in text and os.sep not in text and not text.startswith("~")
+
+
+def _close_match(word: str, known: list[str]) -> str | None:
+    """The known name or file name ``word`` most likely misspells (case aside), if any."""
+    lower = {k.lower(): k for k in reversed(known)}  # the first spelling wins
+    close = difflib.get_close_matches(word.lower(), list(lower), n=1, cutoff=CLOSE_MATCH)
+    return lower[close[0]] if close else None
+
+
+def _not_found(
+    spec: str | Path | None,
+    file: str,
+    entry: Entry | None,
+    arch: str,
+    dirs: list[Path],
+    reg: Mapping[str, Entry],
+) -> str:
+    """The one line saying what was not found where, and how to get it."""
+    places = ", ".join(map(str, dirs))
+    if spec is None:  # the default file of arch
+        named = _entry_with_file(reg, file)
+        source = PUBLISHED_SOURCES.get(arch)
+        head = f"no {model_name(arch)} weights: {file} not found in {places}"
+        if named is not None and named.downloadable:
+            how = named.where_to_get()
+        else:
+            command = f"`salcli weights import FILE --name {named.name if named else file}`"
+            if source is None:
+                how = f"none are published: import your own with {command}"
+            else:
+                one = "one" if arch in SALIENCY_ARCHS[1:] else "it"
+                how = f"get {one} from {source}, then run {command}"
+        others = [e for e in reg.values() if e.arch == arch and e is not named]
+        there = [e.name for e in others if any((d / e.file).is_file() for d in dirs)]
+        also = f"; these are there: --weights {' | '.join(there)}" if there else ""
+        return f"{head}; {how} (or pass --weights PATH|NAME){also}"
+    if entry is not None:  # a registry name
+        return f"weights {entry.name} ({file}) not found in {places}: {entry.where_to_get()}"
+    named = _entry_with_file(reg, file)
+    if named is not None:  # the file name of a registry entry
+        return (
+            f"weights file {file} not found in {places} (it is registry entry {named.name}): "
+            f"{named.where_to_get()}"
+        )
+    close = _close_match(file, [*(e.file for e in reg.values()), *reg])
+    hint = f"did you mean {close}? " if close else ""
+    if file.lower().endswith(CHECKPOINT_SUFFIXES):
+        return (
+            f"weights file {file} not found in {places} ({hint}give its path, or run "
+            f"`salcli weights import FILE --name {file}` to keep a copy in the cache)"
+        )
+    return (
+        f"--weights {file}: no such file (looked in {places}) and no such registry name "
+        f"({hint}`salcli weights list` shows the names)"
     )
 
 
@@ -446,8 +546,15 @@ def _entry_with_file(reg: Mapping[str, Entry], file_name: str) -> Entry | None:
 
 
 def _copy_atomic(src: Path, dest: Path) -> None:
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
-    tmp = Path(tmp_name)
+    """Copy ``src`` onto ``dest`` through a temporary file beside it and ``os.replace``.
+
+    The temporary is created with mode 0o666, so the file ends up with the user's umask
+    (and a folder's default ACL) like any file they create; not ``mkstemp``'s 0o600.
+    """
+    try:
+        fd, tmp = _create_temp(dest)
+    except OSError as exc:
+        raise OutputError(f"cannot write in {dest.parent}: {exc.strerror or exc}") from None
     try:
         with os.fdopen(fd, "wb") as out, open(src, "rb") as inp:
             shutil.copyfileobj(inp, out, length=1 << 20)
@@ -462,6 +569,18 @@ def _copy_atomic(src: Path, dest: Path) -> None:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
+
+
+def _create_temp(dest: Path) -> tuple[int, Path]:
+    """A new, empty ``.DEST.<random>.tmp`` beside ``dest``, open for writing."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    for _ in range(TEMP_ATTEMPTS):
+        tmp = dest.with_name(f".{dest.name}.{secrets.token_hex(4)}{TEMP_SUFFIX}")
+        try:
+            return os.open(tmp, flags, NEW_FILE_MODE), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary name beside {dest}")
 
 
 def verify(
@@ -480,8 +599,7 @@ def verify(
         targets = [(get(n, reg), cache / get(n, reg).file) for n in names]
     else:
         by_file = {e.file: e for e in reg.values()}
-        files = sorted(p for p in cache.iterdir() if _is_weights_file(p)) if cache.is_dir() else []
-        targets = [(by_file.get(p.name), p) for p in files]
+        targets = [(by_file.get(p.name), p) for p in _cache_files()]
     results = []
     for entry, p in targets:
         label = entry.name if entry is not None else p.name
@@ -497,6 +615,46 @@ def verify(
         partial = entry is not None and entry.sha256 is None and expected is not None
         results.append(VerifyResult(label, p, status, digest, expected, partial))
     return results
+
+
+def cached(registry: Mapping[str, Entry] | None = None) -> list[CachedFile]:
+    """Every checkpoint file in the cache, by name, whether the registry knows it or not.
+
+    The architecture of a file the registry does not know is that of the default file
+    of the same name (``DEFAULT_WEIGHTS``), else read from its keys (memory-mapped, so
+    without reading the tensors); None when the file cannot be read as a checkpoint.
+    """
+    reg = load_registry() if registry is None else registry
+    by_file = {e.file: e for e in reg.values()}
+    defaults = {file: arch for arch, file in DEFAULT_WEIGHTS.items()}
+    out = []
+    for p in _cache_files():
+        entry = by_file.get(p.name)
+        arch = entry.arch if entry is not None else defaults.get(p.name) or _peek_arch(p)
+        default = arch is not None and DEFAULT_WEIGHTS.get(arch) == p.name
+        out.append(CachedFile(path=p, entry=entry, arch=arch, default=default))
+    return out
+
+
+def _peek_arch(path: Path) -> str | None:
+    """The architecture of a checkpoint from its keys alone; None if it is not one."""
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        sd = unwrap_state_dict(obj)
+    except Exception:  # noqa: BLE001 - unreadable (or not memory-mappable): unknown
+        return None
+    try:
+        return detect_arch(sd)
+    except WeightsError:
+        try:
+            return s3d_layout(sd, path)
+        except WeightsError:
+            return None
+
+
+def _cache_files() -> list[Path]:
+    cache = cache_dir()
+    return sorted(p for p in cache.iterdir() if _is_weights_file(p)) if cache.is_dir() else []
 
 
 def _is_weights_file(p: Path) -> bool:

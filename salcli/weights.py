@@ -1,36 +1,67 @@
-"""Loading checkpoints: unwrapping, architecture detection, strict loading, look-up.
+"""Loading checkpoints: unwrapping, architecture detection, strict loading, naming.
 
 Published files are plain ``state_dict``s; re-uploads often wrap them
 (``{"state_dict": ...}``, ``{"model": ...}``) or carry DataParallel's ``module.``
 prefix. All of these load unchanged. Every load goes through
 ``torch.load(..., weights_only=True)``: a pickle that tries to run code is refused.
+Where a file is looked for (``--weights``, the default files, the cache) is
+``salcli.registry.resolve_weights``.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from .defaults import DEFAULT_WEIGHTS, WEIGHTS_ENV
 from .errors import WeightsError, one_line
 from .model import build_model
 
 ARCHS = ("vinet", "bilinear", "transformer", "concat", "soundnet")
 _WRAPPER_KEYS = ("state_dict", "model", "model_state_dict", "net", "weights")
 
-PUBLISHED_SOURCES = {
-    "vinet": "ViNet_DHF1K.pt: the zip linked from the README of github.com/samyak0210/ViNet",
-    "bilinear": "AViNet (bilinear) fine-tunes: the zip linked from github.com/samyak0210/ViNet",
-    "transformer": "AViNet (transformer) fine-tunes: the zip linked from "
-    "github.com/samyak0210/ViNet",
-    "concat": "no published AViNet(C) weights exist: train them with salcli",
-    "soundnet": "soundnet8_final.pth at the root of github.com/samyak0210/ViNet",
+SALIENCY_ARCHS = ("vinet", "bilinear", "transformer", "concat")  # ViNet, then the fusions
+_VINET_ZIP = "the zip linked from the README of https://github.com/samyak0210/ViNet"
+# Where the published file of each architecture's default weights comes from (a place a
+# person goes to: "get it from <source>"); None: no such weights are published.
+PUBLISHED_SOURCES: dict[str, str | None] = {
+    "vinet": _VINET_ZIP,
+    "bilinear": f"{_VINET_ZIP} (one AViNet (bilinear) fine-tune per dataset)",
+    "transformer": f"{_VINET_ZIP} (one AViNet (transformer) fine-tune per dataset)",
+    "concat": None,
+    "soundnet": "the root of https://github.com/samyak0210/ViNet",
 }
+_MODEL_NAMES = {  # arch -> (article, name)
+    "vinet": ("a", "ViNet"),
+    "bilinear": ("an", "AViNet (bilinear)"),
+    "transformer": ("an", "AViNet (transformer)"),
+    "concat": ("an", "AViNet (concat)"),
+    "soundnet": ("a", "SoundNet-8"),
+    "s3d": ("an", "S3D"),
+    "s3d-torchvision": ("an", "S3D (torchvision)"),
+}
+_NOT_SALIENCY = {
+    "soundnet": "AViNet's audio branch alone, not a saliency model",
+    "s3d": "ViNet's video backbone alone, not a saliency model",
+    "s3d-torchvision": "ViNet's video backbone alone, not a saliency model",
+}
+
+
+def model_name(arch: str) -> str:
+    """The name of an architecture in messages: "ViNet", "AViNet (bilinear)", "SoundNet-8"."""
+    return _MODEL_NAMES.get(arch, ("a", arch))[1]
+
+
+def describe(arch: str) -> str:
+    """What a checkpoint of ``arch`` is, as a phrase with its article, for messages:
+    "a ViNet checkpoint", "an AViNet (bilinear) checkpoint", "a SoundNet-8 checkpoint
+    (AViNet's audio branch alone, not a saliency model)"."""
+    article, name = _MODEL_NAMES.get(arch, ("a", arch))
+    what = _NOT_SALIENCY.get(arch)
+    return f"{article} {name} checkpoint" + (f" ({what})" if what else "")
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -122,11 +153,11 @@ def load_model(
     sd = read_checkpoint(path)
     arch = detect_arch(sd)
     if expect is not None:
-        fusions = ("bilinear", "transformer", "concat")
+        fusions = SALIENCY_ARCHS[1:]
         ok = arch == expect or (expect == "avinet" and arch in fusions)
         if not ok:
-            want = "ViNet" if expect == "vinet" else f"AViNet ({expect})"
-            raise WeightsError(f"{path}: this is a {_arch_name(arch)} checkpoint, not {want}")
+            want = "AViNet" if expect == "avinet" else model_name(expect)
+            raise WeightsError(f"{path}: this is {describe(arch)}, not {want}")
     model = build_model(arch)
     check_keys(model, sd, path)
     model.load_state_dict(sd, strict=True)
@@ -150,43 +181,3 @@ def check_keys(model: nn.Module, sd: Mapping[str, torch.Tensor], path: str | Pat
             raise WeightsError(
                 f"{path}: {k} has shape {tuple(sd[k].shape)}, expected {tuple(v.shape)}"
             )
-
-
-def _arch_name(arch: str) -> str:
-    return {"vinet": "ViNet", "soundnet": "SoundNet-8"}.get(arch, f"AViNet ({arch})")
-
-
-def repo_weights_dir() -> Path:
-    """The ``weights/`` folder of a source checkout (beside the package)."""
-    return Path(__file__).resolve().parent.parent / "weights"
-
-
-def cache_dir() -> Path:
-    """The user cache: ``$SALCLI_WEIGHTS``, else ``$XDG_CACHE_HOME/salcli/weights``
-    (``~/.cache/salcli/weights``)."""
-    env = os.environ.get(WEIGHTS_ENV)
-    if env:
-        return Path(env).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "salcli" / "weights"
-
-
-def search_dirs() -> list[Path]:
-    """Where default weights are looked for, in order."""
-    return [Path.cwd() / "weights", repo_weights_dir(), cache_dir()]
-
-
-def find_weights(arch: str) -> Path:
-    """The default weights file for ``arch`` (see ``DEFAULT_WEIGHTS``) in ``search_dirs()``."""
-    name = DEFAULT_WEIGHTS[arch]
-    seen: list[str] = []
-    for d in search_dirs():
-        if str(d) in seen:
-            continue
-        seen.append(str(d))
-        if (d / name).is_file():
-            return d / name
-    raise WeightsError(
-        f"no weights: {name} not found in {', '.join(seen)}; get it from "
-        f"{PUBLISHED_SOURCES[arch]}, put it in one of those folders or pass --weights PATH"
-    )

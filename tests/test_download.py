@@ -6,8 +6,10 @@ from __future__ import annotations
 import hashlib
 import http.server
 import json
+import os
 import re
 import socket
+import stat
 import threading
 from pathlib import Path
 
@@ -139,6 +141,19 @@ def test_plain_download_with_full_checksum(server, tmp_path):
     assert out == dest and dest.read_bytes() == data
     assert _leftovers(dest.parent) == ["w.pt"]  # no .part, no temporary
     assert server.gets("/file.bin") == [None]
+
+
+@pytest.mark.parametrize(
+    "umask, mode", [(0o022, 0o644), (0o002, 0o664)], ids=["umask-022", "umask-002"]
+)
+def test_downloaded_file_gets_the_umask_permissions(server, tmp_path, umask, mode):
+    server.files["/file.bin"] = _payload(10_000)
+    old = os.umask(umask)
+    try:
+        dest = dl.download(server.url("/file.bin"), tmp_path / "cache" / "w.pt", progress=False)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(dest.stat().st_mode) == mode
 
 
 def test_prefix_checksum_and_progress_bar(server, tmp_path, capsys):

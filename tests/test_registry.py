@@ -3,9 +3,13 @@ checks) and verify, through the API and through `salcli weights`."""
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import json
+import os
 import pickle
+import re
+import stat
 from pathlib import Path
 
 import pytest
@@ -15,9 +19,14 @@ from conftest import sub_app
 from typer.testing import CliRunner
 
 from salcli import cli_weights, registry
+from salcli.cli import app as main_app
 from salcli.defaults import DEFAULT_WEIGHTS
 from salcli.errors import WeightsError
 from salcli.model import S3DBackbone, SoundNet8, build_model
+from salcli.predict import Predictor
+from salcli.weights import model_name
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(autouse=True)
@@ -101,6 +110,18 @@ def test_builtin_registry_ships_in_the_package_and_names_the_published_files():
     assert all(e.urls or e.page for e in reg.values())
 
 
+def test_pyproject_ships_the_registry_and_states_the_license_as_spdx():
+    """The registry JSON is package data, and the licence is an SPDX string (the TOML
+    table form makes setuptools >= 77 print a deprecation warning on every install)."""
+    tomllib = pytest.importorskip("tomllib")
+    doc = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    assert doc["project"]["license"] == "MIT"
+    floors = [r for r in doc["build-system"]["requires"] if r.startswith("setuptools")]
+    assert floors == ["setuptools>=77"]  # the first setuptools that accepts the string
+    patterns = doc["tool"]["setuptools"]["package-data"]["salcli"]
+    assert any(fnmatch.fnmatch(registry.REGISTRY_FILE.name, p) for p in patterns)
+
+
 def test_extra_registry_from_the_environment(tmp_path, monkeypatch):
     extra = _registry(
         tmp_path,
@@ -164,8 +185,11 @@ def test_resolve_path_name_and_default(tmp_path):
     cache.mkdir()
     (cache / "soundnet8_final.pth").write_bytes(b"x")
     given = tmp_path / "elsewhere" / "w.pt"
+    given.parent.mkdir()
+    given.write_bytes(b"w")
     assert registry.resolve_weights(given, "vinet") == given  # a Path is used as is
-    assert registry.resolve_weights("some/dir/w.pt", "vinet") == Path("some/dir/w.pt")
+    with pytest.raises(WeightsError, match="weights file not found: some/dir/w.pt"):
+        registry.resolve_weights("some/dir/w.pt", "vinet")  # a path is not searched for
     assert registry.resolve_weights("soundnet8", "soundnet") == cache / "soundnet8_final.pth"
     assert registry.resolve_weights(None, "soundnet").name == "soundnet8_final.pth"
     # an existing file wins over a registry name of the same spelling
@@ -173,12 +197,123 @@ def test_resolve_path_name_and_default(tmp_path):
     assert registry.resolve_weights("soundnet8", "soundnet") == Path("soundnet8")
 
 
+def test_search_dirs_are_the_current_folder_weights_the_checkout_and_the_cache(tmp_path):
+    cwd = Path.cwd()
+    assert registry.search_dirs() == [cwd, cwd / "weights", REPO_ROOT / "weights", _cache(tmp_path)]
+
+
+@pytest.mark.parametrize("where", ["cwd", "cwd/weights", "cache"])
+def test_bare_file_name_registry_name_and_default_are_looked_up_alike(tmp_path, where):
+    """`--weights ViNet_DHF1K.pt`, `--weights vinet-dhf1k` and no --weights find the same
+    file, in the same folders."""
+    folder = {"cwd": Path.cwd(), "cwd/weights": Path.cwd() / "weights"}.get(where, _cache(tmp_path))
+    folder.mkdir(exist_ok=True)
+    (folder / "ViNet_DHF1K.pt").write_bytes(b"v")
+    (folder / "AViNet_transformer_DIEM.pt").write_bytes(b"t")
+    want = (folder / "ViNet_DHF1K.pt").resolve()
+    for spec in ("ViNet_DHF1K.pt", "vinet-dhf1k", None):
+        assert registry.resolve_weights(spec, "vinet").resolve() == want
+    for spec in ("AViNet_transformer_DIEM.pt", "avinet-transformer-diem"):
+        found = registry.resolve_weights(spec, "transformer")
+        assert found.resolve() == (folder / "AViNet_transformer_DIEM.pt").resolve()
+
+
+def test_lookup_order_is_the_same_for_every_kind_of_spec(tmp_path):
+    local, cache = Path.cwd() / "weights", _cache(tmp_path)
+    for d in (local, cache):
+        d.mkdir()
+        (d / "ViNet_DHF1K.pt").write_bytes(b"v")
+    for spec in ("ViNet_DHF1K.pt", "vinet-dhf1k", None):
+        assert registry.resolve_weights(spec, "vinet") == local / "ViNet_DHF1K.pt"
+    (local / "ViNet_DHF1K.pt").unlink()
+    for spec in ("ViNet_DHF1K.pt", "vinet-dhf1k", None):
+        assert registry.resolve_weights(spec, "vinet") == cache / "ViNet_DHF1K.pt"
+
+
+def test_default_file_is_found_without_reading_the_registry(tmp_path, monkeypatch):
+    bad = tmp_path / "broken.json"
+    bad.write_text("{not json")
+    monkeypatch.setenv("SALCLI_REGISTRY", str(bad))
+    (Path.cwd() / "ViNet_DHF1K.pt").write_bytes(b"v")
+    assert registry.resolve_weights(None, "vinet") == Path.cwd() / "ViNet_DHF1K.pt"
+
+
+def test_the_readme_commands_find_what_import_filed(tmp_path, meta_models, vinet_checkpoint):
+    """`salcli weights import vinet.pt` then `--weights ViNet_DHF1K.pt` (issue 15, item 1),
+    and an AViNet fine-tune by its file name."""
+    src = tmp_path / "vinet.pt"
+    src.write_bytes(vinet_checkpoint.read_bytes())
+    filed = registry.import_weights(src).path
+    assert filed == _cache(tmp_path) / "ViNet_DHF1K.pt"
+    p = Predictor(weights="ViNet_DHF1K.pt", device="cpu", precision="fp32")
+    assert p.weights_path == filed and p.arch == "vinet"
+    diem = _save(shape_only(meta_models["bilinear"]), tmp_path / "fine-tune.pt")
+    res = registry.import_weights(diem, "avinet-bilinear-diem")
+    assert registry.resolve_weights("AViNet_bilinear_DIEM.pt", "bilinear") == res.path
+
+
+@pytest.mark.parametrize(
+    "spec, arch, entry",
+    [
+        ("ViNet_DHF1K.pt", "vinet", "vinet-dhf1k"),
+        ("AViNet_transformer_DIEM.pt", "transformer", "avinet-transformer-diem"),
+    ],
+)
+def test_bare_file_name_not_found_says_where_it_looked_and_its_registry_name(
+    tmp_path, spec, arch, entry
+):
+    with pytest.raises(WeightsError) as err:
+        registry.resolve_weights(spec, arch)
+    msg = str(err.value)
+    assert "\n" not in msg and f"{spec} not found in " in msg
+    for d in registry.search_dirs():
+        assert str(d) in msg
+    assert f"registry entry {entry}" in msg
+    assert f"salcli weights import FILE --name {entry}" in msg
+
+
+def test_bare_file_name_not_found_through_the_cli(make_video, tmp_path):
+    result = CliRunner().invoke(
+        main_app, ["predict", str(make_video(n_frames=2)), "--weights", "ViNet_DHF1K.pt"]
+    )
+    assert result.exit_code == 3
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(_cache(tmp_path)) in lines[0] and "vinet-dhf1k" in lines[0]
+
+
+@pytest.mark.parametrize("arch", ["vinet", "bilinear", "transformer", "concat", "soundnet"])
+def test_no_weights_message_reads_right_and_names_import(tmp_path, arch):
+    """Issue 15, item 4: not "get it from ViNet_DHF1K.pt: the zip linked from..."."""
+    with pytest.raises(WeightsError) as err:
+        registry.resolve_weights(None, arch)
+    msg = str(err.value)
+    default = DEFAULT_WEIGHTS[arch]
+    assert msg.startswith(f"no {model_name(arch)} weights: {default} not found in ")
+    assert str(_cache(tmp_path)) in msg and "\n" not in msg
+    assert "salcli weights import FILE --name " in msg and "--weights PATH" in msg
+    assert f"from {default}" not in msg and ": the zip" not in msg
+    if arch in ("vinet", "bilinear", "transformer"):
+        assert "from the zip linked from the README of https://github.com/samyak0210/ViNet" in msg
+    if arch == "soundnet":
+        assert "salcli weights download soundnet8" in msg
+    if arch == "concat":
+        assert "none are published" in msg
+
+
+def test_no_default_weights_points_at_the_fine_tunes_that_are_there(tmp_path):
+    cache = _cache(tmp_path)
+    cache.mkdir()
+    (cache / "AViNet_bilinear_DIEM.pt").write_bytes(b"b")
+    with pytest.raises(WeightsError, match=r"these are there: --weights avinet-bilinear-diem$"):
+        registry.resolve_weights(None, "bilinear")
+
+
 def test_resolve_registry_name_not_cached_says_what_to_fetch(tmp_path):
     with pytest.raises(WeightsError) as err:
         registry.resolve_weights("soundnet8", "soundnet")
     msg = str(err.value)
     assert "salcli weights download soundnet8" in msg
-    assert str(_cache(tmp_path) / "soundnet8_final.pth") in msg and "\n" not in msg
+    assert str(_cache(tmp_path)) in msg and "\n" not in msg
 
     with pytest.raises(WeightsError) as err:
         registry.resolve_weights("avinet-bilinear-diem", "bilinear")
@@ -187,9 +322,13 @@ def test_resolve_registry_name_not_cached_says_what_to_fetch(tmp_path):
     assert "salcli weights import FILE --name avinet-bilinear-diem" in msg
 
 
-def test_resolve_unknown_word_is_refused():
-    with pytest.raises(WeightsError, match="no such file and no such registry name"):
+def test_resolve_unknown_word_is_refused_with_a_suggestion():
+    with pytest.raises(WeightsError, match=r"no such file \(looked in .*\) and no such registry"):
         registry.resolve_weights("vinet-dhf1000", "vinet")
+    with pytest.raises(WeightsError, match=re.escape("did you mean vinet-dhf1k? `salcli weights")):
+        registry.resolve_weights("vinet-dhf1000", "vinet")
+    with pytest.raises(WeightsError, match=re.escape("did you mean ViNet_DHF1K.pt? give its")):
+        registry.resolve_weights("vinet_dhf1k.pt", "vinet")
 
 
 # ---------------------------------------------------------------------------
@@ -207,6 +346,25 @@ def test_import_real_soundnet_state_dict(tmp_path):
     assert result.sha256 == hashlib.sha256(src.read_bytes()).hexdigest()
     assert _cached_files(tmp_path) == ["soundnet8_final.pth"]  # no temporary left
     assert registry.resolve_weights("soundnet8", "soundnet") == result.path
+
+
+@pytest.mark.parametrize(
+    "umask, mode",
+    [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)],
+    ids=["umask-022", "umask-002", "umask-077"],
+)
+def test_imported_file_gets_the_umask_permissions(tmp_path, meta_models, umask, mode):
+    """Like any file a user creates: a shared cache (``SALCLI_WEIGHTS`` on a group
+    folder) stays readable by the group when the umask says so."""
+    src = _save(shape_only(meta_models["soundnet"]), tmp_path / "s.pth")
+    src.chmod(0o600)  # the mode of the file given does not carry over, the umask decides
+    old = os.umask(umask)
+    try:
+        result = registry.import_weights(src)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(result.path.stat().st_mode) == mode
+    assert _cached_files(tmp_path) == ["soundnet8_final.pth"]
 
 
 def test_import_under_a_registry_name_or_file_name(tmp_path, meta_models):
@@ -433,6 +591,45 @@ def test_cli_list_shows_entries_and_cache_state(tmp_path, meta_models):
     by = {r["name"]: r for r in records}
     assert by["soundnet8"]["cached"] and not by["vinet-dhf1k"]["cached"]
     assert by["s3d-kinetics400-torchvision"]["sha256_prefix"] == "d76dad2f"
+
+
+def test_cli_list_shows_every_cached_file_registered_or_not(tmp_path, meta_models):
+    """Issue 15, item 2: a file `import` filed under a default name (AViNet_bilinear.pt,
+    which no registry entry has) and any other file in the cache are listed, marked."""
+    bilinear = registry.import_weights(
+        _save(shape_only(meta_models["bilinear"]), tmp_path / "b.pt")
+    )
+    assert bilinear.entry is None and bilinear.path.name == "AViNet_bilinear.pt"
+    registry.import_weights(
+        _save(shape_only(meta_models["soundnet"]), tmp_path / "s.pth"), "my.pth"
+    )
+    registry.import_weights(_save(shape_only(meta_models["vinet"]), tmp_path / "v.pt"))
+    cache = _cache(tmp_path)
+    (cache / "notes.pt").write_text("not a checkpoint")
+    (cache / "AViNet_bilinear.pt.part").write_bytes(b"half")  # a download in progress
+    result = _run("list")
+    assert result.exit_code == 0, result.output
+    by_file = {line.split()[-1]: line.split() for line in result.output.splitlines()[2:]}
+    assert by_file["AViNet_bilinear.pt"] == [
+        "-", "bilinear", "yes", "unregistered", "(default)", "AViNet_bilinear.pt"
+    ]  # fmt: skip
+    assert by_file["my.pth"] == ["-", "soundnet", "yes", "unregistered", "my.pth"]
+    assert by_file["notes.pt"] == ["-", "?", "yes", "unregistered", "notes.pt"]
+    assert by_file["ViNet_DHF1K.pt"][:3] == ["vinet-dhf1k", "vinet", "yes"]
+    assert "AViNet_bilinear.pt.part" not in by_file
+    assert sum(row[0] != "-" for row in by_file.values()) == len(registry.load_registry())
+
+    records = [json.loads(line) for line in _run("list", "--json").output.splitlines()]
+    others = {r["file"]: r for r in records if not r["registered"]}
+    assert sorted(others) == ["AViNet_bilinear.pt", "my.pth", "notes.pt"]
+    assert others["AViNet_bilinear.pt"] == {
+        "name": None, "arch": "bilinear", "file": "AViNet_bilinear.pt", "registered": False,
+        "cached": True, "path": str(bilinear.path), "default": True,
+    }  # fmt: skip
+    assert others["notes.pt"]["arch"] is None and not others["my.pth"]["default"]
+    assert [f.path.name for f in registry.cached()] == sorted(
+        ["AViNet_bilinear.pt", "my.pth", "notes.pt", "ViNet_DHF1K.pt"]
+    )
 
 
 def test_cli_import_good_and_bad(tmp_path, meta_models):

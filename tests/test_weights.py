@@ -7,7 +7,7 @@ import torch
 
 from salcli.errors import WeightsError
 from salcli.model import SoundNet8
-from salcli.weights import detect_arch, find_weights, load_model, read_checkpoint
+from salcli.weights import describe, detect_arch, load_model, model_name, read_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -86,17 +86,25 @@ def test_code_running_pickle_is_refused(tmp_path):
         read_checkpoint(path)
 
 
-def test_default_weights_not_found_says_where_it_looked(tmp_path, monkeypatch):
-    monkeypatch.setenv("SALCLI_WEIGHTS", str(tmp_path / "cache"))
-    monkeypatch.chdir(tmp_path)
+def test_describe_names_what_a_checkpoint_is_with_its_article():
+    assert describe("vinet") == "a ViNet checkpoint"
+    assert describe("bilinear") == "an AViNet (bilinear) checkpoint"
+    assert describe("soundnet") == (
+        "a SoundNet-8 checkpoint (AViNet's audio branch alone, not a saliency model)"
+    )
+    assert describe("s3d").startswith("an S3D checkpoint (") and "not a saliency" in describe("s3d")
+    assert [model_name(a) for a in ("vinet", "transformer", "soundnet")] == [
+        "ViNet",
+        "AViNet (transformer)",
+        "SoundNet-8",
+    ]
+
+
+def test_wrong_kind_of_checkpoint_is_named_in_the_refusal(tmp_path, soundnet_sd):
+    path = tmp_path / "soundnet8_final.pth"
+    torch.save(soundnet_sd, path)
     with pytest.raises(WeightsError) as err:
-        find_weights("vinet")
-    msg = str(err.value)
-    assert "ViNet_DHF1K.pt" in msg and str(tmp_path / "cache") in msg and "samyak0210" in msg
-
-
-def test_default_weights_found_in_cache(tmp_path, monkeypatch, soundnet_sd):
-    monkeypatch.setenv("SALCLI_WEIGHTS", str(tmp_path))
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "soundnet8_final.pth").write_bytes(b"x")
-    assert find_weights("soundnet") == tmp_path / "soundnet8_final.pth"
+        load_model(path, expect="vinet")
+    assert str(err.value) == f"{path}: this is {describe('soundnet')}, not ViNet"
+    with pytest.raises(WeightsError, match=r"checkpoint \(AViNet's audio .*\), not AViNet$"):
+        load_model(path, expect="avinet")

@@ -163,9 +163,7 @@ class Predictor:
         from .weights import sha256_file
 
         wanted = (opts.fusion or DEFAULT_FUSION) if opts.audio else "vinet"
-        path = resolve_weights(opts.weights, wanted)
-        if not path.is_file():
-            raise WeightsError(f"weights file not found: {path}")
+        path = resolve_weights(opts.weights, wanted)  # an existing file, or a WeightsError
         family, variant, model = load_checkpoint(path)
         self.weights_path = Path(path)
         if family.audio is not None and not opts.audio:

@@ -109,18 +109,14 @@ def detect_arch(state_dict: Mapping[str, torch.Tensor]) -> str:
 
 
 def describe_state_dict(state_dict: Mapping[str, torch.Tensor]) -> str:
-    """What a checkpoint that is no saliency model holds, as the end of an error line."""
+    """What a checkpoint that no model family takes holds, as the end of an error line."""
     try:
         arch = detect_arch(state_dict)
     except WeightsError:
-        arch = None
-    if arch == "soundnet":
-        return (
-            "this is SoundNet-8 alone (AViNet's sound branch, soundnet8_final.pth), not a "
-            "saliency model: use an AViNet checkpoint, which holds it"
-        )
-    example = next(iter(state_dict), "")
-    return f"not a ViNet or AViNet checkpoint (unknown keys, e.g. {example})"
+        example = next(iter(state_dict), "")
+        return f"not a checkpoint of a saliency model salcli knows (unknown keys, e.g. {example})"
+    hint = "; use an AViNet checkpoint, which holds it" if arch == "soundnet" else ""
+    return f"this is {describe(arch)}{hint}"
 
 
 def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:

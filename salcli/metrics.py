@@ -2,14 +2,16 @@
 
 Every function scores ONE frame and is a pure, vectorized numpy function of arrays:
 
-- ``p``: the predicted map, (H', W'), any real dtype. ``uint8`` maps are treated as
-  MATLAB treats them (``imresize`` keeps them 8-bit, ``im2double`` divides by 255).
+- ``p``: the predicted map, (H', W'), any real dtype. A ``uint8`` map passed as it is
+  gets what the benchmark's metric functions give it (``imresize`` keeps it 8-bit,
+  ``im2double`` divides by 255); ``salcli.evaluate`` converts predictions to float
+  before calling them, as the benchmark's evaluation loops do.
 - ``d``: the ground-truth density map, (H, W).
 - ``f``: the binary fixation map, (H, W); a pixel counts once if ``f > 0``, whatever
   its value (the benchmark's ``fixationMap > 0``).
 - ``other``: the "other" fixations of shuffled AUC, (H, W), pixels with ``other > 0``.
 
-Conventions (see docs/conventions.md, "Metrics"):
+Conventions (the README's "Evaluate" section states them for users):
 
 - ``p`` is resized to the ground truth's size with :func:`imresize_matlab` (MATLAB's
   default ``imresize``: bicubic, antialiased when shrinking) when the sizes differ;
@@ -17,7 +19,8 @@ Conventions (see docs/conventions.md, "Metrics"):
 - CC: Pearson correlation; a constant map gives NaN.
 - SIM: each map min-max normalized then divided by its sum (an all-zero map stays zero;
   a constant non-zero map gives NaN, as in MATLAB); score sum(min(p, q)).
-- KLD: each map divided by its sum; sum(q * ln(eps + q / (p + eps))), eps = MATLAB's eps.
+- KLD: each map divided by its sum (an all-zero map stays zero: an all-zero D scores 0);
+  sum(q * ln(eps + q / (p + eps))), eps = MATLAB's eps.
 - NSS: z-score (std with N-1) averaged over fixated pixels; constant map or no
   fixation gives NaN.
 - AUC-Judd: jitter in [0, 1e-7), min-max, thresholds at the fixated values; NaN when no
@@ -194,17 +197,20 @@ def sim(p: np.ndarray, d: np.ndarray) -> float:
 
 
 def kld(p: np.ndarray, d: np.ndarray) -> float:
-    """KL divergence of P from D: sum q * ln(eps + q / (p + eps)), maps divided by sums."""
+    """KL divergence of P from D: sum q * ln(eps + q / (p + eps)), each map divided by its
+    sum; an all-zero map stays zero (the benchmark's ``if any(map(:))`` guards), so an
+    all-zero D scores 0 and an all-zero P scores sum q * ln(eps + q / eps)."""
     d = im2double(d)
     x = prepare(p, d.shape)
+    sx, sq = float(x.sum()), float(d.sum())
+    if not np.any(d):
+        return 0.0  # q = 0 everywhere: every term is 0 * ln(eps) = 0
+    # pixels with q = 0 add exactly 0 * ln(eps) = 0: only the others are computed
+    nz = d != 0
+    q = d[nz] / sq
+    px = x[nz] / sx if np.any(x) else x[nz]  # an all-zero P stays zero
     with np.errstate(invalid="ignore", divide="ignore"):
-        sx, sq = x.sum(), d.sum()
-        if sq == 0:
-            return math.nan  # 0/0, as in MATLAB
-        # pixels with q = 0 add exactly 0 * ln(eps) = 0: only the others are computed
-        nz = d != 0
-        q = d[nz] / sq
-        return float(np.sum(q * np.log(MATLAB_EPS + q / (x[nz] / sx + MATLAB_EPS))))
+        return float(np.sum(q * np.log(MATLAB_EPS + q / (px + MATLAB_EPS))))
 
 
 def nss(p: np.ndarray, f: np.ndarray) -> float:

@@ -583,6 +583,10 @@ def _loop_reference(gt, pred, metrics, *, skip_empty=False, streams=None, seed=0
 
 @pytest.fixture
 def loop_set(tmp_path):
+    return make_loop_set(tmp_path)
+
+
+def make_loop_set(tmp_path):
     """A DHF1K-layout set like the issue's: 3 videos, 36 frames, one frame without
     fixations (and an all-zero density map), one video predicted at another size (colour
     PNGs whose red channel is the map), one video whose frames have another size."""

@@ -38,6 +38,7 @@ per metric) and :func:`aggregate_videos` (the mean of per-video means).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable, Mapping, Sequence
 
@@ -68,13 +69,11 @@ def _cubic(x: np.ndarray) -> np.ndarray:
     return near + far
 
 
-def resize_weights(in_len: int, out_len: int) -> np.ndarray:
-    """The (out_len, in_len) matrix MATLAB's ``imresize`` applies along one dimension.
-
-    Bicubic; when shrinking the kernel is widened by 1/scale (antialiasing); each row's
-    weights are normalized to sum 1; out-of-range taps are folded back by symmetric
-    padding (``[1..n, n..1]`` repeated), as MATLAB's ``contributions`` does.
-    """
+@functools.lru_cache(maxsize=64)
+def _contributions(in_len: int, out_len: int) -> tuple[np.ndarray, np.ndarray]:
+    """MATLAB ``imresize``'s taps along one dimension: (out_len, taps) input indices
+    (0-based, folded back into range) and their weights (rows sum to 1). Read-only,
+    cached: every frame of a video shares them."""
     scale = out_len / in_len
     width = CUBIC_WIDTH
     if scale < 1.0:
@@ -93,10 +92,37 @@ def resize_weights(in_len: int, out_len: int) -> np.ndarray:
     w = w / w.sum(axis=1, keepdims=True)
     aux = np.concatenate([np.arange(in_len), np.arange(in_len - 1, -1, -1)])  # 0-based
     folded = aux[np.mod(idx.astype(np.int64) - 1, 2 * in_len)]
+    folded.setflags(write=False)
+    w.setflags(write=False)
+    return folded, w
+
+
+def resize_weights(in_len: int, out_len: int) -> np.ndarray:
+    """The (out_len, in_len) matrix MATLAB's ``imresize`` applies along one dimension.
+
+    Bicubic; when shrinking the kernel is widened by 1/scale (antialiasing); each row's
+    weights are normalized to sum 1; out-of-range taps are folded back by symmetric
+    padding (``[1..n, n..1]`` repeated), as MATLAB's ``contributions`` does.
+    """
+    folded, w = _contributions(in_len, out_len)
     mat = np.zeros((out_len, in_len), dtype=np.float64)
     rows = np.broadcast_to(np.arange(out_len)[:, None], folded.shape)
     np.add.at(mat, (rows, folded), w)
     return mat
+
+
+def _resize_axis(img: np.ndarray, out_len: int, axis: int) -> np.ndarray:
+    """``img`` (H, W) float64 resized along ``axis``: each output row (column) is the
+    weighted sum of a few input rows (columns), the taps, not a dense matrix product."""
+    folded, w = _contributions(img.shape[axis], out_len)
+    shape = (out_len, img.shape[1]) if axis == 0 else (img.shape[0], out_len)
+    out = np.zeros(shape, dtype=np.float64)
+    for t in range(folded.shape[1]):  # taps: 6, more when shrinking
+        if axis == 0:
+            out += w[:, t, None] * img[folded[:, t]]
+        else:
+            out += w[None, :, t] * img[:, folded[:, t]]
+    return out
 
 
 def _round_uint8(x: np.ndarray) -> np.ndarray:
@@ -125,9 +151,9 @@ def imresize_matlab(img: np.ndarray, shape: Sequence[int]) -> np.ndarray:
     scales = (out_h / img.shape[0], out_w / img.shape[1])
     for dim in sorted((0, 1), key=lambda k: scales[k]):  # stable: rows first on a tie
         if dim == 0 and cur.shape[0] != out_h:
-            cur = resize_weights(cur.shape[0], out_h) @ cur
+            cur = _resize_axis(cur, out_h, 0)
         elif dim == 1 and cur.shape[1] != out_w:
-            cur = cur @ resize_weights(cur.shape[1], out_w).T
+            cur = _resize_axis(cur, out_w, 1)
         else:
             continue
         if is_u8:

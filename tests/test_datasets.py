@@ -351,3 +351,24 @@ def test_diem_splits_with_a_model_per_split(tmp_path):
         ds.splits("2")
     (item,) = ds.videos("3")  # every split of DIEM is its one test list
     assert item.split == "3" and item.name == "f"
+
+
+def test_layouts_are_documented_in_the_readme():
+    """The README's Evaluate section draws both layouts as trees, with the names the
+    readers look for; the module docs point there (not at a file outside the repo)."""
+    import salcli.datasets as D
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## Evaluate") :]
+    section = section[: section.index("\n## ", 1)]
+    for piece in ("└── val/", "├── images/", "├── maps/", "└── fixation/"):
+        assert piece in section
+    for piece in (
+        "├── video_frames/<DS>/<video>/",
+        "├── annotations/<DS>/<video>/",
+        "└── fold_lists/",
+    ):
+        assert piece in section
+    assert "eyeMap_00001.jpg" in section and "fixMap_00001.mat" in section
+    assert "<DS>_list_test_{1,2,3}_fps.txt" in section and "DIEM_list_test_fps.txt" in section
+    assert "docs/conventions.md" not in D.__doc__ and "README" in D.__doc__

@@ -779,7 +779,6 @@ def _score_split(
     counters: dict[str, int],
     unscored: list[str],
 ) -> list[VideoResult]:
-    metrics = run.metrics
     progress.video("reading fixations", len(items))
     fixes = []  # pass 1: fixations only (flat indices: small), for the sAUC negatives
     for item in items:
@@ -795,86 +794,91 @@ def _score_split(
             unscored.append(item.name)
             counters["missing"] += item.n_frames
             counters["skipped"] += item.n_frames
-            empty_scores = M.aggregate_frames(np.empty((0, len(metrics))), metrics)
-            results.append(
-                VideoResult(
-                    item.name,
-                    item.split,
-                    0,
-                    item.n_frames,
-                    0,
-                    empty_scores,
-                    np.empty((0, len(metrics))),
+            none = np.empty((0, len(run.metrics)))  # (0, n_metrics)
+            scores = M.aggregate_frames(none, run.metrics)
+            results.append(VideoResult(item.name, item.split, 0, item.n_frames, 0, scores, none))
+        else:
+            missing = item.missing()
+            if missing:
+                run.warn(
+                    f"{item.name}: {len(missing)} of {item.n_frames} frames have no "
+                    f"ground-truth files (the first: frame {missing[0] + 1}); they are skipped"
                 )
-            )
-            progress.video_done()
-            continue
-        missing = item.missing()
-        if missing:
-            run.warn(
-                f"{item.name}: {len(missing)} of {item.n_frames} frames have no ground-truth "
-                f"files (the first: frame {missing[0] + 1}); they are skipped"
-            )
-        shapes = [fx.shape for fx in fixes[v] if fx.shape is not None]
-        shape = shapes[0] if shapes else (1, 1)
-        union = None
-        if run.protocol == "av" and "sauc" in metrics and shapes:
-            union = np.zeros(shape[0] * shape[1], dtype=bool)
-            for fx in fixes[v]:
-                if fx.flat is not None:
-                    union[_remap(fx.flat, fx.shape, shape)] = True
-        rows, skipped, empty = [], 0, 0
-        preds = source.maps(item, shape)
-        try:
-            seen = -1
-            for index, pmap in preds:
-                if index >= item.n_frames:
-                    break
-                seen = index
-                fx = fixes[v][index]
-                progress.frame()
-                if fx.flat is None or item.density_paths[index] is None:
-                    skipped += 1
-                    counters["missing"] += 1
-                    continue
-                if fx.flat.size == 0:
-                    empty += 1
-                    if run.skip_empty:
-                        skipped += 1
-                        continue
-                d = read_density(item.density_paths[index])
-                if d.shape != fx.shape:
-                    raise InputError(
-                        f"{item.name}: frame {index + 1}: density {d.shape} and fixation "
-                        f"{fx.shape} maps differ in size"
-                    )
-                fix = np.zeros(fx.shape[0] * fx.shape[1], dtype=bool)
-                fix[fx.flat] = True
-                other = None
-                if "sauc" in metrics and fx.flat.size:
-                    other = _other(run, fixes, pool, union, v, index, fx, item.name)
-                pm = to_float(_two_d(pmap), run.protocol)
-                if pm.shape != fx.shape:
-                    counters["resized"] += 1
-
-                def rng(m: str, _i: int = index, _n: str = item.name) -> np.random.Generator:
-                    return frame_rng(run.seed, _n, _i, m)
-
-                rows.append(score_frame(pm, d, fix.reshape(fx.shape), other, metrics, rng))
-        finally:
-            close = getattr(preds, "close", None)
-            if close:
-                close()
-        if seen + 1 < item.n_frames:
-            raise InputError(f"{item.name}: {seen + 1} predicted maps for {item.n_frames} frames")
-        arr = np.asarray(rows, dtype=np.float64).reshape(len(rows), len(metrics))
-        scores = M.aggregate_frames(arr, metrics)  # the video's mean, NaNs skipped
-        counters["scored"] += len(rows)
-        counters["skipped"] += skipped
-        counters["empty"] += empty
-        results.append(VideoResult(item.name, item.split, len(rows), skipped, empty, scores, arr))
+            results.append(_score_video(item, v, fixes, pool, source, run, progress, counters))
         progress.video_done()
     return results
+
+
+def _score_video(
+    item: VideoItem,
+    v: int,
+    fixes: list[list[_Fix]],
+    pool: list[tuple[int, int]],
+    source: Source,
+    run: _Run,
+    progress: _Progress,
+    counters: dict[str, int],
+) -> VideoResult:
+    """Pass 2 over one video: its predictions, frame by frame, against its ground truth."""
+    metrics = run.metrics
+    shapes = [fx.shape for fx in fixes[v] if fx.shape is not None]
+    shape = shapes[0] if shapes else (1, 1)
+    union = None
+    if run.protocol == "av" and "sauc" in metrics and shapes:
+        union = np.zeros(shape[0] * shape[1], dtype=bool)
+        for fx in fixes[v]:
+            if fx.flat is not None:
+                union[_remap(fx.flat, fx.shape, shape)] = True
+    rows, skipped, empty = [], 0, 0
+    preds = source.maps(item, shape)
+    try:
+        seen = -1
+        for index, pmap in preds:
+            if index >= item.n_frames:
+                break
+            seen = index
+            fx = fixes[v][index]
+            progress.frame()
+            if fx.flat is None or item.density_paths[index] is None:
+                skipped += 1
+                counters["missing"] += 1
+                continue
+            if fx.flat.size == 0:
+                empty += 1
+                if run.skip_empty:
+                    skipped += 1
+                    continue
+            d = read_density(item.density_paths[index])
+            if d.shape != fx.shape:
+                raise InputError(
+                    f"{item.name}: frame {index + 1}: density {d.shape} and fixation "
+                    f"{fx.shape} maps differ in size"
+                )
+            fix = np.zeros(fx.shape[0] * fx.shape[1], dtype=bool)
+            fix[fx.flat] = True
+            other = None
+            if "sauc" in metrics and fx.flat.size:
+                other = _other(run, fixes, pool, union, v, index, fx, item.name)
+            pm = to_float(_two_d(pmap), run.protocol)
+            if pm.shape != fx.shape:
+                counters["resized"] += 1
+
+            def rng(m: str, _i: int = index) -> np.random.Generator:
+                return frame_rng(run.seed, item.name, _i, m)
+
+            rows.append(score_frame(pm, d, fix.reshape(fx.shape), other, metrics, rng))
+    finally:
+        close = getattr(preds, "close", None)
+        if close:
+            close()
+    if seen + 1 < item.n_frames:
+        raise InputError(f"{item.name}: {seen + 1} predicted maps for {item.n_frames} frames")
+    arr = np.asarray(rows, dtype=np.float64).reshape(len(rows), len(metrics))
+    counters["scored"] += len(rows)
+    counters["skipped"] += skipped
+    counters["empty"] += empty
+    scores = M.aggregate_frames(arr, metrics)  # the video's mean, NaNs skipped
+    return VideoResult(item.name, item.split, len(rows), skipped, empty, scores, arr)
 
 
 def _other(

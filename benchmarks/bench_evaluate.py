@@ -1,8 +1,10 @@
 """How long scoring one 600-frame 640x360 video takes (``salcli evaluate``'s hot loop).
 
 Writes a one-video audio-visual dataset (Coutrot_db1 layout: jpg density maps, v5 .mat
-fixation maps) and predictions (PNG folder and float16 HDF5 stack) in a temporary
-folder, then times ``salcli.evaluate.evaluate`` on each, and each metric on one frame.
+fixation maps), the same video in the DHF1K layout (PNG maps and fixations), and
+predictions (PNG folder and float16 HDF5 stack) in a temporary folder, then times
+``salcli.evaluate.evaluate`` on each protocol (the DHF1K one also with predictions at
+half the size, resized), and each metric on one frame.
 
     .venv/bin/python benchmarks/bench_evaluate.py [--frames 600] [--width 640] [--height 360]
 """
@@ -33,6 +35,11 @@ def build(root: Path, n: int, h: int, w: int) -> Path:
     (root / "data" / "video_frames" / "Coutrot_db1" / name).mkdir(parents=True)
     pred = root / "pred" / name
     pred.mkdir(parents=True)
+    dhf = root / "data" / "DHF1K" / "val" / name
+    for sub in ("images", "maps", "fixation"):
+        (dhf / sub).mkdir(parents=True)
+    half = root / "pred_half" / name
+    half.mkdir(parents=True)
     stack = np.empty((n, h, w), dtype=np.float16)
     for k in range(n):
         fix = np.zeros((h, w), dtype=np.uint8)
@@ -43,9 +50,14 @@ def build(root: Path, n: int, h: int, w: int) -> Path:
         dens8 = np.round(255 * dens / dens.max()).astype(np.uint8)
         cv2.imwrite(str(ann / "maps" / f"eyeMap_{k + 1:05d}.jpg"), dens8)
         scipy.io.savemat(str(ann / f"fixMap_{k + 1:05d}.mat"), {"eyeMap": fix})
+        for sub, img in (("images", dens8), ("maps", dens8), ("fixation", fix * 255)):
+            cv2.imwrite(str(dhf / sub / f"{k + 1:04d}.png"), img)
         noisy = cv2.GaussianBlur(dens + 0.2 * rng.random((h, w), dtype=np.float32), (0, 0), 5)
         noisy = (noisy - noisy.min()) / (noisy.max() - noisy.min())
-        cv2.imwrite(str(pred / f"{k + 1:04d}.png"), np.round(255 * noisy).astype(np.uint8))
+        noisy8 = np.round(255 * noisy).astype(np.uint8)
+        cv2.imwrite(str(pred / f"{k + 1:04d}.png"), noisy8)
+        small = cv2.resize(noisy8, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
+        cv2.imwrite(str(half / f"{k + 1:04d}.png"), small)
         stack[k] = noisy
     (root / "pred_h5").mkdir()
     with h5py.File(root / "pred_h5" / f"{name}.h5", "w") as f:
@@ -94,13 +106,21 @@ def main() -> None:
         t0 = time.perf_counter()
         root = build(Path(tmp), n, h, w)
         print(f"built a {n}-frame {w}x{h} dataset in {time.perf_counter() - t0:.1f} s")
-        for label, pred in [("PNG (8-bit)", root / "pred"), ("HDF5 (float16)", root / "pred_h5")]:
+        runs = [
+            ("coutrot1", "PNG (8-bit)", root / "pred"),
+            ("coutrot1", "HDF5 (float16)", root / "pred_h5"),
+            ("dhf1k", "PNG (8-bit)", root / "pred"),
+            ("dhf1k", "PNG (8-bit) at half size", root / "pred_half"),
+        ]
+        for dataset, label, pred in runs:
+            split = "1" if dataset == "coutrot1" else None
             t0 = time.perf_counter()
-            res = evaluate("coutrot1", root=root / "data", split="1", predictions=pred)
+            res = evaluate(dataset, root=root / "data", split=split, predictions=pred)
             dt = time.perf_counter() - t0
             c = res.conventions
             print(
-                f"evaluate, predictions {label}: {dt:.2f} s for {c['frames_scored']} frames "
+                f"evaluate {dataset} ({res.protocol} protocol), predictions {label}: "
+                f"{dt:.2f} s for {c['frames_scored']} frames "
                 f"({dt / max(1, c['frames_scored']) * 1000:.1f} ms/frame, all 6 metrics); "
                 + ", ".join(f"{k}={v:.3f}" for k, v in res.overall.items())
             )

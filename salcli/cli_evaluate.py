@@ -10,7 +10,7 @@ from pathlib import Path
 
 import typer
 
-from .errors import EXIT_INTERRUPTED, SalcliError
+from .errors import EXIT_FAILED, EXIT_INTERRUPTED, SalcliError, UsageError
 
 MAX_TABLE_WIDTH = 160  # columns: the widest the results table is printed
 DATASET_NAMES = "dhf1k, hollywood2, ucf, diem, coutrot1, coutrot2, avad, etmd, summe"
@@ -30,15 +30,20 @@ def evaluate_command(
         help="1, 2, 3 or all (audio-visual sets; default all = mean of the 3 splits, DIEM "
         "has one); a split folder for dhf1k/hollywood2/ucf (default val / testing).",
     ),
-    predictions: Path | None = typer.Option(
+    predictions: str | None = typer.Option(
         None,
         "--predictions",
         "-p",
         help="Folder of <video>/ PNG folders or <video>.h5 stacks (as `salcli predict` "
-        "writes them), or one .h5 file. Without it the model is run.",
+        "writes them), or one .h5 file; a {split} in it: one per split. Without it the "
+        "model is run.",
     ),
     weights: str | None = typer.Option(
-        None, "--weights", "-w", help="Model weights: a checkpoint file or a registry name."
+        None,
+        "--weights",
+        "-w",
+        help="Model weights: a checkpoint file or a registry name. A {split} in it scores "
+        "each split with its own checkpoint (e.g. 'audiovisual_split{split}_save_60.pth').",
     ),
     audio: bool = typer.Option(False, "--audio", help="Run AViNet with the dataset's wav."),
     fps: float | None = typer.Option(
@@ -49,19 +54,43 @@ def evaluate_command(
         "--metrics",
         help="Comma-separated: cc,nss,auc_j,sauc,sim,kld (default) and auc_b (AUC-Borji).",
     ),
-    seed: int = typer.Option(0, "--seed", help="Seed of the sampled metrics (sAUC, AUC-J...)."),
-    json_out: Path | None = typer.Option(None, "--json", help="Write the results as JSON."),
-    csv_out: Path | None = typer.Option(None, "--csv", help="Write the results as CSV."),
+    seed: int = typer.Option(
+        0, "--seed", help="Seed of the sampled metrics (sAUC, AUC-J jitter, AUC-B); >= 0."
+    ),
+    skip_empty: bool | None = typer.Option(
+        None,
+        "--skip-empty/--score-empty",
+        help="Frames without fixations: skip them, or score them as the DHF1K benchmark's "
+        "loop does (SIM and KLD kept, CC/NSS/AUCs NaN). Default: the protocol's own "
+        "convention (scored for dhf1k/hollywood2/ucf, skipped for the audio-visual sets).",
+    ),
+    json_out: str | None = typer.Option(
+        None, "--json", help="Write the results as JSON to a file ('-': standard output)."
+    ),
+    csv_out: str | None = typer.Option(
+        None, "--csv", help="Write the results as CSV to a file ('-': standard output)."
+    ),
     baseline: str | None = typer.Option(
         None, "--baseline", help="'center': score a centred Gaussian instead of predictions."
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars, no table."),
 ) -> None:
     """Score saliency maps against a dataset's eye-tracking ground truth (MIT benchmark
-    metrics, the dataset's published protocol)."""
-    from .evaluate import evaluate, write_atomic
+    metrics, the dataset's published protocol).
 
+    Exit codes: 0 every listed video scored; 1 a video had no ground truth (warned, the
+    others scored and written) or the dataset / predictions are unusable; 2 bad usage;
+    3 weights missing or unusable; 130 interrupted."""
+    from .evaluate import evaluate, is_stdout, write_output
+
+    def warn(msg: str) -> None:
+        print(f"salcli: warning: {msg}", file=sys.stderr)
+
+    outputs = [(o, f) for o, f in ((json_out, "json"), (csv_out, "csv")) if o is not None]
+    to_stdout = [o for o, _ in outputs if is_stdout(o)]
     try:
+        if len(to_stdout) > 1:
+            raise UsageError("--json and --csv cannot both go to standard output")
         result = evaluate(
             dataset,
             root=root,
@@ -73,12 +102,12 @@ def evaluate_command(
             metrics=metrics,
             seed=seed,
             fps=fps,
+            skip_empty=skip_empty,
             quiet=quiet,
+            on_warning=warn,
         )
-        if json_out is not None:
-            write_atomic(json_out, result.to_json())
-        if csv_out is not None:
-            write_atomic(csv_out, result.to_csv())
+        for out, fmt in outputs:
+            write_output(out, result.to_json() if fmt == "json" else result.to_csv())
     except SalcliError as err:
         print(f"salcli: error: {err}", file=sys.stderr)
         raise typer.Exit(err.exit_code) from None
@@ -88,12 +117,20 @@ def evaluate_command(
     if not quiet:
         from rich.console import Console
 
-        # wider than the terminal (or a pipe's 80 columns) rather than fold the cells
-        console = Console()
+        # the table goes to stderr when the results themselves go to stdout; wider than
+        # the terminal (or a pipe's 80 columns) rather than fold the cells
+        console = Console(stderr=bool(to_stdout))
         need = result.table_width()
         if need > console.width:
-            console = Console(width=min(need, MAX_TABLE_WIDTH))
+            console = Console(stderr=bool(to_stdout), width=min(need, MAX_TABLE_WIDTH))
         console.print(result.table())
+    if result.unscored:
+        print(
+            f"salcli: {len(result.unscored)} video(s) without ground truth not scored: "
+            + ", ".join(result.unscored),
+            file=sys.stderr,
+        )
+        raise typer.Exit(EXIT_FAILED)
 
 
 def register(app: typer.Typer) -> None:

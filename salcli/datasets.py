@@ -1,6 +1,6 @@
 """Readers for the published saliency datasets, in the layouts they are distributed in.
 
-Two layouts (docs/conventions.md, "Dataset layouts"):
+Two layouts (the README's "Evaluate" section draws both as trees):
 
 - frame folders (DHF1K and the processed Hollywood-2 / UCF-Sports)::
 
@@ -29,7 +29,12 @@ transposed and are turned back). Density maps are returned as float64 on MATLAB'
 The data root: ``--root``, else the environment variable ``SALCLI_DATA``, else
 ``$XDG_DATA_HOME/salcli`` (``~/.local/share/salcli``). The dataset is looked for as
 ``<root>/<DS-folder>`` (e.g. ``DIEM``, or the folder holding ``video_frames`` for the
-audio-visual sets) or as the root itself.
+audio-visual sets) or as the root itself. A folder that has some of the layout's
+top-level folders but not what scoring needs is reported with what is missing.
+
+A video whose ground truth is missing (no annotation folder, or no annotation files)
+is still listed, with ``VideoItem.problem`` saying what is missing; salcli.evaluate
+warns about it and does not score it.
 """
 
 from __future__ import annotations
@@ -48,6 +53,11 @@ DATA_ENV = "SALCLI_DATA"  # environment variable naming the data root
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 MAT_VARIABLE = "eyeMap"  # the variable holding a fixation map in the AV sets' .mat files
 SPLITS_AV = ("1", "2", "3")
+
+FIXATION_SUFFIXES = (".png", ".jpg", ".jpeg", ".mat", ".bmp")  # frame-folder fixation maps
+AV_DENSITY = "eyeMap_{:05d}"  # audio-visual sets: file stems of frame k (1-based)
+AV_FIXATION = "fixMap_{:05d}"
+AV_FOLDERS = ("video_frames", "video_audio", "annotations", "fold_lists")  # top level
 
 FRAME_FOLDER = "frames"  # layout names
 AUDIO_VISUAL = "av"
@@ -205,6 +215,13 @@ class VideoItem:
     split: str
     density_paths: list[Path | None] = field(default_factory=list, repr=False)
     fixation_paths: list[Path | None] = field(default_factory=list, repr=False)
+    wav_expected: Path | None = None  # where the layout puts the audio track
+    problem: str | None = None  # why the video has no ground truth at all (None: it has)
+
+    def missing(self) -> list[int]:
+        """0-based indices of the frames whose density or fixation file is missing."""
+        pairs = zip(self.density_paths, self.fixation_paths, strict=True)
+        return [k for k, (d, f) in enumerate(pairs) if d is None or f is None]
 
     def iter_fixations(self) -> Iterator[tuple[int, np.ndarray | None]]:
         """(index, fixation map or None) per frame, lazily."""
@@ -223,6 +240,11 @@ class VideoItem:
         """The ground truth frame by frame, read lazily (one frame in memory)."""
         for i in range(self.n_frames):
             yield self.ground_truth(i)
+
+
+def _none_complete(density: list[Path | None], fixations: list[Path | None]) -> bool:
+    """No frame has both its density and its fixation file (also: no frame at all)."""
+    return all(d is None or f is None for d, f in zip(density, fixations, strict=True))
 
 
 def _find_same_stem(folder: Path, stem: str, suffixes: tuple[str, ...]) -> Path | None:
@@ -254,8 +276,13 @@ class Dataset:
 
     # --- splits ---------------------------------------------------------------
 
-    def splits(self, split: str | None) -> list[str]:
-        """The concrete splits ``split`` stands for ("all" -> each of them)."""
+    def splits(self, split: str | None, *, models_per_split: bool = False) -> list[str]:
+        """The concrete splits ``split`` stands for ("all" -> each of them).
+
+        ``models_per_split``: each split is scored with its own model (a ``{split}``
+        placeholder in the weights); a single-split set (DIEM) then has the splits 1-3
+        too, all on its one test list, as STAViS evaluates it.
+        """
         spec = self.spec
         if spec.layout == FRAME_FOLDER:
             if split in (None, "all"):
@@ -266,14 +293,16 @@ class Dataset:
             if not (self.root / split).is_dir():
                 raise DatasetError(f"{self.name}: no split folder {self.root / split}")
             return [split]
+        single = len(spec.splits) == 1 and not models_per_split
         if split in (None, "all"):
-            return list(spec.splits)
+            return list(spec.splits) if single else list(SPLITS_AV)
         if split not in SPLITS_AV:
             raise UsageError(f"--split must be 1, 2, 3 or all, not {split!r}")
-        if len(spec.splits) == 1:
-            if split != "1":
-                raise UsageError(f"{self.name} has a single split; use --split 1 or all")
-            return ["1"]
+        if single and split != "1":
+            raise UsageError(
+                f"{self.name} has a single split; use --split 1 or all (or weights with "
+                "a {split} placeholder: its one test list scored with each split's model)"
+            )
         return [split]
 
     def fold_list(self, split: str) -> Path:
@@ -298,9 +327,8 @@ class Dataset:
         items = []
         for vdir in sorted(p for p in base.iterdir() if p.is_dir()):
             maps_dir, fix_dir, img_dir = vdir / "maps", vdir / "fixation", vdir / "images"
-            if not maps_dir.is_dir() or not fix_dir.is_dir():
-                raise DatasetError(f"{vdir}: no maps/ and fixation/ folders")
-            maps = sorted_frames(maps_dir, IMAGE_SUFFIXES + (".mat",))
+            lacking = [f"{d.name}/" for d in (maps_dir, fix_dir) if not d.is_dir()]
+            maps = sorted_frames(maps_dir, IMAGE_SUFFIXES + (".mat",)) if maps_dir.is_dir() else []
             if img_dir.is_dir():
                 frames = sorted_frames(img_dir)
                 by_stem = {p.stem: p for p in maps}
@@ -308,9 +336,17 @@ class Dataset:
             else:
                 frames, density = maps, list(maps)
             fixations = [
-                _find_same_stem(fix_dir, (p or q).stem, (".png", ".jpg", ".jpeg", ".mat", ".bmp"))
+                _find_same_stem(fix_dir, (p or q).stem, FIXATION_SUFFIXES) if not lacking else None
                 for p, q in zip(density, frames, strict=True)
             ]
+            problem = None
+            if lacking:
+                problem = f"no {' and no '.join(lacking)} folder in {vdir}"
+            elif _none_complete(density, fixations):
+                problem = (
+                    f"no annotation files in {vdir} (expected maps/<frame>.png and "
+                    "fixation/<frame>.png named as the frames)"
+                )
             items.append(
                 VideoItem(
                     name=vdir.name,
@@ -321,6 +357,7 @@ class Dataset:
                     split=split,
                     density_paths=density,
                     fixation_paths=fixations,
+                    problem=problem,
                 )
             )
         if not items:
@@ -346,22 +383,28 @@ class Dataset:
                 raise DatasetError(f"{lst}:{lineno}: expected 'name n_frames fps'") from None
             frames = self.root / "video_frames" / ds / name
             ann = self.root / "annotations" / ds / name
-            if not ann.is_dir():
-                raise DatasetError(f"{self.name}: no annotations for {name} ({ann})")
             wav = self.root / "video_audio" / ds / name / f"{name}.wav"
             n_images = len(sorted_frames(frames)) if frames.is_dir() else 0
             if n_images:  # a list longer than the frames on disk: score what exists
                 n_frames = min(n_frames, n_images)
             density, fixations = [], []
             for k in range(1, n_frames + 1):
-                d = ann / "maps" / f"eyeMap_{k:05d}.jpg"
-                fm = ann / f"fixMap_{k:05d}.mat"
+                d = ann / "maps" / f"{AV_DENSITY.format(k)}.jpg"
+                fm = ann / f"{AV_FIXATION.format(k)}.mat"
                 density.append(
                     d if d.is_file() else _find_same_stem(ann / "maps", d.stem, (".png",))
                 )
                 if not fm.is_file():  # fixations as images are accepted too
                     fm = _find_same_stem(ann, fm.stem, (".png", ".jpg", ".bmp"))
                 fixations.append(fm)
+            problem = None
+            if not ann.is_dir():
+                problem = f"no annotation folder {ann}"
+            elif _none_complete(density, fixations):
+                problem = (
+                    f"no annotation files in {ann} (expected maps/{AV_DENSITY.format(1)}.jpg "
+                    f"and {AV_FIXATION.format(1)}.mat ...)"
+                )
             items.append(
                 VideoItem(
                     name=name,
@@ -372,6 +415,8 @@ class Dataset:
                     split=split,
                     density_paths=density,
                     fixation_paths=fixations,
+                    wav_expected=wav,
+                    problem=problem,
                 )
             )
         if not items:
@@ -399,17 +444,52 @@ def _looks_like(spec: DatasetSpec, path: Path) -> bool:
     return any((path / s).is_dir() for s in spec.splits)
 
 
+def _listing(folder: Path, limit: int = 5) -> str:
+    names = sorted(p.name + ("/" if p.is_dir() else "") for p in folder.iterdir())
+    more = f", ... ({len(names)} entries)" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more if names else "nothing"
+
+
+def _what_is_missing(spec: DatasetSpec, path: Path) -> str | None:
+    """For a folder that has part of the layout, what scoring needs and it lacks (one
+    line); None when ``path`` has none of the layout's top-level folders."""
+    if not path.is_dir():
+        return None
+    if spec.layout == FRAME_FOLDER:
+        if path.name not in spec.folders:
+            return None
+        want = " or ".join(f"{s}/" for s in spec.splits)
+        return f"no split folder {want} in {path} (it holds {_listing(path)})"
+    present = [f for f in AV_FOLDERS if (path / f).is_dir()]
+    if not present:
+        return None
+    ds = spec.folders[0]
+    missing = []
+    ann = path / "annotations"
+    if not (ann / ds).is_dir():
+        held = f" (it holds {_listing(ann)})" if ann.is_dir() else ""
+        missing.append(f"annotations/{ds}/{held}")
+    if not (path / "fold_lists").is_dir():
+        missing.append("fold_lists/")
+    return f"{path} lacks " + ", ".join(missing)
+
+
 def locate(spec: DatasetSpec, root: str | Path | None = None) -> Path:
     """The folder the dataset's layout starts in, under ``root`` (or the default root).
 
     For the frame-folder sets that is the folder holding the split folders; for the
     audio-visual sets the one holding ``video_frames/``, ``annotations/``, ``fold_lists/``.
+    A candidate folder with part of the layout is reported with what it lacks.
     """
     base = Path(root).expanduser() if root is not None else default_root()
     candidates = [base / f for f in spec.folders] + [base]
     for c in candidates:
         if _looks_like(spec, c):
             return c
+    for c in candidates:
+        missing = _what_is_missing(spec, c)
+        if missing:
+            raise DatasetError(f"dataset {spec.name} is incomplete: {missing}")
     how = "" if root is not None else f" (no --root: from ${DATA_ENV} or the user data folder)"
     looked = ", ".join(str(c) for c in candidates[:1] + candidates[-1:])
     raise DatasetError(f"dataset {spec.name} not found: looked in {looked}{how}")

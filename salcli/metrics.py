@@ -2,14 +2,16 @@
 
 Every function scores ONE frame and is a pure, vectorized numpy function of arrays:
 
-- ``p``: the predicted map, (H', W'), any real dtype. ``uint8`` maps are treated as
-  MATLAB treats them (``imresize`` keeps them 8-bit, ``im2double`` divides by 255).
+- ``p``: the predicted map, (H', W'), any real dtype. A ``uint8`` map passed as it is
+  gets what the benchmark's metric functions give it (``imresize`` keeps it 8-bit,
+  ``im2double`` divides by 255); ``salcli.evaluate`` converts predictions to float
+  before calling them, as the benchmark's evaluation loops do.
 - ``d``: the ground-truth density map, (H, W).
 - ``f``: the binary fixation map, (H, W); a pixel counts once if ``f > 0``, whatever
   its value (the benchmark's ``fixationMap > 0``).
 - ``other``: the "other" fixations of shuffled AUC, (H, W), pixels with ``other > 0``.
 
-Conventions (see docs/conventions.md, "Metrics"):
+Conventions (the README's "Evaluate" section states them for users):
 
 - ``p`` is resized to the ground truth's size with :func:`imresize_matlab` (MATLAB's
   default ``imresize``: bicubic, antialiased when shrinking) when the sizes differ;
@@ -17,7 +19,8 @@ Conventions (see docs/conventions.md, "Metrics"):
 - CC: Pearson correlation; a constant map gives NaN.
 - SIM: each map min-max normalized then divided by its sum (an all-zero map stays zero;
   a constant non-zero map gives NaN, as in MATLAB); score sum(min(p, q)).
-- KLD: each map divided by its sum; sum(q * ln(eps + q / (p + eps))), eps = MATLAB's eps.
+- KLD: each map divided by its sum (an all-zero map stays zero: an all-zero D scores 0);
+  sum(q * ln(eps + q / (p + eps))), eps = MATLAB's eps.
 - NSS: z-score (std with N-1) averaged over fixated pixels; constant map or no
   fixation gives NaN.
 - AUC-Judd: jitter in [0, 1e-7), min-max, thresholds at the fixated values; NaN when no
@@ -35,6 +38,7 @@ per metric) and :func:`aggregate_videos` (the mean of per-video means).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable, Mapping, Sequence
 
@@ -65,13 +69,11 @@ def _cubic(x: np.ndarray) -> np.ndarray:
     return near + far
 
 
-def resize_weights(in_len: int, out_len: int) -> np.ndarray:
-    """The (out_len, in_len) matrix MATLAB's ``imresize`` applies along one dimension.
-
-    Bicubic; when shrinking the kernel is widened by 1/scale (antialiasing); each row's
-    weights are normalized to sum 1; out-of-range taps are folded back by symmetric
-    padding (``[1..n, n..1]`` repeated), as MATLAB's ``contributions`` does.
-    """
+@functools.lru_cache(maxsize=64)
+def _contributions(in_len: int, out_len: int) -> tuple[np.ndarray, np.ndarray]:
+    """MATLAB ``imresize``'s taps along one dimension: (out_len, taps) input indices
+    (0-based, folded back into range) and their weights (rows sum to 1). Read-only,
+    cached: every frame of a video shares them."""
     scale = out_len / in_len
     width = CUBIC_WIDTH
     if scale < 1.0:
@@ -90,10 +92,37 @@ def resize_weights(in_len: int, out_len: int) -> np.ndarray:
     w = w / w.sum(axis=1, keepdims=True)
     aux = np.concatenate([np.arange(in_len), np.arange(in_len - 1, -1, -1)])  # 0-based
     folded = aux[np.mod(idx.astype(np.int64) - 1, 2 * in_len)]
+    folded.setflags(write=False)
+    w.setflags(write=False)
+    return folded, w
+
+
+def resize_weights(in_len: int, out_len: int) -> np.ndarray:
+    """The (out_len, in_len) matrix MATLAB's ``imresize`` applies along one dimension.
+
+    Bicubic; when shrinking the kernel is widened by 1/scale (antialiasing); each row's
+    weights are normalized to sum 1; out-of-range taps are folded back by symmetric
+    padding (``[1..n, n..1]`` repeated), as MATLAB's ``contributions`` does.
+    """
+    folded, w = _contributions(in_len, out_len)
     mat = np.zeros((out_len, in_len), dtype=np.float64)
     rows = np.broadcast_to(np.arange(out_len)[:, None], folded.shape)
     np.add.at(mat, (rows, folded), w)
     return mat
+
+
+def _resize_axis(img: np.ndarray, out_len: int, axis: int) -> np.ndarray:
+    """``img`` (H, W) float64 resized along ``axis``: each output row (column) is the
+    weighted sum of a few input rows (columns), the taps, not a dense matrix product."""
+    folded, w = _contributions(img.shape[axis], out_len)
+    shape = (out_len, img.shape[1]) if axis == 0 else (img.shape[0], out_len)
+    out = np.zeros(shape, dtype=np.float64)
+    for t in range(folded.shape[1]):  # taps: 6, more when shrinking
+        if axis == 0:
+            out += w[:, t, None] * img[folded[:, t]]
+        else:
+            out += w[None, :, t] * img[:, folded[:, t]]
+    return out
 
 
 def _round_uint8(x: np.ndarray) -> np.ndarray:
@@ -122,9 +151,9 @@ def imresize_matlab(img: np.ndarray, shape: Sequence[int]) -> np.ndarray:
     scales = (out_h / img.shape[0], out_w / img.shape[1])
     for dim in sorted((0, 1), key=lambda k: scales[k]):  # stable: rows first on a tie
         if dim == 0 and cur.shape[0] != out_h:
-            cur = resize_weights(cur.shape[0], out_h) @ cur
+            cur = _resize_axis(cur, out_h, 0)
         elif dim == 1 and cur.shape[1] != out_w:
-            cur = cur @ resize_weights(cur.shape[1], out_w).T
+            cur = _resize_axis(cur, out_w, 1)
         else:
             continue
         if is_u8:
@@ -194,17 +223,20 @@ def sim(p: np.ndarray, d: np.ndarray) -> float:
 
 
 def kld(p: np.ndarray, d: np.ndarray) -> float:
-    """KL divergence of P from D: sum q * ln(eps + q / (p + eps)), maps divided by sums."""
+    """KL divergence of P from D: sum q * ln(eps + q / (p + eps)), each map divided by its
+    sum; an all-zero map stays zero (the benchmark's ``if any(map(:))`` guards), so an
+    all-zero D scores 0 and an all-zero P scores sum q * ln(eps + q / eps)."""
     d = im2double(d)
     x = prepare(p, d.shape)
+    sx, sq = float(x.sum()), float(d.sum())
+    if not np.any(d):
+        return 0.0  # q = 0 everywhere: every term is 0 * ln(eps) = 0
+    # pixels with q = 0 add exactly 0 * ln(eps) = 0: only the others are computed
+    nz = d != 0
+    q = d[nz] / sq
+    px = x[nz] / sx if np.any(x) else x[nz]  # an all-zero P stays zero
     with np.errstate(invalid="ignore", divide="ignore"):
-        sx, sq = x.sum(), d.sum()
-        if sq == 0:
-            return math.nan  # 0/0, as in MATLAB
-        # pixels with q = 0 add exactly 0 * ln(eps) = 0: only the others are computed
-        nz = d != 0
-        q = d[nz] / sq
-        return float(np.sum(q * np.log(MATLAB_EPS + q / (x[nz] / sx + MATLAB_EPS))))
+        return float(np.sum(q * np.log(MATLAB_EPS + q / (px + MATLAB_EPS))))
 
 
 def nss(p: np.ndarray, f: np.ndarray) -> float:

@@ -277,3 +277,98 @@ def test_av_fixations_as_png(tmp_path):
     (item,) = Dataset("avad", tmp_path).videos("1")
     gts = list(item.iter_ground_truth())
     np.testing.assert_array_equal(gts[1].fixations, truth["a"][1][0])
+
+
+# --- incomplete datasets -----------------------------------------------------------
+
+
+def test_incomplete_av_dataset_says_what_is_missing(tmp_path):
+    # the four top-level folders, but the annotations hold the videos directly
+    d = tmp_path / "DIEM"
+    for sub in ("video_frames/DIEM/film", "video_audio/DIEM/film", "annotations/film"):
+        (d / sub).mkdir(parents=True)
+    (d / "fold_lists").mkdir()
+    with pytest.raises(DatasetError) as err:
+        Dataset("diem", tmp_path)
+    msg = str(err.value)
+    assert "\n" not in msg and msg.startswith("dataset diem is incomplete")
+    assert f"{d} lacks annotations/DIEM/" in msg and "it holds film/" in msg
+    (d / "fold_lists").rmdir()
+    with pytest.raises(DatasetError, match="lacks annotations/DIEM/ .*, fold_lists/"):
+        Dataset("diem", tmp_path)
+
+
+def test_incomplete_frame_folder_dataset_names_the_split_folder(tmp_path):
+    (tmp_path / "DHF1K" / "annotation").mkdir(parents=True)
+    with pytest.raises(
+        DatasetError, match=r"no split folder val/ in .*DHF1K \(it holds annotation/\)"
+    ):
+        Dataset("dhf1k", tmp_path)
+
+
+def test_fold_list_missing_names_the_file(tmp_path):
+    make_av_dataset(tmp_path, "DIEM", {"f": 1})
+    (tmp_path / "fold_lists" / "DIEM_list_test_fps.txt").unlink()
+    with pytest.raises(DatasetError, match="no fold list .*DIEM_list_test_fps.txt"):
+        Dataset("diem", tmp_path).videos("1")
+
+
+def test_videos_without_annotation_files_say_what_is_missing(tmp_path):
+    make_av_dataset(tmp_path, "AVAD", {"a": 2, "b": 2, "c": 2})
+    ann = tmp_path / "annotations" / "AVAD"
+    for p in (ann / "b").rglob("*"):
+        if p.is_file():
+            p.unlink()
+    for p in sorted((ann / "c").rglob("*"), reverse=True):
+        p.unlink() if p.is_file() else p.rmdir()
+    (ann / "c").rmdir()
+    a, b, c = Dataset("avad", tmp_path).videos("1")
+    assert a.problem is None and a.missing() == []
+    assert b.problem.startswith(f"no annotation files in {ann / 'b'}")
+    assert "maps/eyeMap_00001.jpg" in b.problem and b.missing() == [0, 1]
+    assert c.problem == f"no annotation folder {ann / 'c'}"
+    assert b.wav_expected == tmp_path / "video_audio" / "AVAD" / "b" / "b.wav"
+
+
+def test_frame_folder_video_without_fixation_folder(tmp_path):
+    make_frame_dataset(tmp_path / "DHF1K", {"0601": 2, "0602": 2})
+    fix = tmp_path / "DHF1K" / "val" / "0602" / "fixation"
+    for p in fix.iterdir():
+        p.unlink()
+    fix.rmdir()
+    a, b = Dataset("dhf1k", tmp_path).videos("val")
+    assert a.problem is None
+    assert b.problem == f"no fixation/ folder in {tmp_path / 'DHF1K' / 'val' / '0602'}"
+
+
+def test_diem_splits_with_a_model_per_split(tmp_path):
+    make_av_dataset(tmp_path, "DIEM", {"f": 1})
+    ds = Dataset("diem", tmp_path)
+    assert ds.splits("all") == ["1"]
+    assert ds.splits("all", models_per_split=True) == ["1", "2", "3"]
+    assert ds.splits("2", models_per_split=True) == ["2"]
+    with pytest.raises(UsageError, match=r"single split.*\{split\}"):
+        ds.splits("2")
+    (item,) = ds.videos("3")  # every split of DIEM is its one test list
+    assert item.split == "3" and item.name == "f"
+
+
+def test_layouts_are_documented_in_the_readme():
+    """The README's Evaluate section draws both layouts as trees, with the names the
+    readers look for; the module docs point there (not at a file outside the repo)."""
+    import salcli.datasets as D
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## Evaluate") :]
+    section = section[: section.index("\n## ", 1)]
+    for piece in ("└── val/", "├── images/", "├── maps/", "└── fixation/"):
+        assert piece in section
+    for piece in (
+        "├── video_frames/<DS>/<video>/",
+        "├── annotations/<DS>/<video>/",
+        "└── fold_lists/",
+    ):
+        assert piece in section
+    assert "eyeMap_00001.jpg" in section and "fixMap_00001.mat" in section
+    assert "<DS>_list_test_{1,2,3}_fps.txt" in section and "DIEM_list_test_fps.txt" in section
+    assert "docs/conventions.md" not in D.__doc__ and "README" in D.__doc__

@@ -304,9 +304,12 @@ class DiskSource(Source):
                     yield start + k, block[k]
 
 
-def model_family(audio: bool) -> str:
-    """How the conventions name the model (the lead adapts this when STAViS lands)."""
-    return "model (AViNet, audio)" if audio else "model (ViNet, visual only)"
+def model_family(audio: bool, label: str | None = None) -> str:
+    """How the conventions name the model: its family and variant when known (a loaded
+    ``Predictor`` says, e.g. "AViNet (bilinear)"), else what ``audio`` implies."""
+    if label is None:
+        label = "AViNet" if audio else "ViNet"
+    return f"model ({label}, {'audio' if audio else 'visual only'})"
 
 
 class ModelSource(Source):
@@ -318,7 +321,8 @@ class ModelSource(Source):
         self.audio = audio
         self.fps = fps
         weights = getattr(predictor, "weights_path", None)
-        self.description = model_family(audio) + (f", weights {weights}" if weights else "")
+        label = getattr(getattr(predictor, "variant", None), "label", None)
+        self.description = model_family(audio, label) + (f", weights {weights}" if weights else "")
 
     def maps(self, item: VideoItem, shape: tuple[int, int]) -> Iterator[tuple[int, np.ndarray]]:
         wav = None

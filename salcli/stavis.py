@@ -1,0 +1,581 @@
+"""STAViS (Tsiami, Koutras, Maragos, CVPR 2020): the network and its published checkpoints.
+
+The module tree, and so every ``state_dict`` key, shape and their order, is that of the
+published files (``visual_split{1,2,3}_save_60.pth``, ``audiovisual_split{1,2,3}_save_60.pth``)
+once their ``module.`` prefix is removed: both load strictly into ``Stavis``. The procedure
+around the network (frames in, clips, audio excerpts, maps out) is in
+``salcli.stavis_procedure``.
+
+Shapes for one clip (B, 3, 16, 112, 112), values 0-255 minus the ActivityNet mean::
+
+    conv1, bn1, relu        (B, 64, 16, 56, 56)   -> saliency module 0, attention
+    max-pool                (B, 64, 8, 28, 28)
+    layer1 (3 bottlenecks)  (B, 256, 8, 28, 28)   -> saliency module 1, attention
+    layer2 (4 bottlenecks)  (B, 512, 4, 14, 14)   -> saliency module 2, attention
+                                                     (and, before it, the audio-visual fusion)
+    layer3 (6 bottlenecks)  (B, 1024, 2, 7, 7)    -> saliency module 3 (its attention unused)
+    4 side maps (B, 16, 112, 112) each, concatenated -> fuse 1x1 (64 -> 1)           visual
+    ... and the fusion's (B, 64, 112, 112)           -> fuseav 1x1 (128 -> 1)  audio-visual
+
+    audio (B, 1, 1, 35280), time last -> SoundNet-8 -> (B, 1024, 1, 1)
+
+Precision: under autocast only the 3-D ResNet trunk runs in half precision. The saliency
+modules (time average, side convolutions, learned transposed convolutions, attention
+logits and the spatial softmax), SoundNet-8, the fusion, the last 1x1 convolution and the
+sigmoid run in fp32 (about 1 % of the work): maps are not quantized, and ``nn.Bilinear``,
+which has no autocast rule, gets one dtype.
+
+What the family declaration needs (issue 14), from the published test procedure
+-------------------------------------------------------------------------------
+- **Model**: ``Stavis(audiovisual=...)``; both published files have the same keys, so the
+  checkpoint cannot say which head it was trained for: the user's ``--audio`` chooses
+  (``audiovisual=True`` with ``audiovisual_split*``, ``False`` with ``visual_split*``).
+  Recognise a checkpoint with ``recognize(state_dict)``; load it with
+  ``load_checkpoint(path)`` (the training-snapshot wrapper, ``arch == 'resnet-50'``
+  checked, ``module.`` removed, ``torch.load(weights_only=True)``). Fold BatchNorm for
+  inference with ``stavis.fold_batchnorm`` (``salcli.model.fold_batchnorm`` does not know
+  these blocks).
+- **Clip**: ``CLIP_LEN`` = 16 frames at ``INPUT_SIZE`` = 112 x 112 (aspect not kept),
+  layout (B, 3, 16, 112, 112), RGB. The map of a clip belongs to the frame at position
+  ``TARGET_INDEX`` = 8 of the clip: frame f is predicted from frames f-8 ... f+7, so the
+  model looks ``LOOK_AHEAD`` = 7 frames ahead (a streaming pipeline must read 7 frames
+  past the one it maps; ViNet is causal). Frames past the end are loop-padded as theirs,
+  frames 0-7 by a warm-up policy ("mirror", default, or "reference"): see
+  ``stavis_procedure.clip_plan``.
+- **Frame transform**: ``stavis_procedure.frame_to_tensor`` (Pillow-exact nearest to
+  320 x 240, then Pillow bilinear to 112 x 112, values 0-255 minus ``ACTIVITYNET_MEAN``
+  (114.7748, 107.7354, 99.4750), no std).
+- **Audio**: mono 22 050 Hz scaled x256 (``salcli.audio.AudioTrack``, as AViNet); the
+  excerpt of the padded clip, Hann-windowed, centred in ``AUDIO_BUFFER`` = 35 280
+  samples; layout (B, 1, 1, 35280), time last: ``stavis_procedure.clip_audio`` /
+  ``audio_batch``. The visual-only model needs no audio (``audio=None``).
+- **Output**: ``forward`` gives the sigmoid map (B, 112, 112) in fp32. Post-processing:
+  ``stavis_procedure.postprocess`` (min-max, 13 x 13 Gaussian sigma 2 with symmetric
+  borders at 112 x 112, then MATLAB's bicubic ``imresize`` to the frame, rescaled to
+  [0, 1]); not ViNet's order (resize, then blur).
+- **Weights**: ``DEFAULT_WEIGHTS`` (split 1 of each variant; one model per split, the test
+  set of split k with the split-k file), all in ``WEIGHTS_ARCHIVE`` from ``WEIGHTS_PAGE``
+  (folders ``stavis_visual_only/`` and ``stavis_audiovisual/``). No checksums are known.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .errors import WeightsError, one_line
+
+# --- configuration of the published test scripts --------------------------------------
+CLIP_LEN = 16  # frames per clip
+INPUT_SIZE = 112  # pixels, model input height and width (sample_size)
+TARGET_INDEX = CLIP_LEN // 2  # 8: position in its clip of the frame a map belongs to
+LOOK_AHEAD = CLIP_LEN - 1 - TARGET_INDEX  # 7 frames after the mapped one
+ACTIVITYNET_MEAN = (114.7748, 107.7354, 99.4750)  # RGB, on 0-255 values; no std
+MAX_AUDIO_RATE = 22_050  # Hz the audio buffer is sized for
+MIN_FPS = 10  # frames/s the audio buffer is sized for
+AUDIO_BUFFER = int(MAX_AUDIO_RATE / MIN_FPS * CLIP_LEN)  # 35 280 samples
+ARCH = "resnet-50"  # the snapshot's 'arch' entry, checked as their code does
+SNAPSHOT_OPTIMIZERS = ("optimizer_global", "optimizer_sal", "optimizer_sound", "optimizer_fusion")
+
+# --- network -----------------------------------------------------------------------------
+STEM_CH = 64  # channels of conv1
+STAGES = ((64, 3, 1), (128, 4, 2), (256, 6, 2))  # (bottleneck width, blocks, stride) layer1-3
+EXPANSION = 4  # bottleneck output channels / width
+SIDE_CH = 16  # channels of each saliency module's side map
+FUSION_HIDDEN = 128  # channels of the fusion's two affine maps
+FUSION_OUT = 64  # channels of the bilinear fusion's output
+FUSION_UPSCALE = 8  # layer2's resolution x 8 = the input's
+AUDIO_FEATURES = 1024  # SoundNet-8 conv7 channels
+# SoundNet-8 is computed in float64 (~50 M multiply-adds per clip, about 1 % of the trunk):
+# the bilinear fusion multiplies every position by the audio vector, and on the reference
+# checkpoint fp32 rounding in SoundNet alone moved the audio-visual logits by 2.3e-5
+# (relative), a third of salcli's whole fp32 error (7.7e-5 -> 4.1e-5 with it in fp64).
+SOUND_DTYPE = torch.float64
+# SoundNet-8 with (1, k) kernels, stride (1, 2): (out channels, kernel, padding, max-pool
+# after); conv7's pool of 2 makes the 35 280-sample buffer one step long.
+SOUNDNET_LAYERS = (
+    (16, 64, 32, 8),
+    (32, 32, 16, 8),
+    (64, 16, 8, 1),
+    (128, 8, 4, 1),
+    (256, 4, 2, 4),
+    (512, 4, 2, 1),
+    (AUDIO_FEATURES, 4, 2, 2),
+)
+
+# --- weights -------------------------------------------------------------------------------
+WEIGHTS_PAGE = "http://cvsp.cs.ntua.gr/research/stavis/"
+WEIGHTS_ARCHIVE = "pretrained_models.tar.gz"  # fetch_data.sh: <page>data/pretrained_models.tar.gz
+SPLITS = (1, 2, 3)
+WEIGHTS_FILES = {
+    "visual": tuple(f"stavis_visual_only/visual_split{k}_save_60.pth" for k in SPLITS),
+    "audiovisual": tuple(f"stavis_audiovisual/audiovisual_split{k}_save_60.pth" for k in SPLITS),
+}
+DEFAULT_WEIGHTS = {v: Path(files[0]).name for v, files in WEIGHTS_FILES.items()}
+# A key only STAViS has, and one per part that the strict load then checks in full.
+_SIGNATURE_KEYS = ("score_dsn.0.side_prep.weight", "fusion3.w_a_rgb.weight", "soundnet8.0.weight")
+_PREFIX = "module."
+
+
+def _no_autocast(x: torch.Tensor):
+    """A context in which ``x``'s device runs in full precision whatever autocast is on."""
+    return torch.autocast(x.device.type, enabled=False)
+
+
+def _full(x: torch.Tensor) -> torch.Tensor:
+    """``x`` in fp32 if it is in half precision (fp32 and fp64 stay as they are)."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+
+
+def spatial_softmax(logits: torch.Tensor) -> torch.Tensor:
+    """Softmax over all positions of each (H, W) map: (B, C, H, W) -> (B, C, H, W), fp32.
+
+    Theirs is exp(x) / sum(exp(x)) without the maximum subtracted, which overflows fp32
+    above x = 88.7; this one subtracts it (``torch.softmax``), so it gives the same
+    numbers (to rounding) wherever theirs is finite, and finite ones everywhere else.
+    """
+    with _no_autocast(logits):
+        flat = _full(logits).flatten(2)  # (B, C, H*W)
+        return torch.softmax(flat, dim=-1).view_as(logits)
+
+
+def center_crop(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """The centred ``size`` window of (..., H, W); an odd surplus is cut more on the
+    right / bottom (as theirs: floor(d/2) before, ceil(d/2) after)."""
+    h, w = x.shape[-2:]
+    dh, dw = h - size[0], w - size[1]
+    if dh < 0 or dw < 0:
+        raise ValueError(f"cannot crop {(h, w)} to {tuple(size)}")
+    return x[..., dh // 2 : dh // 2 + size[0], dw // 2 : dw // 2 + size[1]]
+
+
+def attend(feature: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """feature (B, C, T, H, W) x (1 + spatial softmax of logits (B, 1, H, W)), the same
+    attention for every channel and time step. The product is fp32 (under autocast the next
+    convolution casts it down): a half-precision 1 + a would round a ~1e-4 attention away."""
+    att = spatial_softmax(logits).unsqueeze(2)  # (B, 1, 1, H, W) float32
+    with _no_autocast(feature):
+        return _full(feature) * (1.0 + att)
+
+
+# ---------------------------------------------------------------------------
+# 3-D ResNet-50 trunk (Hara et al.), Bottleneck blocks, shortcut B
+# ---------------------------------------------------------------------------
+
+
+class Bottleneck3d(nn.Module):
+    """1x1x1 -> 3x3x3 (stride) -> 1x1x1 convolutions, each with BatchNorm, plus the shortcut:
+    identity, or (shortcut B) a strided 1x1x1 convolution and BatchNorm where the shape
+    changes."""
+
+    def __init__(self, in_ch: int, width: int, stride: int = 1):
+        super().__init__()
+        out_ch = width * EXPANSION
+        self.conv1 = nn.Conv3d(in_ch, width, 1, bias=False)
+        self.bn1 = nn.BatchNorm3d(width)
+        self.conv2 = nn.Conv3d(width, width, 3, stride=stride, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm3d(width)
+        self.conv3 = nn.Conv3d(width, out_ch, 1, bias=False)
+        self.bn3 = nn.BatchNorm3d(out_ch)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = None
+        if stride != 1 or in_ch != out_ch:
+            self.downsample = nn.Sequential(
+                nn.Conv3d(in_ch, out_ch, 1, stride=stride, bias=False), nn.BatchNorm3d(out_ch)
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shortcut = x if self.downsample is None else self.downsample(x)
+        y = self.relu(self.bn1(self.conv1(x)))
+        y = self.relu(self.bn2(self.conv2(y)))
+        y = self.bn3(self.conv3(y))
+        return self.relu(y + shortcut)
+
+    def conv_bn_pairs(self) -> list[tuple[nn.Module, str, str]]:
+        pairs = [(self, f"conv{i}", f"bn{i}") for i in (1, 2, 3)]
+        if self.downsample is not None:
+            pairs.append((self.downsample, "0", "1"))
+        return pairs
+
+
+def _stage(in_ch: int, width: int, blocks: int, stride: int) -> nn.Sequential:
+    out_ch = width * EXPANSION
+    rest = [Bottleneck3d(out_ch, width) for _ in range(blocks - 1)]
+    return nn.Sequential(Bottleneck3d(in_ch, width, stride), *rest)
+
+
+# ---------------------------------------------------------------------------
+# Saliency modules (side outputs and spatial attention)
+# ---------------------------------------------------------------------------
+
+
+class SaliencyModule(nn.Module):
+    """One side branch, at level ``level`` = 1 ... 4 (conv1, layer1, layer2, layer3).
+
+    The feature is averaged over time, a 3x3 convolution makes 16 channels; a learned
+    transposed convolution (kernel 2^(level+1), stride 2^level), centre-cropped to the
+    input size, makes the side map; a 1x1 convolution makes the attention logits at the
+    feature's own resolution. ``upscale_`` (the upsampled 1-channel side output of their
+    deep supervision) is loaded but not needed to predict.
+    """
+
+    def __init__(self, level: int, in_ch: int):
+        super().__init__()
+        kernel, stride = 2 ** (level + 1), 2**level
+        # registration order = the published key order
+        self.side_prep = nn.Conv2d(in_ch, SIDE_CH, 3, padding=1)
+        self.score_dsn = nn.Conv2d(SIDE_CH, 1, 1)
+        self.upscale_ = nn.ConvTranspose2d(1, 1, kernel, stride=stride, bias=False)
+        self.upscale = nn.ConvTranspose2d(SIDE_CH, SIDE_CH, kernel, stride=stride, bias=False)
+
+    def forward(
+        self, feature: torch.Tensor, size: tuple[int, int], *, attention: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """feature (B, C, T, h, w) -> side map (B, 16, *size) and attention logits
+        (B, 1, h, w) (None with ``attention=False``), in fp32."""
+        with _no_autocast(feature):
+            prep = self.side_prep(_full(feature).mean(dim=2))  # (B, 16, h, w)
+            side = center_crop(self.upscale(prep), size)  # (B, 16, H, W)
+            logits = self.score_dsn(prep) if attention else None  # (B, 1, h, w)
+        return side, logits
+
+
+# ---------------------------------------------------------------------------
+# Audio: SoundNet-8 with time on the last axis, and the audio-visual fusion
+# ---------------------------------------------------------------------------
+
+
+def soundnet8() -> nn.Sequential:
+    """SoundNet-8 as their flat ``nn.Sequential`` (conv, BatchNorm, ReLU[, max-pool]) x 7:
+    (B, 1, 1, N) -> (B, 1024, 1, N'); N' = 1 for the 35 280-sample buffer."""
+    layers: list[nn.Module] = []
+    in_ch = 1
+    for out_ch, kernel, pad, pool in SOUNDNET_LAYERS:
+        layers += [
+            nn.Conv2d(in_ch, out_ch, (1, kernel), stride=(1, 2), padding=(0, pad)),
+            nn.BatchNorm2d(out_ch),
+            nn.ReLU(inplace=True),
+        ]
+        if pool > 1:
+            layers.append(nn.MaxPool2d((1, pool), stride=(1, pool)))
+        in_ch = out_ch
+    return nn.Sequential(*layers)
+
+
+class AudioVisualFusion(nn.Module):
+    """layer2's feature and the audio vector -> (B, 64, H, W) fusion channels.
+
+    The two middle time steps of the feature are averaged; each position (row-major)
+    goes through a linear map 512 -> 128 and a ReLU, the audio through 1024 -> 128 and a
+    ReLU; a bilinear layer (visual first, audio second) makes 64 values per position,
+    upsampled x8 (bilinear, corners not aligned) and centre-cropped to the input size.
+    """
+
+    def __init__(self, visual_ch: int = 512, audio_ch: int = AUDIO_FEATURES):
+        super().__init__()
+        self.affine_rgb = nn.Linear(visual_ch, FUSION_HIDDEN)
+        self.affine_audio = nn.Linear(audio_ch, FUSION_HIDDEN)
+        self.w_a_rgb = nn.Bilinear(FUSION_HIDDEN, FUSION_HIDDEN, FUSION_OUT)
+
+    def forward(
+        self, feature: torch.Tensor, audio: torch.Tensor, size: tuple[int, int]
+    ) -> torch.Tensor:
+        """feature (B, 512, T, h, w), T >= 2; audio (B, 1024) -> (B, 64, *size), fp32."""
+        t = feature.shape[2]
+        if t < 2:
+            raise ValueError(f"the fusion needs at least 2 time steps in layer2, got {t}")
+        with _no_autocast(feature):
+            mid = _full(feature[:, :, t // 2 - 1 : t // 2 + 1]).mean(dim=2)  # (B, 512, h, w)
+            b, _, h, w = mid.shape
+            visual = F.relu(self.affine_rgb(mid.flatten(2).transpose(1, 2)))  # (B, h*w, 128)
+            sound = F.relu(self.affine_audio(_full(audio)))  # (B, 128)
+            sound = sound[:, None, :].expand(-1, h * w, -1).contiguous()  # (B, h*w, 128)
+            fused = self.w_a_rgb(visual.contiguous(), sound)  # (B, h*w, 64)
+            fused = fused.transpose(1, 2).reshape(b, FUSION_OUT, h, w)  # (B, 64, h, w)
+            up = F.interpolate(
+                fused, size=(h * FUSION_UPSCALE, w * FUSION_UPSCALE), mode="bilinear"
+            )  # align_corners=False
+            return center_crop(up, size)  # (B, 64, H, W)
+
+
+# ---------------------------------------------------------------------------
+# The model
+# ---------------------------------------------------------------------------
+
+
+class Stavis(nn.Module):
+    """STAViS: the visual-only (``audiovisual=False``) or the audio-visual model.
+
+    Both variants build every layer (their visual-only model does too, so both published
+    files have the same keys); the visual-only one skips SoundNet-8 and the fusion at run
+    time, since its output does not depend on them, and needs no audio.
+    """
+
+    arch = "stavis"
+
+    def __init__(self, audiovisual: bool = True):
+        super().__init__()
+        self.audiovisual = bool(audiovisual)
+        # registration order = the published key order
+        # 7x7x7, stride 1 in time and 2 in space: (B, 3, T, H, W) -> (B, 64, T, H/2, W/2)
+        self.conv1 = nn.Conv3d(3, STEM_CH, 7, stride=(1, 2, 2), padding=3, bias=False)
+        self.bn1 = nn.BatchNorm3d(STEM_CH)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool3d(3, stride=2, padding=1)
+        in_ch = STEM_CH
+        for i, (width, blocks, stride) in enumerate(STAGES, start=1):
+            self.add_module(f"layer{i}", _stage(in_ch, width, blocks, stride))
+            in_ch = width * EXPANSION
+        side_in = (STEM_CH, *(width * EXPANSION for width, _, _ in STAGES))  # 64 256 512 1024
+        self.score_dsn = nn.ModuleList(
+            SaliencyModule(level, ch) for level, ch in enumerate(side_in, start=1)
+        )
+        sides = SIDE_CH * len(side_in)  # 64
+        self.fuse = nn.Conv2d(sides, 1, 1)
+        self.fuseav = nn.Conv2d(sides + FUSION_OUT, 1, 1)
+        self.soundnet8 = soundnet8()
+        self.fusion3 = AudioVisualFusion(side_in[2], AUDIO_FEATURES)
+
+    def sound(self, audio: torch.Tensor) -> torch.Tensor:
+        """audio (B, 1, 1, N), time last -> (B, 1024) in the fusion's dtype (fp32 for a
+        loaded model), computed in ``SOUND_DTYPE``."""
+        if audio.dim() != 4 or tuple(audio.shape[1:3]) != (1, 1):
+            raise ValueError(f"audio must be (B, 1, 1, N), got {tuple(audio.shape)}")
+        dtype = torch.float32 if audio.device.type == "mps" else SOUND_DTYPE  # MPS: no fp64
+        with _no_autocast(audio):
+            x = audio.to(dtype)  # (B, 1, 1, N)
+            for layer in self.soundnet8:
+                if isinstance(layer, nn.Conv2d):
+                    w, b = layer.weight.to(dtype), layer.bias.to(dtype)
+                    x = F.conv2d(x, w, b, stride=layer.stride, padding=layer.padding)
+                elif isinstance(layer, nn.BatchNorm2d):
+                    stats = (layer.running_mean, layer.running_var, layer.weight, layer.bias)
+                    mean, var, gamma, beta = (t.to(dtype) for t in stats)
+                    x = F.batch_norm(x, mean, var, gamma, beta, False, 0.0, layer.eps)
+                else:  # ReLU, max-pool, or a folded BatchNorm (identity)
+                    x = layer(x)
+        if tuple(x.shape[2:]) != (1, 1):
+            raise ValueError(
+                f"{audio.shape[-1]} audio samples make SoundNet-8 features of length "
+                f"{x.shape[-1]}, the fusion needs 1 (the published buffer is {AUDIO_BUFFER})"
+            )
+        return x.flatten(1).to(self.fusion3.affine_audio.weight.dtype)  # (B, 1024)
+
+    def _run(
+        self, clip: torch.Tensor, audio: torch.Tensor | None, record: dict | None
+    ) -> torch.Tensor:
+        if clip.dim() != 5 or clip.shape[1] != 3:
+            raise ValueError(f"clip must be (B, 3, T, H, W), got {tuple(clip.shape)}")
+        if self.audiovisual and audio is None:
+            raise ValueError("the audio-visual model needs audio (B, 1, 1, 35280)")
+        keep = record if record is not None else {}
+        size = (int(clip.shape[-2]), int(clip.shape[-1]))
+        sides: list[torch.Tensor] = []  # four (B, 16, H, W)
+        att: list[torch.Tensor] = []  # three (B, 1, h, w)
+
+        def side_and_attention(level: int, feature: torch.Tensor) -> torch.Tensor:
+            keep[f"feature{level}"] = feature
+            side, logits = self.score_dsn[level](feature, size)
+            sides.append(side)
+            att.append(logits)
+            return attend(feature, logits)
+
+        x = self.relu(self.bn1(self.conv1(clip)))  # (B, 64, T, H/2, W/2)
+        x = side_and_attention(0, x)  # before the max-pool
+        x = self.layer1(self.maxpool(x))  # (B, 256, T/2, H/4, W/4)
+        x = side_and_attention(1, x)
+        x = self.layer2(x)  # (B, 512, T/4, H/8, W/8)
+        if self.audiovisual:  # on layer2's output before its attention
+            keep["fusion"] = self.fusion3(x, self.sound(audio), size)  # (B, 64, H, W)
+        x = side_and_attention(2, x)
+        x = self.layer3(x)  # (B, 1024, T/8, H/16, W/16)
+        keep["feature3"] = x
+        sides.append(self.score_dsn[3](x, size, attention=False)[0])  # attention unused
+        keep["attention_logits"], keep["sides"] = att, sides
+        with _no_autocast(clip):
+            if self.audiovisual:
+                out = self.fuseav(torch.cat((*sides, keep["fusion"]), dim=1))
+            else:
+                out = self.fuse(torch.cat(sides, dim=1))
+        keep["logits"] = out
+        return out  # (B, 1, H, W) float32
+
+    def logits(self, clip: torch.Tensor, audio: torch.Tensor | None = None) -> torch.Tensor:
+        """clip (B, 3, T, H, W), audio (B, 1, 1, 35280) or None (visual-only) -> the fused
+        logits (B, 1, H, W), fp32: the last entry of their ``{'sal': [...]}``."""
+        return self._run(clip, audio, None)
+
+    def intermediates(
+        self, clip: torch.Tensor, audio: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor | list[torch.Tensor]]:
+        """The tensors of one forward pass, for inspection: ``feature0`` ... ``feature3``
+        (conv1 and layer1-3 outputs, before their attention), ``attention_logits`` (three
+        (B, 1, h, w)), ``sides`` (four (B, 16, H, W)), ``fusion`` (audio-visual only) and
+        ``logits``."""
+        record: dict = {}
+        self._run(clip, audio, record)
+        return record
+
+    def forward(self, clip: torch.Tensor, audio: torch.Tensor | None = None) -> torch.Tensor:
+        """clip (B, 3, T, H, W), audio (B, 1, 1, 35280) or None -> saliency (B, H, W) in
+        (0, 1), fp32 (the sigmoid their test applies)."""
+        z = self.logits(clip, audio)
+        with _no_autocast(z):
+            return torch.sigmoid(_full(z))[:, 0]
+
+    def conv_bn_pairs(self) -> list[tuple[nn.Module, str, str]]:
+        """(parent, convolution name, BatchNorm name) of every BatchNorm that follows a
+        convolution: the stem, the bottlenecks, SoundNet-8."""
+        pairs: list[tuple[nn.Module, str, str]] = [(self, "conv1", "bn1")]
+        for mod in self.modules():
+            if isinstance(mod, Bottleneck3d):
+                pairs += mod.conv_bn_pairs()
+        for i, mod in enumerate(self.soundnet8):
+            if isinstance(mod, nn.Conv2d):
+                pairs.append((self.soundnet8, str(i), str(i + 1)))
+        return pairs
+
+
+# ---------------------------------------------------------------------------
+# Inference-only rewrite
+# ---------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def _fold_into(conv: nn.Conv3d | nn.Conv2d, bn: nn.Module) -> bool:
+    """conv <- bn(conv(.)) in eval mode; False (nothing done) when ``bn`` is no BatchNorm."""
+    if not isinstance(bn, nn.modules.batchnorm._BatchNorm):
+        return False
+    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)  # (C_out,)
+    conv.weight.mul_(scale.view((-1,) + (1,) * (conv.weight.dim() - 1)))
+    bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
+    conv.bias = nn.Parameter((bias - bn.running_mean) * scale + bn.bias)
+    return True
+
+
+def fold_batchnorm(model: Stavis) -> Stavis:
+    """Fold every BatchNorm of ``model`` into the convolution before it, in place, for
+    inference (eval mode): the same outputs up to float rounding, one pass over each
+    trunk activation less. The state_dict then no longer has the published keys.
+    Folding twice changes nothing."""
+    for parent, conv, norm in model.conv_bn_pairs():
+        if _fold_into(getattr(parent, conv), getattr(parent, norm)):
+            setattr(parent, norm, nn.Identity())
+    return model
+
+
+# ---------------------------------------------------------------------------
+# Checkpoints
+# ---------------------------------------------------------------------------
+
+
+def _strip(sd: Mapping[str, object]) -> dict:
+    if sd and all(isinstance(k, str) and k.startswith(_PREFIX) for k in sd):
+        return {k[len(_PREFIX) :]: v for k, v in sd.items()}
+    return dict(sd)
+
+
+def recognize(obj: Mapping) -> str | None:
+    """``"stavis"`` when ``obj`` (a state_dict, with or without ``module.``, or their
+    training snapshot) has STAViS's keys, else None (e.g. ViNet's, AViNet's). Both
+    variants have the same keys: which head to run is the caller's choice."""
+    if not isinstance(obj, Mapping):
+        return None
+    inner = obj.get("state_dict", obj)
+    if not isinstance(inner, Mapping):
+        return None
+    keys = set(_strip(inner))
+    return "stavis" if all(k in keys for k in _SIGNATURE_KEYS) else None
+
+
+def unwrap_checkpoint(obj: object) -> dict[str, torch.Tensor]:
+    """The state_dict (``module.`` removed) of a published STAViS file.
+
+    Accepts their training snapshot (``epoch``, ``arch``, ``state_dict``, four optimizer
+    states; ``arch`` must be 'resnet-50', as their loader asserts; the optimizer states are
+    ignored) or a bare state_dict. Raises ``WeightsError`` for anything else."""
+    sd = obj
+    if isinstance(obj, Mapping) and "state_dict" in obj:
+        arch = obj.get("arch", ARCH)
+        if arch != ARCH:
+            raise WeightsError(f"not a STAViS snapshot: arch is {arch!r}, expected {ARCH!r}")
+        sd = obj["state_dict"]
+    if not isinstance(sd, Mapping) or not sd:
+        raise WeightsError("the file holds no state_dict")
+    sd = _strip(sd)
+    if not all(isinstance(v, torch.Tensor) for v in sd.values()):
+        raise WeightsError("the state_dict holds entries that are not tensors")
+    if recognize(sd) is None:
+        raise WeightsError("the checkpoint is not STAViS (unknown keys)")
+    return sd
+
+
+def load_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read a STAViS file with ``torch.load(weights_only=True)`` and unwrap it; every
+    failure is a one-line ``WeightsError``."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"weights file not found: {path}")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - every failure becomes one line
+        raise WeightsError(f"{path}: not a readable PyTorch checkpoint ({one_line(exc)})") from None
+    try:
+        return unwrap_checkpoint(obj)
+    except WeightsError as exc:
+        raise WeightsError(f"{path}: {exc}") from None
+
+
+def load_model(path: str | Path, *, audiovisual: bool) -> Stavis:
+    """A ``Stavis`` in eval mode with the weights of ``path``, loaded strictly (a key or
+    shape that does not match is a one-line ``WeightsError``)."""
+    sd = load_checkpoint(path)
+    with torch.device("meta"):  # no random initialisation: every tensor comes from the file
+        model = Stavis(audiovisual=audiovisual)
+    own = model.state_dict()
+    missing = [k for k in own if k not in sd]
+    extra = [k for k in sd if k not in own]
+    if missing or extra:
+        example = (missing or extra)[0]
+        raise WeightsError(
+            f"{path}: keys do not match STAViS: {len(missing)} missing, {len(extra)} "
+            f"unexpected (e.g. {example})"
+        )
+    for k, v in own.items():
+        if tuple(sd[k].shape) != tuple(v.shape):
+            raise WeightsError(
+                f"{path}: {k} has shape {tuple(sd[k].shape)}, expected {tuple(v.shape)}"
+            )
+    model.load_state_dict(sd, strict=True, assign=True)
+    return model.eval()
+
+
+__all__ = [
+    "ACTIVITYNET_MEAN",
+    "AUDIO_BUFFER",
+    "CLIP_LEN",
+    "DEFAULT_WEIGHTS",
+    "INPUT_SIZE",
+    "LOOK_AHEAD",
+    "TARGET_INDEX",
+    "WEIGHTS_ARCHIVE",
+    "WEIGHTS_FILES",
+    "WEIGHTS_PAGE",
+    "AudioVisualFusion",
+    "Bottleneck3d",
+    "SaliencyModule",
+    "Stavis",
+    "attend",
+    "center_crop",
+    "fold_batchnorm",
+    "load_checkpoint",
+    "load_model",
+    "recognize",
+    "soundnet8",
+    "spatial_softmax",
+    "unwrap_checkpoint",
+]

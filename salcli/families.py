@@ -18,7 +18,7 @@ nothing else: adding a family is a model module and a declaration here.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,7 +48,9 @@ class AudioInput:
     rate: int  # Hz; the soundtrack is resampled to it (salcli.audio.AudioTrack)
     buffer: int  # samples of one clip's input
     layout: str  # the model input's layout, for the docs, e.g. "(B, 1, N, 1)"
-    excerpt: Callable[..., np.ndarray]  # (track, clip's frame indices, fps) -> (buffer,)
+    # (track, first frame, last frame, fps) -> (buffer,): the excerpt of a clip whose
+    # audio span (salcli.windowing.Clip) is first ... last
+    excerpt: Callable[..., np.ndarray]
     batch: Callable[[np.ndarray], torch.Tensor]  # (B, buffer) excerpts -> the model's input
 
 
@@ -59,9 +61,15 @@ class Variant:
     name: str  # recorded as the outputs' "model": "vinet", "bilinear", ...
     label: str  # for people: "ViNet", "AViNet (bilinear)"
     build: Callable[[], nn.Module]  # a fresh model with the checkpoint's module tree
-    default_file: str  # the published file looked for when no weights are named
+    default_file: str | None  # the published file looked for when no weights are named
     source: str  # where the published file comes from
+    hears: bool = False  # takes the soundtrack
+    detects: str = ""  # what the family's ``detect`` says of its checkpoints [its name]
     fixed_input: tuple[int, int] | None = None  # the only input size it works at
+
+    @property
+    def detected_as(self) -> str:
+        return self.detects or self.name
 
 
 @dataclass(frozen=True)
@@ -78,9 +86,11 @@ class ModelFamily:
     postprocess: Callable[[np.ndarray, int, int], np.ndarray]  # raw (h, w) -> map (H, W)
     postprocess_doc: str  # what ``postprocess`` does, for the outputs' metadata
     variants: tuple[Variant, ...]
-    detect: Callable[[Mapping[str, torch.Tensor]], str | None]  # state_dict -> variant name
-    audio: AudioInput | None = None
+    detect: Callable[[Mapping[str, torch.Tensor]], str | None]  # state_dict -> what it is
+    audio: AudioInput | None = None  # how the variants that hear take the sound
     fold: Callable[[nn.Module], nn.Module] = lambda model: model  # inference rewrite
+    unwrap: Callable[[object], dict] | None = None  # loaded file -> state_dict [generic]
+    published_unmapped: int = 0  # first frames the published procedure gives no map
 
     def variant(self, name: str) -> Variant:
         for v in self.variants:
@@ -88,9 +98,19 @@ class ModelFamily:
                 return v
         raise KeyError(name)
 
-    @property
-    def default_variant(self) -> Variant:
-        return self.variants[0]
+    def variant_for(self, detected: str, audio: bool) -> Variant | None:
+        """The variant a checkpoint ``detect`` calls ``detected`` runs as, with the sound
+        (``audio``) or without; None when it cannot run so."""
+        for v in self.variants:
+            if v.detected_as == detected and v.hears == audio:
+                return v
+        return None
+
+    def can_hear(self, detected: str) -> bool | None:
+        """Whether checkpoints ``detected`` so take the sound: True, False, or None when
+        they run either way (the user chooses)."""
+        hears = {v.hears for v in self.variants if v.detected_as == detected}
+        return hears.pop() if len(hears) == 1 else None
 
 
 # --- ViNet and AViNet ----------------------------------------------------------------
@@ -114,11 +134,10 @@ def _vinet_postprocess(raw: np.ndarray, height: int, width: int) -> np.ndarray:
     return postprocess(raw, height, width)
 
 
-def _soundnet_excerpt(track, indices: Sequence[int], fps: float) -> np.ndarray:
+def _soundnet_excerpt(track, first: int, last: int, fps: float) -> np.ndarray:
     from .audio import clip_excerpt
-    from .windowing import clip_span
 
-    return clip_excerpt(track, *clip_span(list(indices)), fps)
+    return clip_excerpt(track, first, last, fps)
 
 
 def _soundnet_batch(excerpts: np.ndarray) -> torch.Tensor:
@@ -197,6 +216,7 @@ AVINET = ModelFamily(
             "no published AViNet (concat) weights exist: train them with salcli"
             if fusion == "concat"
             else f"the AViNet ({fusion}) fine-tunes, in {_VINET_SOURCE}",
+            hears=True,
             fixed_input=(INPUT_H, INPUT_W) if fusion == "bilinear" else None,
         )
         for fusion in (DEFAULT_FUSION, *(f for f in FUSIONS if f != DEFAULT_FUSION))
@@ -212,7 +232,150 @@ AVINET = ModelFamily(
     **_VINET_COMMON,
 )
 
-FAMILIES: tuple[ModelFamily, ...] = (VINET, AVINET)
+# --- STAViS ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _CentredClips:
+    """STAViS: frame t from frames t-8 ... t+7 (salcli.stavis_procedure.clip_plan)."""
+
+    policy: str
+
+    @property
+    def length(self) -> int:
+        from .stavis import CLIP_LEN
+
+        return CLIP_LEN
+
+    @property
+    def keep_behind(self) -> int:
+        from .stavis import TARGET_INDEX
+
+        return TARGET_INDEX
+
+    def lookahead(self, t: int) -> int:
+        from .stavis import LOOK_AHEAD, TARGET_INDEX
+
+        # the end's loop padding needs to know whether t+7 exists; the warm-up mirror of
+        # frame 0 reaches frame 8
+        return max(LOOK_AHEAD, TARGET_INDEX - t)
+
+    def plan(self, t: int, n: int | None) -> tuple[list[int], tuple[int, int]]:
+        from .stavis_procedure import clip_plan
+
+        # n None: at least t + 1 + lookahead(t) frames, which no clip of t looks past
+        plan = clip_plan(t, t + 1 + self.lookahead(t) if n is None else n, self.policy)
+        return list(plan.indices), (plan.audio_first, plan.audio_last)
+
+
+def _stavis_clips(policy: str):
+    return _CentredClips(policy)
+
+
+def _stavis_transform(rgb: np.ndarray, size: tuple[int, int], device=None) -> torch.Tensor:
+    from .stavis_procedure import frame_to_tensor
+
+    x = frame_to_tensor(rgb)  # (3, 112, 112)
+    return x if device is None else x.to(device)
+
+
+def _stavis_postprocess(raw: np.ndarray, height: int, width: int) -> np.ndarray:
+    from .stavis_procedure import postprocess
+
+    return postprocess(raw, height, width)
+
+
+def _stavis_excerpt(track, first: int, last: int, fps: float) -> np.ndarray:
+    from .stavis_procedure import ClipPlan, clip_audio
+
+    return clip_audio(track, ClipPlan(first, (), first, last), fps)
+
+
+def _stavis_batch(excerpts: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(excerpts, np.float32))[:, None, None, :]
+
+
+def _stavis_detect(state_dict: Mapping[str, torch.Tensor]) -> str | None:
+    from .stavis import recognize
+
+    return recognize(state_dict)
+
+
+def _stavis_unwrap(obj: object) -> dict:
+    from .stavis import unwrap_checkpoint
+
+    return unwrap_checkpoint(obj)
+
+
+def _stavis_fold(model: nn.Module) -> nn.Module:
+    from .stavis import fold_batchnorm
+
+    return fold_batchnorm(model)
+
+
+def _stavis_build(audiovisual: bool) -> Callable[[], nn.Module]:
+    def build() -> nn.Module:
+        from .stavis import Stavis
+
+        return Stavis(audiovisual=audiovisual)
+
+    return build
+
+
+_STAVIS_SIZE = (112, 112)  # salcli.stavis.INPUT_SIZE, square
+_STAVIS_ARCHIVE = "pretrained_models.tar.gz (linked from http://cvsp.cs.ntua.gr/research/stavis/)"
+
+STAVIS = ModelFamily(
+    name="stavis",
+    label="STAViS",
+    clip_len=16,
+    latency=7,
+    input_size=_STAVIS_SIZE,
+    size_multiple=16,
+    warmups=WARMUP_POLICIES,
+    clips=_stavis_clips,
+    transform=_stavis_transform,
+    postprocess=_stavis_postprocess,
+    postprocess_doc=(
+        "model map min-max normalized, 13x13 Gaussian blur (sigma 2, symmetric borders) at "
+        "112x112, resized to the frame's size with MATLAB's bicubic imresize, min-max "
+        "normalized to [0, 1] per frame"
+    ),
+    variants=(
+        Variant(
+            "stavis-visual",
+            "STAViS (visual)",
+            _stavis_build(False),
+            None,
+            f"visual_split{{1,2,3}}_save_60.pth in {_STAVIS_ARCHIVE}",
+            detects="stavis",
+            fixed_input=_STAVIS_SIZE,
+        ),
+        Variant(
+            "stavis-audiovisual",
+            "STAViS (audio-visual)",
+            _stavis_build(True),
+            None,
+            f"audiovisual_split{{1,2,3}}_save_60.pth in {_STAVIS_ARCHIVE}",
+            hears=True,
+            detects="stavis",
+            fixed_input=_STAVIS_SIZE,
+        ),
+    ),  # fmt: skip
+    detect=_stavis_detect,
+    audio=AudioInput(
+        rate=AUDIO_RATE,
+        buffer=35_280,  # salcli.stavis.AUDIO_BUFFER
+        layout="(B, 1, 1, N)",
+        excerpt=_stavis_excerpt,
+        batch=_stavis_batch,
+    ),
+    fold=_stavis_fold,
+    unwrap=_stavis_unwrap,
+    published_unmapped=8,  # frames 1-8: their clips start at frame 1 and map frame 9
+)
+
+FAMILIES: tuple[ModelFamily, ...] = (VINET, AVINET, STAVIS)
 
 
 def family_of(variant_name: str) -> tuple[ModelFamily, Variant]:
@@ -224,25 +387,41 @@ def family_of(variant_name: str) -> tuple[ModelFamily, Variant]:
     raise KeyError(variant_name)
 
 
-def recognise(state_dict: Mapping[str, torch.Tensor]) -> tuple[ModelFamily, Variant] | None:
-    """The family and variant whose checkpoints have these keys, or None."""
+def recognise(obj: object) -> tuple[ModelFamily, str, dict] | None:
+    """(family, what its ``detect`` calls it, state_dict) of a loaded checkpoint file (a
+    state_dict or a wrapper), or None when no family takes it."""
+    from .weights import unwrap_state_dict
+
     for fam in FAMILIES:
-        name = fam.detect(state_dict)
-        if name is not None:
-            return fam, fam.variant(name)
+        try:
+            sd = fam.unwrap(obj) if fam.unwrap is not None else unwrap_state_dict(obj)
+        except WeightsError:
+            continue
+        detected = fam.detect(sd)
+        if detected is not None:
+            return fam, detected, sd
     return None
 
 
-def load_checkpoint(path: str | Path) -> tuple[ModelFamily, Variant, nn.Module]:
-    """Read ``path`` (``torch.load(weights_only=True)``), recognise its family, build the
-    model and load the file strictly. One-line ``WeightsError`` for anything else."""
-    from .weights import check_keys, describe_state_dict, read_checkpoint
+def load_checkpoint(path: str | Path, *, audio: bool) -> tuple[ModelFamily, Variant, nn.Module]:
+    """Read ``path`` (``torch.load(weights_only=True)``), recognise its family, choose the
+    variant that runs with the sound (``audio``) or without, build it and load the file
+    strictly. One-line ``WeightsError`` for anything else."""
+    from .weights import check_keys, describe_state_dict, load_file, unwrap_state_dict
 
-    sd = read_checkpoint(path)
-    found = recognise(sd)
+    obj = load_file(path)
+    found = recognise(obj)
     if found is None:
-        raise WeightsError(f"{path}: {describe_state_dict(sd)}")
-    fam, variant = found
+        raise WeightsError(f"{path}: {describe_state_dict(unwrap_state_dict(obj))}")
+    fam, detected, sd = found
+    variant = fam.variant_for(detected, audio)
+    if variant is None:
+        label = next(v.label for v in fam.variants if v.detected_as == detected)
+        if audio:
+            raise WeightsError(f"{path}: {label} is visual only; sound needs an "
+                               "audio-visual checkpoint")  # fmt: skip
+        raise WeightsError(f"{path}: a {label} checkpoint listens to the soundtrack: ask "
+                           "for the sound (--audio)")  # fmt: skip
     model = variant.build()
     check_keys(model, sd, path)
     model.load_state_dict(sd, strict=True)
@@ -251,6 +430,9 @@ def load_checkpoint(path: str | Path) -> tuple[ModelFamily, Variant, nn.Module]:
 
 def model_family(model: nn.Module) -> tuple[ModelFamily, Variant]:
     """The family and variant of a model built by salcli (for models passed in as they
-    are): its ``arch`` / ``fusion`` attributes."""
-    name = getattr(model, "fusion", None) or getattr(model, "family_variant", None) or "vinet"
-    return family_of(name)
+    are), from its ``arch`` / ``fusion`` / ``audiovisual`` attributes."""
+    arch = getattr(model, "arch", None)
+    if arch == "stavis":
+        audiovisual = bool(getattr(model, "audiovisual", True))
+        return STAVIS, STAVIS.variant("stavis-audiovisual" if audiovisual else "stavis-visual")
+    return family_of(getattr(model, "fusion", None) or "vinet")

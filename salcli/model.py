@@ -464,11 +464,16 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
 
 
 def build_model(arch: str) -> nn.Module:
-    """A fresh, randomly initialised model: "vinet", "bilinear", "transformer" or "concat"."""
+    """A fresh, randomly initialised model: "vinet", "bilinear", "transformer", "concat",
+    "soundnet" or "stavis" (the audio-visual STAViS; both variants have its keys)."""
     if arch == "vinet":
         return ViNet()
     if arch == "soundnet":
         return SoundNet8()
+    if arch == "stavis":
+        from .stavis import Stavis
+
+        return Stavis(audiovisual=True)
     return AViNet(arch)
 
 

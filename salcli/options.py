@@ -113,10 +113,16 @@ class PredictOptions:
         "--weights",
         "-w",
         help="Checkpoint file, file name in the weights folders, or registry name "
-        "[default: the model's default file]. The model family (ViNet/AViNet) is "
-        "recognised from the checkpoint.",
+        "[default: ViNet_DHF1K.pt; with --audio AViNet_bilinear.pt]. The model family "
+        "(ViNet, AViNet, STAViS) is recognised from the checkpoint.",
     )
-    audio: bool = option(False, "--audio", help="Use the soundtrack (AViNet).")
+    audio: bool = option(
+        False,
+        "--audio",
+        help="Use the soundtrack: AViNet checkpoints need it; with a STAViS checkpoint it "
+        "chooses the audio-visual model (both published STAViS files have the same keys, "
+        "so the file cannot say: visual_split* without --audio, audiovisual_split* with).",
+    )
     fusion: str | None = option(
         None, "--fusion", help="With --audio: the fusion the checkpoint must have "
         f"({', '.join(FUSIONS)}) [default: the checkpoint's]."
@@ -147,8 +153,9 @@ class PredictOptions:
     input_size: tuple[int, int] | None = option(
         None,
         "--input-size",
-        help="Model input HxW, multiples of 32 [default: the family's, 224x384 for "
-        "ViNet/AViNet]. Other sizes are faster and not what the models were trained on.",
+        help="Model input HxW [default: the family's: 224x384 for ViNet/AViNet, multiples "
+        "of 32; STAViS and AViNet (bilinear) take only their own]. Smaller is faster and "
+        "not what the models were trained on.",
         shapes_maps=True,
         cli_type=str,
     )
@@ -162,9 +169,10 @@ class PredictOptions:
     warmup: str | None = option(
         None,
         "--warmup",
-        help="First T-1 frames: mirror (reversed frames prepended) or reference (the "
-        "authors' reversed clips) [default: mirror]. Videos shorter than T frames still "
-        "get one map per frame: mirror reflects the frames, reference repeats the first.",
+        help="Frames without a full clip (ViNet/AViNet: the first 31; STAViS: the first 8) "
+        "[default: mirror]: mirror reflects the video's frames into the missing ones; "
+        "reference does as the authors (ViNet: reversed clips; STAViS: frame 8's map). "
+        "Every frame gets one map, also in videos shorter than a clip.",
         shapes_maps=True,
     )
     stride: int = option(
@@ -204,10 +212,7 @@ class PredictOptions:
         _one_of("precision", self.precision, PRECISIONS)
         _at_least("batch_size", self.batch_size, 1)
         _at_least("stride", self.stride, 1)
-        size = parse_size(self.input_size)
-        if size is not None and (size[0] % 32 or size[1] % 32):
-            raise OptionError("input_size", f"{size[0]}x{size[1]}: must be multiples of 32 pixels")
-        set_(self, "input_size", size)
+        set_(self, "input_size", parse_size(self.input_size))  # the family checks the size
         if self.warmup is not None:
             _one_of("warmup", self.warmup, WARMUP_POLICIES)
         _check_fps(self.fps)

@@ -110,10 +110,10 @@ class Predictor:
         else:
             self.family, self.variant = model_family(model)
         self.arch = self.variant.name
-        self.audio = self.family.audio is not None
+        self.audio = self.variant.hears
         if opts.audio and not self.audio:
             raise WeightsError(f"{self._what()}: {self.variant.label} is visual only; "
-                               "sound needs an audio-visual checkpoint (AViNet)")  # fmt: skip
+                               "sound needs an audio-visual model")  # fmt: skip
         self.warmup = opts.warmup or self.family.warmups[0]
         if self.warmup not in self.family.warmups:
             raise OptionError("warmup", f"{self.warmup!r}: {self.family.label} has "
@@ -123,12 +123,17 @@ class Predictor:
         self.stride = opts.stride
         self.allow_silence = opts.allow_silence
         self.schedule = self.family.clips(self.warmup)
+        if opts.fusion is not None and self.family.name != "avinet":
+            raise OptionError("fusion", f"{opts.fusion}: {self.variant.label} has no fusion "
+                              "to choose (only AViNet has)")  # fmt: skip
+        # with a stride the clips in a batch are not consecutive: nothing to share
+        reuse = opts.reuse if opts.stride == 1 or opts.reuse is not None else False
         self.engine = Engine(
             model,
             device=opts.device,
             precision=opts.precision,
             batch_size=opts.batch_size,
-            reuse=opts.reuse,
+            reuse=reuse,
             channels_last=opts.channels_last,
             compile=opts.compile,
             input_size=self.input_size,
@@ -164,16 +169,8 @@ class Predictor:
 
         wanted = (opts.fusion or DEFAULT_FUSION) if opts.audio else "vinet"
         path = resolve_weights(opts.weights, wanted)  # an existing file, or a WeightsError
-        family, variant, model = load_checkpoint(path)
+        family, variant, model = load_checkpoint(path, audio=opts.audio)
         self.weights_path = Path(path)
-        if family.audio is not None and not opts.audio:
-            raise WeightsError(
-                f"{path}: a {variant.label} checkpoint listens to the soundtrack: "
-                "ask for the sound (--audio)"
-            )
-        if opts.audio and family.audio is None:
-            raise WeightsError(f"{path}: {variant.label} is visual only; sound needs "
-                               "an audio-visual checkpoint (AViNet)")  # fmt: skip
         if opts.audio and opts.fusion is not None and variant.name != opts.fusion:
             raise WeightsError(
                 f"{path}: the checkpoint's fusion is {variant.name}, but {opts.fusion} "
@@ -304,7 +301,7 @@ class Predictor:
             sound = None
             if track is not None:
                 a = self.family.audio
-                excerpts = [a.excerpt(track, [f.index for f in c], meta.fps) for c in clips]
+                excerpts = [a.excerpt(track, *c.audio_span, meta.fps) for c in clips]
                 sound = a.batch(np.stack(excerpts))
             return self.engine(clips, sound)
 

@@ -62,3 +62,31 @@ def reference_inputs(h: int = 224, w: int = 384, t: int = 32) -> tuple[np.ndarra
     clip = np.random.default_rng(20201211).standard_normal((1, 3, t, h, w)).astype(np.float32)
     audio = 0.1 * np.random.default_rng(20201212).standard_normal((1, 1, 70560, 1))
     return clip, audio.astype(np.float32)
+
+
+# The reference README's "tamed" STAViS weights: these tensors of the filled checkpoint
+# times 2**e (exact), so that real-range input (pixels minus the mean, about +-150) keeps
+# every logit moderate; the plain fill overflows the attention softmax there.
+STAVIS_TAMING = {
+    "conv1.weight": -6,
+    "soundnet8.0.weight": -8,
+    **{f"score_dsn.{i}.score_dsn.weight": -3 for i in range(4)},
+    "fuse.weight": -3,
+    "fuseav.weight": -4,
+}
+STAVIS_OPTIMIZERS = ("optimizer_global", "optimizer_sal", "optimizer_sound", "optimizer_fusion")
+
+
+def stavis_snapshot(manifest: dict[str, list[int]], *, tamed: bool = False) -> dict:
+    """A STAViS checkpoint as published (train.py's snapshot at epoch 60): the fill rule,
+    each tensor seeded from its key as the manifest writes it (``module.`` included),
+    optionally tamed, wrapped with ``epoch``, ``arch`` and four empty optimizer states."""
+    state = {}
+    for key, shape in manifest.items():
+        value = fill_tensor(key, shape)
+        exponent = STAVIS_TAMING.get(key.removeprefix("module.")) if tamed else None
+        state[key] = value * 2.0**exponent if exponent is not None else value
+    empty = {"state": {}, "param_groups": []}
+    return {"epoch": 61, "arch": "resnet-50", "state_dict": state} | {
+        name: dict(empty) for name in STAVIS_OPTIMIZERS
+    }

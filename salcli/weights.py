@@ -20,10 +20,11 @@ from torch import nn
 from .errors import WeightsError, one_line
 from .model import build_model
 
-ARCHS = ("vinet", "bilinear", "transformer", "concat", "soundnet")
+ARCHS = ("vinet", "bilinear", "transformer", "concat", "soundnet", "stavis")
 _WRAPPER_KEYS = ("state_dict", "model", "model_state_dict", "net", "weights")
 
 SALIENCY_ARCHS = ("vinet", "bilinear", "transformer", "concat")  # ViNet, then the fusions
+# STAViS (salcli.stavis) has one architecture for both published variants (same keys)
 _VINET_ZIP = "the zip linked from the README of https://github.com/samyak0210/ViNet"
 # Where the published file of each architecture's default weights comes from (a place a
 # person goes to: "get it from <source>"); None: no such weights are published.
@@ -33,6 +34,7 @@ PUBLISHED_SOURCES: dict[str, str | None] = {
     "transformer": f"{_VINET_ZIP} (one AViNet (transformer) fine-tune per dataset)",
     "concat": None,
     "soundnet": "the root of https://github.com/samyak0210/ViNet",
+    "stavis": "pretrained_models.tar.gz, linked from http://cvsp.cs.ntua.gr/research/stavis/",
 }
 _MODEL_NAMES = {  # arch -> (article, name)
     "vinet": ("a", "ViNet"),
@@ -40,6 +42,7 @@ _MODEL_NAMES = {  # arch -> (article, name)
     "transformer": ("an", "AViNet (transformer)"),
     "concat": ("an", "AViNet (concat)"),
     "soundnet": ("a", "SoundNet-8"),
+    "stavis": ("a", "STAViS"),
     "s3d": ("an", "S3D"),
     "s3d-torchvision": ("an", "S3D (torchvision)"),
 }
@@ -105,7 +108,11 @@ def detect_arch(state_dict: Mapping[str, torch.Tensor]) -> str:
         return "vinet"
     if "conv1.weight" in keys and "conv7.weight" in keys:
         return "soundnet"
-    raise WeightsError("the checkpoint is not ViNet, AViNet or SoundNet-8 (unknown keys)")
+    from .stavis import recognize
+
+    if recognize(state_dict) is not None:
+        return "stavis"
+    raise WeightsError("the checkpoint is not ViNet, AViNet, STAViS or SoundNet-8 (unknown keys)")
 
 
 def describe_state_dict(state_dict: Mapping[str, torch.Tensor]) -> str:
@@ -120,7 +127,13 @@ def describe_state_dict(state_dict: Mapping[str, torch.Tensor]) -> str:
 
 
 def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
-    """``torch.load`` with ``weights_only=True`` and a one-line error on any failure."""
+    """The state_dict of a checkpoint file (``load_file``, wrappers and ``module.`` removed)."""
+    return unwrap_state_dict(load_file(path))
+
+
+def load_file(path: str | Path) -> object:
+    """``torch.load`` with ``weights_only=True`` and a one-line error on any failure: the
+    object as saved (a state_dict, or a wrapper such as a training snapshot)."""
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"weights file not found: {path}")
@@ -135,7 +148,7 @@ def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
                 "(only plain tensors are loaded)"
             ) from None
         raise WeightsError(f"{path}: not a readable PyTorch checkpoint ({first})") from None
-    return unwrap_state_dict(obj)
+    return obj
 
 
 def load_model(

@@ -73,13 +73,25 @@ def clip_indices(
     return [max(0, i - pad) for i in padded]
 
 
+class Clip(list):
+    """The frames of one clip, in clip order, and the frames whose audio it hears:
+    ``audio_span`` = (first, last), from the start of ``first``'s audio to the end of
+    ``last``'s (``first`` < 0: time before the video's first frame)."""
+
+    __slots__ = ("audio_span",)
+
+    def __init__(self, frames, audio_span: tuple[int, int]):
+        super().__init__(frames)
+        self.audio_span = audio_span
+
+
 class ClipSchedule(Protocol):
     """Which frames make the clip of each frame: what a model family declares.
 
-    ``indices(t, n)`` are the frames of frame t's clip, oldest first, for a video of n
-    frames; ``n`` is None while the length is unknown, and then the video is known to
-    have at least ``t + 1 + lookahead(t)`` frames. Later clips never read frames more
-    than ``keep_behind`` before their own frame.
+    ``plan(t, n)`` gives the frames of frame t's clip, in clip order, and its audio span
+    (see ``Clip``), for a video of n frames; ``n`` is None while the length is unknown,
+    and then the video is known to have at least ``t + 1 + lookahead(t)`` frames. Later
+    clips never read frames more than ``keep_behind`` before their own frame.
     """
 
     length: int  # frames per clip
@@ -89,7 +101,7 @@ class ClipSchedule(Protocol):
 
     def lookahead(self, t: int) -> int: ...
 
-    def indices(self, t: int, n: int | None) -> list[int]: ...
+    def plan(self, t: int, n: int | None) -> tuple[list[int], tuple[int, int]]: ...
 
 
 @dataclass(frozen=True)
@@ -112,11 +124,12 @@ class LastFrameClips:
         # the first 2T-1 frames decide how a short video is padded
         return max(0, 2 * self.length - 2 - t)
 
-    def indices(self, t: int, n: int | None) -> list[int]:
-        return clip_indices(t, n, self.length, self.policy)
+    def plan(self, t: int, n: int | None) -> tuple[list[int], tuple[int, int]]:
+        indices = clip_indices(t, n, self.length, self.policy)
+        return indices, clip_span(indices)
 
 
-def iter_clips(frames: Iterable[X], schedule: ClipSchedule) -> Iterator[tuple[int, X, list[X]]]:
+def iter_clips(frames: Iterable[X], schedule: ClipSchedule) -> Iterator[tuple[int, X, Clip]]:
     """Stream (t, frame t, its clip) for every frame t of ``frames``, in order.
 
     The items of a clip are the very objects of ``frames`` (no copies). At most
@@ -137,8 +150,8 @@ def iter_clips(frames: Iterable[X], schedule: ClipSchedule) -> Iterator[tuple[in
                 held.append(item)
         if n is not None and t >= n:
             return
-        idx = schedule.indices(t, n)
-        yield t, held[t - first], [held[i - first] for i in idx]
+        idx, audio_span = schedule.plan(t, n)
+        yield t, held[t - first], Clip([held[i - first] for i in idx], audio_span)
         t += 1
         while held and first < t - schedule.keep_behind:
             held.popleft()

@@ -150,3 +150,15 @@ def avinet_checkpoints(tmp_path_factory) -> dict[str, Path]:
         paths[fusion] = folder / f"AViNet_{fusion}.pt"
         torch.save(AViNet(fusion).state_dict(), paths[fusion])
     return paths
+
+
+@pytest.fixture(scope="session")
+def stavis_checkpoint(tmp_path_factory) -> Path:
+    """A STAViS file as published (the training snapshot), with the reference README's
+    tamed fill (real video keeps its logits moderate). Both variants load it."""
+    from salcli.testing import load_manifest, stavis_snapshot
+
+    path = tmp_path_factory.mktemp("stavis") / "audiovisual_split1_save_60.pth"
+    manifest = load_manifest(DATA / "stavis_audiovisual.keys.json")
+    torch.save(stavis_snapshot(manifest, tamed=True), path)
+    return path

@@ -45,19 +45,12 @@ from salcli.stavis_procedure import (
     resize_bilinear,
     resize_nearest,
 )
+from salcli.testing import STAVIS_OPTIMIZERS as OPTIMIZERS
+from salcli.testing import STAVIS_TAMING as TAMING
 from salcli.testing import fill_tensor, load_manifest
 
 MANIFESTS = {"visual": "stavis_visual.keys.json", "audiovisual": "stavis_audiovisual.keys.json"}
 PREFIX = "module."
-OPTIMIZERS = ("optimizer_global", "optimizer_sal", "optimizer_sound", "optimizer_fusion")
-# The reference README's "tamed" variant: these tensors of the filled checkpoint times 2**e.
-TAMING = {
-    "conv1.weight": -6,
-    "soundnet8.0.weight": -8,
-    **{f"score_dsn.{i}.score_dsn.weight": -3 for i in range(4)},
-    "fuse.weight": -3,
-    "fuseav.weight": -4,
-}
 NAIVE_EXP_LIMIT = math.log(np.finfo(np.float32).max)  # 88.72: exp overflows fp32 above it
 FS = 22_050  # Hz
 SPAN = FS // 25  # 882 samples per frame at 25 fps

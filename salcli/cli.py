@@ -521,7 +521,7 @@ def _report(result, *, jsonl: bool, quiet: bool) -> None:
 
 def _register_subcommands() -> None:
     """Commands that live in their own modules."""
-    for name in ("cli_evaluate", "cli_weights"):
+    for name in ("cli_evaluate", "cli_weights", "cli_train"):
         try:
             module = __import__(f"salcli.{name}", fromlist=["register"])
         except ImportError:

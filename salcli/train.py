@@ -144,13 +144,16 @@ class EpochRecord:
     samples_per_s: float  # training windows per second, all ranks together
     best: bool  # the lowest validation loss so far (best.pt written)
 
-    def as_dict(self) -> dict[str, Any]:
-        return {f.name: _json_num(getattr(self, f.name)) for f in fields(self)}
+    def as_dict(self, digits: int | None = 6) -> dict[str, Any]:
+        """The record for JSON: NaN as None, floats rounded to ``digits`` (None: exact)."""
+        return {f.name: _json_num(getattr(self, f.name), digits) for f in fields(self)}
 
 
-def _json_num(x: Any) -> Any:
+def _json_num(x: Any, digits: int | None) -> Any:
     if isinstance(x, float):
-        return round(x, 6) if math.isfinite(x) else None
+        if not math.isfinite(x):
+            return None
+        return x if digits is None else round(x, digits)
     return x
 
 
@@ -475,7 +478,7 @@ class _Run:
             "best_loss": self.best_loss,
             "best_epoch": self.best_epoch,
             "since_best": self.since_best,
-            "history": [r.as_dict() for r in self.history],
+            "history": [r.as_dict(digits=None) for r in self.history],
         }
         save_atomic(state, self.out / STATE)
 

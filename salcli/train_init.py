@@ -136,13 +136,15 @@ def s3d_backbone_state(
     """
     from .registry import s3d_layout
 
-    layout = s3d_layout(sd, path)  # checks order and shapes of the torchvision layout
-    if layout is None:
-        raise WeightsError(f"{path}: not S3D Kinetics weights (no S3D backbone entries)")
     backbone = _meta_backbone()
     own = backbone.state_dict()
     keys = {k.removeprefix("module."): k for k in sd}
-    if layout == "s3d-torchvision":
+    torchvision = any(k.startswith("features.") for k in keys)
+    # the registry recognises the author's layouts (the torchvision one is checked here,
+    # name by name, so that a gap is named)
+    if not torchvision and s3d_layout(sd, path) is None:
+        raise WeightsError(f"{path}: not S3D Kinetics weights (no S3D backbone entries)")
+    if torchvision:
         names = torchvision_names(backbone)
         part = [k for k in keys if k.startswith("features.")]
     elif any(k.startswith("base.") for k in keys):

@@ -130,7 +130,7 @@ class _Display:
         if kind == "start":
             self._start(data)
         elif kind == "epoch_start" and self.bars:
-            self.progress = self.progress or self._bar()
+            self.progress = self._bar()
             self.progress.start()
             self.task = self.progress.add_task(
                 f"epoch {data['epoch']}/{data['epochs']}",
@@ -170,7 +170,7 @@ class _Display:
             if self.task is not None:
                 self.progress.remove_task(self.task)
             self.progress.stop()
-            self.task = None
+            self.progress = self.task = None
 
     def close(self) -> None:
         self._close_bar()

@@ -5,8 +5,8 @@
 video (``salcli.train_data``), target = the density map of its last frame at the input
 size, Adam (lr 1e-4), batch 8, loss KL divergence (both maps normalized to sum 1,
 eps = 1e-7), optionally minus a multiple of CC; 40 epochs; validation after every epoch
-(loss and CC, SIM, KLD, NSS of the post-processed maps, as ``salcli evaluate`` computes
-them); early stopping on the validation loss with ``patience``.
+(loss and CC, SIM, KLD, NSS of the maps post-processed as predict writes them, with
+``salcli.metrics``); early stopping on the validation loss with ``patience``.
 
 The output folder::
 
@@ -39,8 +39,11 @@ result is the mean over the global batch), BatchNorm is synchronized across GPUs
 The trainer touches the model at four places only (to be switched to model-family
 declarations): ``_build`` (``train_init.initial_model``: build by architecture name and
 load the starting weights), ``_forward`` (``model(clip)`` / ``model(clip, audio)`` ->
-(B, H, W) in (0, 1)), ``_unwrap`` + ``state_dict()`` (checkpoints with the published keys)
-and ``_find_unused`` (DDP: AViNet carries modules its forward does not use).
+(B, H, W) in (0, 1)), ``_cpu_state`` (``state_dict()``: checkpoints with the published
+keys) and ``_find_unused`` (DDP: AViNet carries modules its forward does not use). The
+data side assumes ViNet's clip (T frames ending on the scored frame, predict's frame
+transform and audio excerpt): ``train_data.TrainVideo.window`` / ``candidate_ends``,
+``clip_tensor``, ``audio_tensor``.
 """
 
 from __future__ import annotations
@@ -180,6 +183,7 @@ def write_text_atomic(path: Path, text: str) -> None:
 
 
 def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The weights as the published files hold them: a plain state_dict on the CPU."""
     return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
 
 
@@ -245,19 +249,19 @@ def default_workers(device: torch.device, world: int = 1) -> int:
 # --- the model (the four places the trainer knows about) -----------------------------
 
 
-def _build(options: TrainOptions):
+def _build(options: TrainOptions, *, resume: bool):
+    """The model and what it starts from; a resumed run's weights come from its state,
+    so its starting files need not exist any more."""
     from .train_init import initial_model
 
+    if resume:
+        return initial_model(options.arch, "none", "none")
     return initial_model(options.arch, options.init, options.soundnet)
 
 
 def _forward(net: nn.Module, batch: dict[str, torch.Tensor], audio: bool) -> torch.Tensor:
     """(B, H, W) maps in (0, 1) for the batch's clips (B, 3, T, H, W) [and audio]."""
     return net(batch["clip"], batch["audio"]) if audio else net(batch["clip"])
-
-
-def _unwrap(net: nn.Module) -> nn.Module:
-    return getattr(net, "module", net)
 
 
 def _find_unused(options: TrainOptions) -> bool:
@@ -348,8 +352,13 @@ class _Run:
                 f"process ({self.dist.world})"
             )
         torch.manual_seed(o.seed)
-        model, report = _build(o)
+        model, report = _build(o, resume=o.resume)
         self.init_lines = report.lines
+        if o.resume:
+            with contextlib.suppress(OSError, ValueError, KeyError):
+                self.init_lines = tuple(json.loads((self.out / OPTIONS).read_text())["init"])
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # fixed input shapes: pick the fastest
         model.to(self.device)
         if self.dist.enabled and self.device.type == "cuda":
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)

@@ -225,7 +225,8 @@ def initial_model(
     lines: list[str] = []
     audio = arch != "vinet"
     if init is not None and str(init).lower() in NO_INIT:
-        lines.append("all weights: random (--init none)")
+        part = "visual part (S3D + decoder)" if audio else "all"
+        lines.append(f"{part}: random (--init none)")
         init_path = None
     elif init is None:
         init_path = _default_s3d() if not audio else _resolve(None, "vinet")
@@ -241,6 +242,7 @@ def initial_model(
         if kind is None:
             backbone_of(model).load_state_dict(s3d_backbone_state(sd, init_path), strict=True)
             lines.append(f"S3D backbone: {init_path} (Kinetics-400, mapped by name)")
+            lines.append("decoder: random")
         elif kind == "vinet":
             _load_strict(visual_part(model), sd, init_path)
             lines.append(f"{'visual part (S3D + decoder)' if audio else 'all'}: {init_path}")
@@ -271,6 +273,4 @@ def initial_model(
             _load_strict(audio_part(model), sd, sn_path)
             lines.append(f"SoundNet-8: {sn_path}")
         lines.append(f"fusion ({arch}): random")
-    elif not audio and init_path is not None and not lines[-1].startswith("all"):
-        lines.append("decoder: random")
     return model, InitReport(tuple(lines))

@@ -279,7 +279,7 @@ def _register_subcommands() -> None:
     """Commands that live in their own modules."""
     import importlib
 
-    for name in ("cli_evaluate", "cli_weights"):
+    for name in ("cli_evaluate", "cli_weights", "cli_train"):
         importlib.import_module(f"salcli.{name}").register(app)
 
 

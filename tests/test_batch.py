@@ -16,7 +16,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
 import h5py
+import numpy as np
 import pytest
 import torch
 from conftest import SMALL_INPUT, write_video
@@ -456,3 +458,152 @@ def test_outputs_of_other_settings_are_not_taken_for_finished(
                 weights=vinet_checkpoint)  # fmt: skip
     assert r.exit_code == 0 and lines(r)[0]["status"] == "done"
     assert json.loads((out / "v.salcli.json").read_text())["warmup"] == "reference"
+
+
+# --- every setting that shapes the maps is recorded; formats add up ----------------------
+
+
+@pytest.mark.parametrize(
+    "first, second, name",
+    [
+        (["--stride", "2"], [], "stride"),
+        (["--precision", "bf16"], ["--precision", "fp32"], "precision"),
+        (["--warmup", "reference"], ["--warmup", "mirror"], "warmup"),
+    ],
+)
+def test_a_rerun_with_another_map_setting_is_not_skipped(
+    tmp_path, vinet_checkpoint, fast_model, first, second, name
+):
+    video = write_video(tmp_path / "v.mp4", n_frames=3)
+    out = tmp_path / "out"
+    assert predict(video, "-o", out, "-f", "h5", *first, weights=vinet_checkpoint).exit_code == 0
+    record = json.loads((out / "v.salcli.json").read_text())
+    with h5py.File(out / "v.h5") as f:
+        attrs = dict(f.attrs)
+    for key in ("stride", "precision", "warmup", "input_size"):
+        assert key in record and str(attrs[key]) == str(record[key])
+    r = predict(video, "-o", out, "-f", "h5", *second, weights=vinet_checkpoint)
+    assert r.exit_code == 1
+    [err] = errors(r)
+    assert f"another {name}" in err and "--overwrite" in err
+
+
+def test_a_folder_rate_is_a_map_setting(tmp_path, vinet_checkpoint, fast_model):
+    frames = tmp_path / "shot"
+    frames.mkdir()
+    for i in range(3):
+        cv2.imwrite(str(frames / f"{i + 1:04d}.png"), np.full((48, 64, 3), 40 * i, np.uint8))
+    out = tmp_path / "out"
+    assert (
+        predict(frames, "-o", out, "-f", "h5", "--fps", "10", weights=vinet_checkpoint).exit_code
+        == 0
+    )
+    with h5py.File(out / "shot.h5") as f:
+        assert f.attrs["fps"] == 10.0 and f["timestamps"][2] == pytest.approx(0.2)
+    r = predict(frames, "-o", out, "-f", "h5", "--fps", "25", weights=vinet_checkpoint)
+    assert r.exit_code == 1 and "another fps" in errors(r)[0]
+
+
+def test_formats_of_earlier_runs_stay_finished(tmp_path, vinet_checkpoint, fast_model):
+    video = write_video(tmp_path / "v.mp4", n_frames=2)
+    out = tmp_path / "out"
+    for fmt in ("h5", "png"):
+        assert predict(video, "-o", out, "-f", fmt, weights=vinet_checkpoint).exit_code == 0
+    record = json.loads((out / "v.salcli.json").read_text())
+    assert sorted(record["formats"]) == ["h5", "png"] and len(record["outputs"]) == 2
+    for fmt in ("h5", "png", "png,h5"):
+        r = predict(video, "-o", out, "-f", fmt, "--jsonl", weights=vinet_checkpoint)
+        assert r.exit_code == 0 and lines(r)[0]["status"] == "skipped", fmt
+    (out / "v.h5").unlink()  # a format whose output went is not finished any more
+    r = predict(video, "-o", out, "-f", "h5", "--jsonl", weights=vinet_checkpoint)
+    assert lines(r)[0]["status"] == "done"
+
+
+def test_a_failed_run_leaves_no_output_folder(tmp_path, vinet_checkpoint, fast_model, monkeypatch):
+    video = write_video(tmp_path / "v.mp4", n_frames=4)
+    real_write = H5Writer._write
+
+    def crash(self, index, saliency, time, rgb):
+        if index == 2:
+            raise OSError(5, "Input/output error")
+        real_write(self, index, saliency, time, rgb)
+
+    monkeypatch.setattr(H5Writer, "_write", crash)
+    out = tmp_path / "new" / "deeper" / "out"
+    r = predict(video, "-o", out, "-f", "h5,png", weights=vinet_checkpoint)
+    assert r.exit_code == 1 and "Input/output error" in errors(r)[0]
+    assert not (tmp_path / "new").exists()  # every folder the run made is gone again
+
+
+def test_an_empty_shard_says_so(tmp_path, vinet_checkpoint, fast_model):
+    videos = [write_video(tmp_path / f"v{i}.mp4", n_frames=1) for i in range(3)]
+    empty = next(
+        k for k in range(1, 9) if not select_shard(expand_inputs(map(str, videos), None), (k, 8))
+    )
+    r = predict(*videos, "--shard", f"{empty}/8", weights=vinet_checkpoint)
+    assert r.exit_code == 0
+    assert f"shard {empty}/8 holds none of the 3 inputs" in r.stderr
+
+
+# --- option values ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fps", ["-3", "0", "1e6"])
+def test_bad_frame_rates_are_refused(tmp_path, fps):
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    cv2.imwrite(str(frames / "0001.png"), np.zeros((8, 8, 3), np.uint8))
+    r = runner.invoke(app, ["predict", str(frames), "--fps", fps])
+    assert r.exit_code == 2
+    assert r.stderr.strip().splitlines() == [
+        f"salcli: error: --fps must be in (0, 1000] frames/s, got {float(fps)!r}"
+    ]
+
+
+def test_a_frame_rate_for_a_video_file_is_a_warning(tmp_path, vinet_checkpoint, fast_model):
+    video = write_video(tmp_path / "v.mp4", n_frames=2, fps=25)
+    r = predict(video, "-o", tmp_path / "o", "-f", "h5", "--fps", "10", weights=vinet_checkpoint)
+    assert r.exit_code == 0
+    assert "a frame rate of 10 is for folders of frames" in r.stderr
+    with h5py.File(tmp_path / "o" / "v.h5") as f:
+        assert f.attrs["fps"] == 25.0
+
+
+def test_a_folder_of_frame_folders_is_expanded(tmp_path, vinet_checkpoint, fast_model):
+    root = tmp_path / "video_frames" / "DIEM"
+    for name in ("clip_a", "clip_b"):
+        (root / name).mkdir(parents=True)
+        for i in range(2):
+            cv2.imwrite(str(root / name / f"img_{i + 1:05d}.jpg"), np.zeros((48, 64, 3), np.uint8))
+    dhf1k = tmp_path / "DHF1K" / "val" / "0601"  # images/ is the video; maps/ is not
+    for sub in ("images", "maps", "fixation"):
+        (dhf1k / sub).mkdir(parents=True)
+        cv2.imwrite(str(dhf1k / sub / "0001.png"), np.zeros((48, 64, 3), np.uint8))
+    for flags in ([], ["-r"]):
+        jobs = expand_inputs([str(root)], tmp_path / "o", recursive=bool(flags))
+        assert sorted(j.stem for j in jobs) == ["clip_a", "clip_b"]
+    jobs = expand_inputs([str(tmp_path / "DHF1K")], tmp_path / "o", recursive=True)
+    assert [(j.source.name, j.stem) for j in jobs] == [("images", "0601")]
+    r = predict(root, "-r", "-o", tmp_path / "out", "-f", "h5", "--jsonl", weights=vinet_checkpoint)
+    assert r.exit_code == 0 and [d["status"] for d in lines(r)] == ["done", "done"]
+
+
+def test_input_size_is_documented():
+    r = runner.invoke(app, ["predict", "--help"])
+    assert "--input-size" in r.stdout and "--compile" in r.stdout
+
+
+def test_soundnet_alone_gets_one_message(tmp_path):
+    from salcli.model import SoundNet8
+
+    video = write_video(tmp_path / "v.mp4", n_frames=1, audio_rate=22050)
+    path = tmp_path / "soundnet8_final.pth"
+    torch.save(SoundNet8().state_dict(), path)
+    said = set()
+    for flags in ([], ["--audio"]):
+        r = runner.invoke(app, ["predict", str(video), "--weights", str(path), *flags])
+        assert r.exit_code == 3
+        [line] = r.stderr.strip().splitlines()
+        said.add(line)
+    [line] = said  # the same with and without --audio
+    assert "SoundNet-8" in line and "not a saliency model" in line and "AViNet" in line

@@ -90,8 +90,8 @@ def _write_dataset(root: Path, videos: int, frame_size: tuple[int, int]) -> None
 
 
 def phase_model(args) -> dict:
+    from salcli.engine import resolve_device, resolve_precision
     from salcli.model import ViNet
-    from salcli.predict import resolve_device, resolve_precision
     from salcli.train import kld_loss
 
     device = resolve_device(args.device)

@@ -607,3 +607,25 @@ def test_soundnet_alone_gets_one_message(tmp_path):
         said.add(line)
     [line] = said  # the same with and without --audio
     assert "SoundNet-8" in line and "not a saliency model" in line and "AViNet" in line
+
+
+def test_predict_many_runs_a_folder_and_skips_it_the_second_time(tmp_path, vinet_checkpoint):
+    import salcli
+
+    corpus = tmp_path / "corpus"
+    (corpus / "sub").mkdir(parents=True)
+    write_video(corpus / "a.mp4", n_frames=2)
+    write_video(corpus / "sub" / "b.mp4", n_frames=1)
+    opts = dict(recursive=True, formats="h5", weights=vinet_checkpoint, input_size=SIZE,
+                precision="fp32", device="cpu")  # fmt: skip
+    first = list(salcli.predict_many([corpus], tmp_path / "out", **opts))
+    assert [(Path(r.source).name, r.status, r.frames) for r in first] == [
+        ("a.mp4", "done", 2),
+        ("b.mp4", "done", 1),
+    ]
+    assert h5_frames(tmp_path / "out" / "sub" / "b.h5") == (1, 48, 64)
+    second = list(salcli.predict_many([corpus], tmp_path / "out", **opts))
+    assert [r.status for r in second] == ["skipped", "skipped"]
+    assert [r.outputs for r in second] == [r.outputs for r in first]
+    with pytest.raises(salcli.errors.UsageError, match="batch_size"):
+        list(salcli.predict_many([corpus], tmp_path / "out", batch_size=0))

@@ -105,6 +105,7 @@ from .errors import (
     WeightsError,
     os_reason,
 )
+from .files import write_atomic
 
 DEFAULT_SEED = 0  # seed of every sampled metric and of the DHF1K "other" frames
 DHF1K_OTHER_FRAMES = 10  # frames whose fixations make the sAUC negatives (DHF1K protocol)
@@ -594,14 +595,7 @@ def write_output(path: str | Path, text: str) -> None:
     except OSError as exc:
         raise OutputError(f"{path}: cannot write ({os_reason(exc)})") from None
     target = Path(os.path.realpath(path))  # a link to a regular file: replace its target
-    tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-        os.replace(tmp, target)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise OutputError(f"{path}: cannot write ({os_reason(exc)})") from None
+    write_atomic(target, lambda tmp: tmp.write_text(text, encoding="utf-8", newline=""), sync=False)
 
 
 # --- fixations store ---------------------------------------------------------------

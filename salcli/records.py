@@ -18,13 +18,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import secrets
 import shutil
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from .defaults import FORMATS, RECORD_SUFFIX
+from .files import write_atomic
 
 # hidden temporaries of salcli's atomic writers: .<final name>.<pid>-<hex>.tmp|old
 _TEMP_RE = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)-[0-9a-f]+\.(?:tmp|old)$")
@@ -121,14 +121,8 @@ def write_record(out_dir: Path, stem: str, payload: dict) -> Path:
         data["source_size"] = _source_size(Path(data["source"]))
         data["source"] = source_key(Path(data["source"]))
     data.setdefault("finished_at", time.strftime("%Y-%m-%dT%H:%M:%S%z"))
-    tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(3)}.tmp")
-    try:
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+    text = json.dumps(data, indent=2, sort_keys=True) + "\n"
+    return write_atomic(path, lambda tmp: tmp.write_text(text), sync=False)
 
 
 def merged(

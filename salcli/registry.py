@@ -25,11 +25,9 @@ Conventions:
 
 from __future__ import annotations
 
-import contextlib
 import difflib
 import json
 import os
-import secrets
 import shutil
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -41,6 +39,7 @@ from .defaults import DEFAULT_WEIGHTS, WEIGHTS_ENV
 from .download import DEFAULT_TIMEOUT, LOCK_SUFFIX, PART_SUFFIX, checksum_matches, download
 from .download import normalize_checksum as _normalize_checksum
 from .errors import OutputError, WeightsError
+from .files import TEMP_SUFFIX, write_atomic
 from .model import S3DBackbone, build_model
 from .weights import (
     ARCHS,
@@ -64,9 +63,6 @@ CLOSE_MATCH = 0.8  # difflib ratio above which an unknown name gets a "did you m
 # The S3D author's flat ``base.N`` Sequential -> ViNet's (stage, first index, end index):
 # indices 4, 7 and 13 are pooling layers (no parameters).
 S3D_FLAT_STAGES = ((1, 0, 4), (2, 5, 7), (3, 8, 13), (4, 14, 16))
-TEMP_SUFFIX = ".tmp"
-TEMP_ATTEMPTS = 100  # random temporary names tried before giving up
-NEW_FILE_MODE = 0o666  # before the umask, as open() creates files
 _SKIP_SUFFIXES = (PART_SUFFIX, LOCK_SUFFIX, TEMP_SUFFIX)
 
 
@@ -546,41 +542,9 @@ def _entry_with_file(reg: Mapping[str, Entry], file_name: str) -> Entry | None:
 
 
 def _copy_atomic(src: Path, dest: Path) -> None:
-    """Copy ``src`` onto ``dest`` through a temporary file beside it and ``os.replace``.
-
-    The temporary is created with mode 0o666, so the file ends up with the user's umask
-    (and a folder's default ACL) like any file they create; not ``mkstemp``'s 0o600.
-    """
-    try:
-        fd, tmp = _create_temp(dest)
-    except OSError as exc:
-        raise OutputError(f"cannot write in {dest.parent}: {exc.strerror or exc}") from None
-    try:
-        with os.fdopen(fd, "wb") as out, open(src, "rb") as inp:
-            shutil.copyfileobj(inp, out, length=1 << 20)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, dest)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise OutputError(f"cannot write {dest}: {exc.strerror or exc}") from None
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-
-
-def _create_temp(dest: Path) -> tuple[int, Path]:
-    """A new, empty ``.DEST.<random>.tmp`` beside ``dest``, open for writing."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-    for _ in range(TEMP_ATTEMPTS):
-        tmp = dest.with_name(f".{dest.name}.{secrets.token_hex(4)}{TEMP_SUFFIX}")
-        try:
-            return os.open(tmp, flags, NEW_FILE_MODE), tmp
-        except FileExistsError:
-            continue
-    raise FileExistsError(f"no free temporary name beside {dest}")
+    """Copy ``src`` onto ``dest`` atomically (``salcli.files.write_atomic``: the copy gets
+    the user's umask, and a folder's default ACL, like any file they create)."""
+    write_atomic(dest, lambda tmp: shutil.copyfile(src, tmp))
 
 
 def verify(

@@ -67,7 +67,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import WeightsError, one_line
+from .errors import WeightsError
 
 # --- configuration of the published test scripts --------------------------------------
 CLIP_LEN = 16  # frames per clip
@@ -515,19 +515,15 @@ def unwrap_checkpoint(obj: object) -> dict[str, torch.Tensor]:
 
 
 def load_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
-    """Read a STAViS file with ``torch.load(weights_only=True)`` and unwrap it; every
-    failure is a one-line ``WeightsError``."""
-    path = Path(path)
-    if not path.is_file():
-        raise WeightsError(f"weights file not found: {path}")
+    """Read a STAViS file (``salcli.weights.load_file``: ``torch.load(weights_only=True)``)
+    and unwrap it; every failure is a one-line ``WeightsError``."""
+    from .weights import load_file
+
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - every failure becomes one line
-        raise WeightsError(f"{path}: not a readable PyTorch checkpoint ({one_line(exc)})") from None
-    try:
-        return unwrap_checkpoint(obj)
+        return unwrap_checkpoint(load_file(path))
     except WeightsError as exc:
-        raise WeightsError(f"{path}: {exc}") from None
+        text = str(exc)
+        raise WeightsError(text if text.startswith(str(path)) else f"{path}: {text}") from None
 
 
 def load_model(path: str | Path, *, audiovisual: bool) -> Stavis:

@@ -7,16 +7,14 @@ validation NSS and KLD. The epoch with the lowest validation loss is marked.
 
 from __future__ import annotations
 
-import contextlib
 import math
-import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .errors import OutputError, os_reason
+from .files import write_atomic
 
 PANEL_W, PANEL_H = 420, 300  # pixels, one panel
 MARGIN_L, MARGIN_R, MARGIN_T, MARGIN_B = 58, 14, 34, 38  # pixels around a panel's plot area
@@ -31,24 +29,8 @@ PANELS = (
 
 
 def write_file_atomic(path: str | Path, write: Callable[[Path], None]) -> None:
-    """``write(tmp)`` to a temporary name beside ``path``, flushed to disk, then renamed
-    over ``path``: readers see the old file or the new one, never half of one. A failure
-    removes the temporary and raises a one-line ``OutputError``."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as err:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise OutputError(f"{path}: cannot write ({os_reason(err)})") from None
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
+    """``write(tmp)``, flushed to disk and renamed over ``path`` (salcli.files)."""
+    write_atomic(path, write)
 
 
 def _finite(values: Sequence[Any]) -> list[float]:

@@ -1,0 +1,45 @@
+"""Writing a file so that readers see the old one or the new one, never half of one."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+from collections.abc import Callable
+from pathlib import Path
+
+from .errors import OutputError, os_reason
+
+TEMP_SUFFIX = ".tmp"
+
+
+def temp_name(path: Path) -> Path:
+    """A hidden sibling of ``path`` for this process: ``.<name>.<pid>-<random>.tmp``,
+    the form salcli.records recognises as a killed run's leftover."""
+    return path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(3)}{TEMP_SUFFIX}")
+
+
+def write_atomic(path: str | Path, write: Callable[[Path], None], *, sync: bool = True) -> Path:
+    """``write(tmp)`` to a temporary file beside ``path`` (created with the user's umask,
+    like any new file), flushed to disk when ``sync``, then renamed over ``path``.
+
+    A failure removes the temporary and raises a one-line ``OutputError`` (or re-raises
+    what is not an OS error, Ctrl-C included). Returns ``path``.
+    """
+    path = Path(path)
+    tmp = temp_name(path)
+    try:
+        write(tmp)
+        if sync:
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as err:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise OutputError(f"{path}: cannot write ({os_reason(err)})") from None
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    return path

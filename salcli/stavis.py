@@ -68,6 +68,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import WeightsError
+from .model import SoundNet8
 
 # --- configuration of the published test scripts --------------------------------------
 CLIP_LEN = 16  # frames per clip
@@ -95,17 +96,10 @@ AUDIO_FEATURES = 1024  # SoundNet-8 conv7 channels
 # checkpoint fp32 rounding in SoundNet alone moved the audio-visual logits by 2.3e-5
 # (relative), a third of salcli's whole fp32 error (7.7e-5 -> 4.1e-5 with it in fp64).
 SOUND_DTYPE = torch.float64
-# SoundNet-8 with (1, k) kernels, stride (1, 2): (out channels, kernel, padding, max-pool
-# after); conv7's pool of 2 makes the 35 280-sample buffer one step long.
-SOUNDNET_LAYERS = (
-    (16, 64, 32, 8),
-    (32, 32, 16, 8),
-    (64, 16, 8, 1),
-    (128, 8, 4, 1),
-    (256, 4, 2, 4),
-    (512, 4, 2, 1),
-    (AUDIO_FEATURES, 4, 2, 2),
-)
+# SoundNet-8 with (1, k) kernels, stride (1, 2): AViNet's layers (out channels, kernel,
+# padding, max-pool after), but conv7 is pooled by 2: the 35 280-sample buffer becomes
+# one step long.
+SOUNDNET_LAYERS = (*SoundNet8.LAYERS[:-1], (AUDIO_FEATURES, *SoundNet8.LAYERS[-1][1:3], 2))
 
 # --- weights -------------------------------------------------------------------------------
 WEIGHTS_PAGE = "http://cvsp.cs.ntua.gr/research/stavis/"

@@ -24,7 +24,6 @@ import contextlib
 import http.client
 import os
 import re
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -267,21 +266,48 @@ def _span(response: http.client.HTTPResponse, offset: int) -> tuple[int, int | N
     return 0, (int(size) if size is not None and size.isdigit() else None)
 
 
-def _progress_bar(label: str, total: int | None, initial: int, enabled: bool):
-    from tqdm import tqdm  # imported here: the CLI starts faster without it
+class _Bar:
+    """A byte-count progress bar on stderr (rich, as every progress display of salcli);
+    does nothing when disabled."""
 
-    return tqdm(
-        total=total,
-        initial=initial,
-        desc=label,
-        unit="B",
-        unit_scale=True,
-        unit_divisor=1024,
-        file=sys.stderr,
-        disable=not enabled,
-        leave=False,
-        dynamic_ncols=True,
-    )
+    def __init__(self, label: str, total: int | None, initial: int, enabled: bool):
+        self._progress = None
+        if not enabled:
+            return
+        from rich.console import Console  # imported here: the CLI starts faster without it
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+
+        console = Console(stderr=True)
+        self._progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            DownloadColumn(binary_units=True),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            transient=console.is_terminal,  # a log keeps the final line
+        )
+        self._progress.start()
+        self._task = self._progress.add_task(label, total=total, completed=initial)
+
+    def update(self, n: int) -> None:
+        if self._progress is not None:
+            self._progress.advance(self._task, n)
+
+    def close(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+
+def _progress_bar(label: str, total: int | None, initial: int, enabled: bool) -> _Bar:
+    return _Bar(label, total, initial, enabled)
 
 
 @contextlib.contextmanager

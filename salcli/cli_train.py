@@ -8,43 +8,18 @@ an exit code. Under ``torchrun`` every rank runs it; rank 0 alone prints progres
 from __future__ import annotations
 
 import contextlib
+import inspect
 import math
 import os
 import signal
 import sys
 import threading
-from pathlib import Path
 
 import typer
 
-from .defaults import DEFAULT_DEVICE, DEFAULT_FUSION, DEFAULT_PRECISION, INPUT_H, INPUT_W
-from .errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED, SalcliError, UsageError
-from .train_options import (
-    DEFAULT_BATCH,
-    DEFAULT_BN,
-    DEFAULT_EPOCHS,
-    DEFAULT_LOSS,
-    DEFAULT_LR,
-    DEFAULT_OUT,
-    DEFAULT_SEED,
-    VAL_STRIDE,
-    TrainOptions,
-)
-
-DATASET_HELP = (
-    "dhf1k, hollywood2, ucf, diem, coutrot1, coutrot2, avad, etmd, summe; several joined "
-    "by commas; av = the six audio-visual sets together."
-)
-
-
-def _parse_size(text: str | None) -> tuple[int, int]:
-    if not text:
-        return (INPUT_H, INPUT_W)
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise UsageError(f"--input-size {text!r}: expected HxW, e.g. 224x384") from None
-    return h, w
+from .errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED, SalcliError
+from .options import with_options
+from .train_options import TrainOptions
 
 
 def _rank() -> int:
@@ -194,111 +169,18 @@ def _epoch_line(r, epochs: int) -> str:
     )
 
 
-def train_command(
-    dataset: str = typer.Option(..., "--dataset", "-d", help=DATASET_HELP),
-    root: Path | None = typer.Option(
-        None, "--root", help="Data root (default: $SALCLI_DATA, then ~/.local/share/salcli)."
-    ),
-    split: str | None = typer.Option(
-        None,
-        "--split",
-        help="Audio-visual sets: the fold 1, 2 or 3 (default 1; DIEM has one). "
-        "Frame-folder sets: the training folder (default train or training).",
-    ),
-    audio: bool = typer.Option(False, "--audio", help="Train AViNet (the datasets' wav)."),
-    fusion: str = typer.Option(
-        DEFAULT_FUSION, "--fusion", help="With --audio: bilinear, transformer or concat."
-    ),
-    init: str | None = typer.Option(
-        None,
-        "--init",
-        help="Starting weights: a checkpoint file or registry name (ViNet: S3D Kinetics-400 "
-        "or a ViNet checkpoint; AViNet: a ViNet or same-fusion AViNet checkpoint), or none "
-        "[default: ViNet from s3d-kinetics400 (or its torchvision copy), AViNet from "
-        "vinet-dhf1k].",
-    ),
-    soundnet: str | None = typer.Option(
-        None, "--soundnet", help="With --audio: SoundNet-8 weights [default: soundnet8]."
-    ),
-    epochs: int = typer.Option(
-        DEFAULT_EPOCHS, "--epochs", help="Epochs (one window per video each)."
-    ),
-    batch_size: int = typer.Option(
-        DEFAULT_BATCH, "--batch-size", "-b", help="Windows per step, all processes together."
-    ),
-    lr: float = typer.Option(DEFAULT_LR, "--lr", help="Adam's learning rate."),
-    loss: str = typer.Option(
-        DEFAULT_LOSS, "--loss", help="kld, or kld,cc (KLD - CC); weights as kld,cc=0.5."
-    ),
-    out: Path = typer.Option(Path(DEFAULT_OUT), "--out", "-o", help="Output folder of the run."),
-    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out."),
-    device: str = typer.Option(DEFAULT_DEVICE, "--device", help="auto, cpu or cuda."),
-    precision: str = typer.Option(
-        DEFAULT_PRECISION, "--precision", help="auto, fp32, bf16 or fp16 (with a GradScaler)."
-    ),
-    workers: int | None = typer.Option(
-        None,
-        "--workers",
-        help="DataLoader workers per process [default: 1 on CPU, up to 8 on CUDA].",
-    ),
-    seed: int = typer.Option(
-        DEFAULT_SEED, "--seed", help="Seed of the initialisation and the windows."
-    ),
-    patience: int | None = typer.Option(
-        None, "--patience", help="Stop after P epochs without a lower validation loss."
-    ),
-    val_stride: int = typer.Option(
-        VAL_STRIDE, "--val-stride", help="Frames between two validation clips of a video."
-    ),
-    bn: str = typer.Option(
-        DEFAULT_BN,
-        "--bn",
-        help="BatchNorm while training: train (the published recipe: batch statistics, "
-        "running averages updated slowly) or frozen (running statistics, kept as loaded).",
-    ),
-    validate_first: bool = typer.Option(
-        False,
-        "--validate-first",
-        help="Score the starting weights before training (epoch 0 of the log; they are "
-        "best.pt if no epoch beats them).",
-    ),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress, no epoch lines."),
-    input_size: str | None = typer.Option(None, "--input-size", hidden=True),
-) -> None:
+def train_command(*, quiet: bool, **values) -> None:
     """Train or fine-tune ViNet / AViNet (the published recipe by default)."""
     from .train import train
 
     display = _Display(quiet)
     try:
-        options = TrainOptions(
-            dataset=dataset,
-            root=None if root is None else str(root),
-            split=split,
-            audio=audio,
-            fusion=fusion,
-            init=init,
-            soundnet=soundnet,
-            epochs=epochs,
-            batch_size=batch_size,
-            lr=lr,
-            loss=loss,
-            out=str(out),
-            resume=resume,
-            device=device,
-            precision=precision,
-            workers=workers,
-            seed=seed,
-            patience=patience,
-            input_size=_parse_size(input_size),
-            val_stride=val_stride,
-            bn=bn,
-            validate_first=validate_first,
-        )
+        options = TrainOptions(**values)
         with _Stopper(display.say) as stopper:
             result = train(options, on_event=display.event, stop=stopper.event)
     except SalcliError as err:
         display.close()
-        _err(str(err))
+        _err(_cli_message(err))
         raise typer.Exit(err.exit_code) from None
     except KeyboardInterrupt:
         display.close()
@@ -322,6 +204,22 @@ def train_command(
     raise typer.Exit(EXIT_OK)
 
 
+def _cli_message(err: SalcliError) -> str:
+    from .options import OptionError, flag_of
+
+    if isinstance(err, OptionError):
+        return f"{flag_of(err.option, TrainOptions)} {err.reason}"
+    return str(err)
+
+
+_QUIET = inspect.Parameter(
+    "quiet",
+    inspect.Parameter.KEYWORD_ONLY,
+    annotation=bool,
+    default=typer.Option(False, "--quiet", "-q", help="No progress, no epoch lines."),
+)
+
+
 def register(app: typer.Typer) -> None:
-    """Add the ``train`` command to ``app``."""
-    app.command("train")(train_command)
+    """Add the ``train`` command to ``app``: its options are TrainOptions' fields."""
+    app.command("train")(with_options(train_command, [_QUIET], TrainOptions))

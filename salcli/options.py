@@ -52,13 +52,19 @@ def option(
     help: str,
     shapes_maps: bool = False,
     cli_type: type | None = None,
+    cli_default: str | None = None,
     **typer_kw: Any,
 ) -> Any:
-    """A field of an options table. ``flags`` empty: an API-only option (no CLI flag).
-    ``shapes_maps``: a different value gives different maps (records compare it)."""
+    """A field of an options table. ``default`` ``...``: required. ``flags`` empty: an
+    API-only option (no CLI flag). ``shapes_maps``: a different value gives different
+    maps (records compare it)."""
     meta = {"flags": flags, "help": help, "shapes_maps": shapes_maps, "typer": typer_kw}
     if cli_type is not None:
         meta["cli_type"] = cli_type
+    if cli_default is not None:
+        meta["cli_default"] = cli_default  # the default as the command line writes it
+    if default is ...:
+        return field(metadata=meta)
     if isinstance(default, list | tuple | dict):
         return field(default_factory=lambda: default, metadata=meta)
     return field(default=default, metadata=meta)
@@ -273,9 +279,10 @@ def make_options(options: PredictOptions | Mapping[str, Any] | None = None, **kw
     return PredictOptions(**{**dict(options or {}), **kw})
 
 
-def flag_of(name: str) -> str:
-    """The CLI flag of option ``name`` (``batch_size`` -> ``--batch-size``)."""
-    for cls in OPTION_TABLES:
+def flag_of(name: str, *tables: type) -> str:
+    """The CLI flag of option ``name`` (``batch_size`` -> ``--batch-size``) in ``tables``
+    (default: predict's)."""
+    for cls in tables or OPTION_TABLES:
         for f in fields(cls):
             if f.name == name and f.metadata.get("flags"):
                 return next(x for x in f.metadata["flags"] if x.startswith("--")).split("/")[0]
@@ -298,11 +305,19 @@ def cli_params(*tables: type) -> list[inspect.Parameter]:
             meta = f.metadata
             if not meta.get("flags"):
                 continue
-            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            if f.default is not dataclasses.MISSING:
+                default = f.default
+            elif f.default_factory is not dataclasses.MISSING:
+                default = f.default_factory()
+            else:
+                default = ...  # required
             annotation = hints[f.name]
             if "cli_type" in meta:  # typed as text on the command line, parsed by the table
                 annotation = meta["cli_type"] if default is not None else meta["cli_type"] | None
-                default = ",".join(default) if isinstance(default, tuple) else default
+                if "cli_default" in meta:
+                    default = meta["cli_default"]
+                elif isinstance(default, tuple):
+                    default = ",".join(map(str, default))
             opt = typer.Option(default, *meta["flags"], help=meta["help"], **meta["typer"])
             params.append(
                 inspect.Parameter(

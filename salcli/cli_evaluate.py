@@ -45,7 +45,24 @@ def evaluate_command(
         help="Model weights: a checkpoint file or a registry name. A {split} in it scores "
         "each split with its own checkpoint (e.g. 'audiovisual_split{split}_save_60.pth').",
     ),
-    audio: bool = typer.Option(False, "--audio", help="Run AViNet with the dataset's wav."),
+    audio: bool = typer.Option(
+        False,
+        "--audio",
+        help="Run the model with the dataset's wav: AViNet, or STAViS's audio-visual head "
+        "(a STAViS file runs visual-only without it).",
+    ),
+    warmup: str | None = typer.Option(
+        None,
+        "--warmup",
+        help="The model run's warm-up, as for predict [default: mirror]. reference "
+        "reproduces the published procedure; for STAViS it also leaves frames 1-8 unscored, "
+        "as its published evaluation never maps them.",
+    ),
+    precision: str | None = typer.Option(
+        None,
+        "--precision",
+        help="The model run's precision: auto, fp32, bf16, fp16 [default: auto].",
+    ),
     fps: float | None = typer.Option(
         None, "--fps", help="Frame rate for datasets whose lists do not give one."
     ),
@@ -105,6 +122,8 @@ def evaluate_command(
             skip_empty=skip_empty,
             quiet=quiet,
             on_warning=warn,
+            warmup=warmup,
+            precision=precision,
         )
         for out, fmt in outputs:
             write_output(out, result.to_json() if fmt == "json" else result.to_csv())

@@ -36,6 +36,13 @@ A ``{split}`` in ``weights`` (or ``predictions``) scores each split with its own
 checkpoint (or predictions), the paper's protocol for the 3-split sets; a single-split
 set (DIEM) then scores its one test list once per split 1-3.
 
+The model run takes ``warmup`` (and ``precision``) as ``salcli predict`` does. Under
+``warmup="reference"`` a family whose published procedure gives its first frames no map
+(``ModelFamily.published_unmapped``: STAViS, frames 1-8) has those frames left unscored,
+as the published evaluation never reads them: ``salcli evaluate --dataset diem --audio
+--weights 'audiovisual_split{split}_save_60.pth' --split all --warmup reference`` is the
+STAViS paper's protocol. Under ``mirror`` (the default) every frame is scored.
+
 The JSON document (``EvalResult.to_json``; stable; NaN written as null)::
 
     {
@@ -50,6 +57,9 @@ The JSON document (``EvalResult.to_json``; stable; NaN written as null)::
         "frames_resized": int,      # frames whose prediction had another size
         "predictions": str,         # "8-bit images" | "16-bit images" | "floats"
         "source": str,              # "predictions DIR" | "model (...)" | "baseline: ..."
+        "warmup": str | null,       # the model run's warm-up policy; null: not a model run
+        "frames_unmapped": int,     # frames left unscored: the published procedure maps none
+        "unmapped_rule": str,       # which frames those are, and why
         "seed": int,
         "random_streams": str,      # one stream per (seed, video, frame, metric)
         "metrics": [str, ...],
@@ -57,7 +67,7 @@ The JSON document (``EvalResult.to_json``; stable; NaN written as null)::
         "empty_frames": "scored" | "skipped",   # frames without fixations
         "empty_frames_rule": str,   # what a scored empty frame contributes
         "frames_scored": int,       # frames with scores (empty ones included if scored)
-        "frames_skipped": int,      # missing ground truth, and empty frames if skipped
+        "frames_skipped": int,      # missing ground truth, unmapped frames, empty if skipped
         "frames_empty": int,        # frames without fixations (scored or skipped)
         "frames_missing": int,      # frames whose ground-truth files are missing
         "videos_without_ground_truth": [str, ...],
@@ -323,7 +333,14 @@ class ModelSource(Source):
         self.fps = fps
         weights = getattr(predictor, "weights_path", None)
         label = getattr(getattr(predictor, "variant", None), "label", None)
-        self.description = model_family(audio, label) + (f", weights {weights}" if weights else "")
+        self.label = model_family(audio, label)
+        self.description = self.label + (f", weights {weights}" if weights else "")
+        self.warmup = getattr(predictor, "warmup", None)
+        family = getattr(predictor, "family", None)
+        # the published procedure's warm-up leaves these frames without a map of theirs
+        unmapped = getattr(family, "published_unmapped", 0) if self.warmup == "reference" else 0
+        self.unmapped = int(unmapped)
+        self.family_label = getattr(family, "label", "")
 
     def maps(self, item: VideoItem, shape: tuple[int, int]) -> Iterator[tuple[int, np.ndarray]]:
         wav = None
@@ -365,15 +382,19 @@ class CenterSource(Source):
             yield i, m
 
 
-def make_predictor(weights: str | Path | None, audio: bool) -> Any:
-    """A ``salcli.predict.Predictor`` (imported lazily: torch loads only when needed).
+def make_predictor(weights: str | Path | None, audio: bool, **options: Any) -> Any:
+    """A ``salcli.predict.Predictor`` (imported lazily: torch loads only when needed);
+    ``options``: those of ``Predictor`` evaluate passes on (``warmup``, ``precision``).
 
     The one place evaluate builds a model; anything with ``iter_maps(frames, fps=,
-    audio_path=)`` yielding (0-based index, (H, W) map) serves (``predictor_factory``).
+    audio_path=)`` yielding (0-based index, (H, W) map) serves (``predictor_factory``,
+    called with ``options`` only when some are given). A ``warmup`` and a ``family``
+    (``salcli.families.ModelFamily``) attribute, when it has them, say which first frames
+    the published procedure leaves unmapped.
     """
     from .predict import Predictor
 
-    return Predictor(weights, audio=audio)
+    return Predictor(weights, audio=audio, **options)
 
 
 def per_split(value: str | Path | None) -> bool:
@@ -384,6 +405,33 @@ def per_split(value: str | Path | None) -> bool:
 def fill_split(value: str | Path, split: str) -> str:
     """``value`` with ``{split}`` replaced by the split's name (other braces untouched)."""
     return str(value).replace(SPLIT_PLACEHOLDER, split)
+
+
+def _model_options(warmup: str | None, precision: str | None) -> dict[str, Any]:
+    """The options of the model run given (checked here: a usage error names the flag)."""
+    from .defaults import PRECISIONS, WARMUP_POLICIES
+
+    options: dict[str, Any] = {}
+    if warmup is not None:
+        if warmup not in WARMUP_POLICIES:
+            raise UsageError(f"--warmup {warmup!r}: choose from {', '.join(WARMUP_POLICIES)}")
+        options["warmup"] = warmup
+    if precision is not None:
+        if precision not in PRECISIONS:
+            raise UsageError(f"--precision {precision!r}: choose from {', '.join(PRECISIONS)}")
+        options["precision"] = precision
+    return options
+
+
+def _unmapped_rule(unmapped: int, family: str) -> str:
+    """What the conventions say of the frames left without a published map."""
+    if not unmapped:
+        return "none: every frame with ground truth is scored"
+    return (
+        f"frames 1-{unmapped} of every video not scored: the published {family} procedure "
+        f"gives them no map and its evaluation never reads them (warm-up 'reference'); "
+        "their fixations still count among the sAUC negatives of the other frames"
+    )
 
 
 # --- results -----------------------------------------------------------------------
@@ -489,6 +537,12 @@ class EvalResult:
             empties = f"; {empty} without fixations skipped (--score-empty scores them)"
         missing = c["frames_missing"]
         missing_text = f"; {missing} skipped (missing ground truth)" if missing else ""
+        unmapped = c.get("frames_unmapped", 0)
+        if unmapped:
+            missing_text += (
+                f"; {unmapped} not scored (the first frames of each video, which the "
+                "published procedure never maps: --warmup reference)"
+            )
         return (
             f"protocol {self.protocol}: {c['aggregation']}. sAUC negatives: "
             f"{PROTOCOLS[self.protocol]['sauc_short']}. Predictions: {c['predictions']} "
@@ -828,6 +882,7 @@ def _score_video(
             if fx.flat is not None:
                 union[_remap(fx.flat, fx.shape, shape)] = True
     rows, skipped, empty = [], 0, 0
+    unmapped = getattr(source, "unmapped", 0)  # first frames the published procedure skips
     preds = source.maps(item, shape)
     try:
         seen = -1
@@ -837,6 +892,10 @@ def _score_video(
             seen = index
             fx = fixes[v][index]
             progress.frame()
+            if index < unmapped:
+                skipped += 1
+                counters["unmapped"] += 1
+                continue
             if fx.flat is None or item.density_paths[index] is None:
                 skipped += 1
                 counters["missing"] += 1
@@ -929,11 +988,13 @@ def _source_maker(
     audio: bool,
     fps: float | None,
     predictor: Any,
-    factory: Callable[[str | Path | None, bool], Any],
-) -> tuple[Callable[[str], Source], str]:
+    factory: Callable[..., Any],
+    options: dict[str, Any],
+) -> tuple[Callable[[str], Source], str | None]:
     """The source of each split (one shared, or one per split with ``{split}``) and how
-    the conventions name it. Per-split predictions are all checked first; a per-split
-    model is built when its split starts (one model in memory at a time)."""
+    the conventions name it (None for a model per split: named once the first is built).
+    Per-split predictions are all checked first; a per-split model is built when its
+    split starts (one model in memory at a time). ``options`` go to ``factory``."""
     if predictions is not None and per_split(predictions):
         disk = {s: DiskSource(fill_split(predictions, s)) for s in splits}
         return disk.__getitem__, f"predictions {predictions}"
@@ -941,16 +1002,17 @@ def _source_maker(
         names = _split_weights(str(weights), splits)
 
         def build(split: str) -> Source:
-            return ModelSource(factory(names[split], audio), audio=audio, fps=fps)
+            return ModelSource(factory(names[split], audio, **options), audio=audio, fps=fps)
 
-        return build, f"{model_family(audio)}, weights {weights}"
+        return build, None
     shared: Source
     if predictions is not None:
         shared = DiskSource(predictions)
     elif baseline:
         shared = CenterSource()
     else:
-        shared = ModelSource(predictor or factory(weights, audio), audio=audio, fps=fps)
+        model = predictor or factory(weights, audio, **options)
+        shared = ModelSource(model, audio=audio, fps=fps)
 
     def same(split: str) -> Source:
         return shared
@@ -973,8 +1035,10 @@ def evaluate(
     skip_empty: bool | None = None,
     quiet: bool = True,
     predictor: Any = None,
-    predictor_factory: Callable[[str | Path | None, bool], Any] | None = None,
+    predictor_factory: Callable[..., Any] | None = None,
     on_warning: Callable[[str], None] | None = None,
+    warmup: str | None = None,
+    precision: str | None = None,
 ) -> EvalResult:
     """Score one dataset split (or ``all`` splits) and return an :class:`EvalResult`.
 
@@ -983,6 +1047,11 @@ def evaluate(
     default :func:`make_predictor`). A ``{split}`` in ``weights`` or ``predictions``
     scores each split with its own checkpoint / predictions (a single-split set then
     has the splits 1-3, all on its one test list).
+
+    ``warmup`` / ``precision``: the model run's (``salcli predict``'s options; None: the
+    predictor's defaults). Under ``warmup="reference"`` the first frames a family's
+    published procedure never maps (STAViS: frames 1-8) are not scored (see the module
+    docstring); they count in ``frames_unmapped`` and in each video's ``skipped``.
 
     ``skip_empty``: skip the frames without fixations (None: the protocol's published
     convention, no for ``dhf1k``, yes for ``av``). ``on_warning`` receives one line per
@@ -1000,6 +1069,11 @@ def evaluate(
         raise UsageError("--weights / --audio run the model; they do not apply to --predictions")
     if predictor is not None and per_split(weights):
         raise UsageError("a {split} placeholder in the weights needs a model built per split")
+    options = _model_options(warmup, precision)
+    if options and (predictions is not None or baseline):
+        raise UsageError("--warmup / --precision run the model; they do not apply to --predictions")
+    if options and predictor is not None:
+        raise UsageError("warmup / precision are the given predictor's own")
     templated = per_split(weights) or per_split(predictions)
     ds = Dataset(dataset, root)
     splits = ds.splits(None if split is None else str(split), models_per_split=templated)
@@ -1014,6 +1088,7 @@ def evaluate(
         fps=fps,
         predictor=predictor,
         factory=predictor_factory or make_predictor,
+        options=options,
     )
 
     warned: list[str] = []
@@ -1032,16 +1107,19 @@ def evaluate(
         SKIP_EMPTY_DEFAULT[ds.protocol] if skip_empty is None else bool(skip_empty),
         warn,
     )
-    counters = {"scored": 0, "skipped": 0, "empty": 0, "missing": 0, "resized": 0}
+    counters = {"scored": 0, "skipped": 0, "empty": 0, "missing": 0, "resized": 0, "unmapped": 0}
     unscored: list[str] = []
     progress = _Progress(quiet, sum(len(v) for v in items.values()))
     videos: list[VideoResult] = []
     per_split_scores: dict[str, dict[str, float]] = {}
     kinds: set[str] = set()
     used: dict[str, str] = {}
+    first: Source | None = None
     try:
         for s in splits:
             source = make(s)
+            if first is None:
+                first = source
             try:
                 res = _score_split(items[s], source, run, progress, counters, unscored)
             finally:
@@ -1060,11 +1138,15 @@ def evaluate(
         if not templated:
             make(splits[0]).close()
     if not counters["scored"] and unscored:
-        first = next(item for s in splits for item in items[s] if item.problem)
+        bad = next(item for s in splits for item in items[s] if item.problem)
         raise DatasetError(
             f"{ds.name}: no video of split {', '.join(splits)} has ground truth to score "
-            f"({first.name}: {first.problem})"
+            f"({bad.name}: {bad.problem})"
         )
+    if family is None:  # a model per split: named as the first one built
+        family = f"{getattr(first, 'label', model_family(audio))}, weights {weights}"
+    warmup_used = getattr(first, "warmup", None)
+    unmapped_n = getattr(first, "unmapped", 0)
     overall = (
         next(iter(per_split_scores.values()))
         if len(per_split_scores) == 1
@@ -1084,6 +1166,9 @@ def evaluate(
         "frames_resized": counters["resized"],
         "predictions": " and ".join(sorted(kinds)) if kinds else "none",
         "source": family,
+        "warmup": warmup_used,
+        "frames_unmapped": counters["unmapped"],
+        "unmapped_rule": _unmapped_rule(unmapped_n, getattr(first, "family_label", "")),
         "seed": seed,
         "random_streams": RANDOM_STREAMS,
         "metrics": list(mets),

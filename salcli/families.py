@@ -254,10 +254,14 @@ class _CentredClips:
         return TARGET_INDEX
 
     def lookahead(self, t: int) -> int:
-        from .stavis import LOOK_AHEAD, TARGET_INDEX
+        from .stavis import CLIP_LEN, LOOK_AHEAD, TARGET_INDEX
 
-        # the end's loop padding needs to know whether t+7 exists; the warm-up mirror of
-        # frame 0 reaches frame 8
+        # the end's loop padding needs to know whether t+7 exists; for frames 0-7 the
+        # mirror warm-up reaches frame 8 - t, the reference one frame 8's clip (0 ... 15)
+        if t >= TARGET_INDEX:
+            return LOOK_AHEAD
+        if self.policy == "reference":
+            return CLIP_LEN - 1 - t
         return max(LOOK_AHEAD, TARGET_INDEX - t)
 
     def plan(self, t: int, n: int | None) -> tuple[list[int], tuple[int, int]]:

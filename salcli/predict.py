@@ -171,7 +171,9 @@ class Predictor:
         path = resolve_weights(opts.weights, wanted)  # an existing file, or a WeightsError
         family, variant, model = load_checkpoint(path, audio=opts.audio)
         self.weights_path = Path(path)
-        if opts.audio and opts.fusion is not None and variant.name != opts.fusion:
+        # a family without fusions refuses --fusion itself (an OptionError, in __init__)
+        fusions = family.name == "avinet"
+        if fusions and opts.audio and opts.fusion is not None and variant.name != opts.fusion:
             raise WeightsError(
                 f"{path}: the checkpoint's fusion is {variant.name}, but {opts.fusion} "
                 "was asked for"
@@ -181,15 +183,15 @@ class Predictor:
 
     def _check_size(self) -> None:
         h, w = self.input_size
-        m = self.family.size_multiple
-        if h % m or w % m or min(h, w) < m:
-            raise OptionError("input_size", f"{h}x{w}: must be multiples of {m} pixels")
         fixed = self.variant.fixed_input
         if fixed is not None and tuple(self.input_size) != fixed:
             raise OptionError(
                 "input_size",
                 f"{h}x{w}: {self.variant.label} works only at {fixed[0]}x{fixed[1]}",
             )
+        m = self.family.size_multiple
+        if h % m or w % m or min(h, w) < m:
+            raise OptionError("input_size", f"{h}x{w}: must be multiples of {m} pixels")
 
     # -- what the outputs record ---------------------------------------------------------
 

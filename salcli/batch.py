@@ -201,8 +201,17 @@ def predict_many(
     ``options``: those of ``salcli.options.BatchOptions`` (``recursive``, ``glob``,
     ``overwrite``, ``shard``) and ``PredictOptions`` (``weights``, ``formats``,
     ``audio``, ``precision``, ...), plus ``BatchRun``'s ``predictor``, ``on_warning``,
-    ``progress`` and ``stdin``.
+    ``progress`` and ``stdin``. With ``ray`` (and the other ``ClusterOptions``: ``workers``,
+    ``gpus_per_worker``, ``cpus_per_worker``) the videos run on a Ray cluster
+    (``salcli.cluster``); results then come as videos finish.
     """
+    from .options import split_cluster
+
+    cluster, options = split_cluster(options)
+    if cluster is not None:  # ray=ADDRESS: on a Ray cluster (salcli.cluster, the extra)
+        from .cluster import predict_on_cluster
+
+        return predict_on_cluster(inputs, output_dir, cluster, **options)
     return iter(BatchRun(inputs, output_dir, **options))
 
 

@@ -224,6 +224,10 @@ class Source:
     def maps(self, item: VideoItem, shape: tuple[int, int]) -> Iterator[tuple[int, np.ndarray]]:
         raise NotImplementedError  # pragma: no cover - interface
 
+    def prepare(self, items: list[VideoItem]) -> None:
+        """The videos of a split (those with ground truth), in the order their maps
+        will be asked for: a source that computes ahead starts here (salcli.cluster)."""
+
     def close(self) -> None:
         pass
 
@@ -783,6 +787,7 @@ def _score_split(
     counters: dict[str, int],
     unscored: list[str],
 ) -> list[VideoResult]:
+    source.prepare([item for item in items if item.problem is None])
     progress.video("reading fixations", len(items))
     fixes = []  # pass 1: fixations only (flat indices: small), for the sAUC negatives
     for item in items:
@@ -936,6 +941,7 @@ def _source_maker(
     fps: float | None,
     predictor: Any,
     factory: Callable[[str | Path | None, bool], Any],
+    model_source: Callable[..., Source] | None = None,
 ) -> tuple[Callable[[str], Source], str]:
     """The source of each split (one shared, or one per split with ``{split}``) and how
     the conventions name it. Per-split predictions are all checked first; a per-split
@@ -943,11 +949,17 @@ def _source_maker(
     if predictions is not None and per_split(predictions):
         disk = {s: DiskSource(fill_split(predictions, s)) for s in splits}
         return disk.__getitem__, f"predictions {predictions}"
+
+    def model(w: str | Path | None, split: str | None) -> Source:
+        if model_source is not None:  # e.g. the model on a Ray cluster
+            return model_source(w, audio, fps, split)
+        return ModelSource(factory(w, audio), audio=audio, fps=fps)
+
     if weights is not None and per_split(weights):
         names = _split_weights(str(weights), splits)
 
         def build(split: str) -> Source:
-            return ModelSource(factory(names[split], audio), audio=audio, fps=fps)
+            return model(names[split], split)
 
         return build, f"{model_family(audio)}, weights {weights}"
     shared: Source
@@ -956,7 +968,11 @@ def _source_maker(
     elif baseline:
         shared = CenterSource()
     else:
-        shared = ModelSource(predictor or factory(weights, audio), audio=audio, fps=fps)
+        shared = (
+            ModelSource(predictor, audio=audio, fps=fps)
+            if predictor is not None
+            else model(weights, None)
+        )
 
     def same(split: str) -> Source:
         return shared
@@ -981,6 +997,7 @@ def evaluate(
     predictor: Any = None,
     predictor_factory: Callable[[str | Path | None, bool], Any] | None = None,
     on_warning: Callable[[str], None] | None = None,
+    model_source: Callable[..., Source] | None = None,
 ) -> EvalResult:
     """Score one dataset split (or ``all`` splits) and return an :class:`EvalResult`.
 
@@ -994,6 +1011,10 @@ def evaluate(
     convention, no for ``dhf1k``, yes for ``av``). ``on_warning`` receives one line per
     video without ground truth (default: ``warnings.warn``); those videos are listed in
     ``EvalResult.unscored``.
+
+    ``model_source(weights, audio, fps, split)``: the Source of the model's maps instead
+    of a ``ModelSource`` (``split`` None: one model for every split);
+    ``salcli.cluster.model_source`` runs the model on a Ray cluster.
     """
     mets = parse_metrics(metrics)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
@@ -1004,6 +1025,8 @@ def evaluate(
         raise UsageError("--baseline and --predictions exclude each other")
     if (predictions is not None or baseline) and (weights is not None or audio):
         raise UsageError("--weights / --audio run the model; they do not apply to --predictions")
+    if model_source is not None and (predictor is not None or predictions is not None or baseline):
+        raise UsageError("--ray runs the model; it does not apply to --predictions / --baseline")
     if predictor is not None and per_split(weights):
         raise UsageError("a {split} placeholder in the weights needs a model built per split")
     templated = per_split(weights) or per_split(predictions)
@@ -1020,6 +1043,7 @@ def evaluate(
         fps=fps,
         predictor=predictor,
         factory=predictor_factory or make_predictor,
+        model_source=model_source,
     )
 
     warned: list[str] = []

@@ -80,6 +80,7 @@ def connect(address: str) -> bool:
     A cluster that cannot be reached raises a ClusterError."""
     ray = import_ray()
     if ray.is_initialized():
+        _ray_messages_to_stderr()
         return False
     if address.startswith("ray://"):
         try:
@@ -236,8 +237,13 @@ class VideoWorker:
         taken, self._warnings[:] = list(self._warnings), []
         return taken
 
-    def ready(self) -> dict[str, Any]:
-        """What this worker runs, or its start-up error (``{"error": ...}``)."""
+    def ready(self, after: Job | None = None) -> dict[str, Any]:
+        """What this worker runs, or its start-up error (``{"error": ...}``). ``after``:
+        the video its previous process died on: its temporaries are removed first."""
+        if after is not None:
+            from .records import clean_stale_temps
+
+            clean_stale_temps(after.out_dir, after.stem)
         if self.predictor is None:
             return {"error": self._error}
         p = self.predictor
@@ -264,7 +270,12 @@ class VideoWorker:
         if self.predictor is None:
             return failed_result(str(job.source), self._error["message"]), []
         self._take_warnings()
-        early = prepare_job(self.predictor, job, self.formats, overwrite=self.overwrite)
+        p = self.predictor
+        if work.fps is not None and work.fps != p.options.fps:
+            # a frame folder's rate (evaluate's fold lists) as an option, not a call's
+            # argument: the record's settings then hold the rate the maps were made at
+            p.options = p.options.replace(fps=work.fps)
+        early = prepare_job(p, job, self.formats, overwrite=self.overwrite)
         if early is not None:
             return early, self._take_warnings()
 
@@ -276,12 +287,7 @@ class VideoWorker:
 
         try:
             result = predict_job(
-                self.predictor,
-                job,
-                self.formats,
-                progress=progress,
-                fps=work.fps,
-                audio_path=work.audio_path,
+                p, job, self.formats, progress=progress, audio_path=work.audio_path
             )
         except _Stopped:
             return None, []
@@ -292,17 +298,21 @@ class VideoWorker:
         self._stopping.set()
 
 
-def _strike(fault: str, job: Job, stopping: threading.Event) -> None:
-    """The test hook ``SALCLI_TEST_FAULT=MODE:STEM[:MARKER]``, read on the driver and
-    acted on by the workers at video STEM's map ``FAULT_FRAME``. MODE: ``fail`` raises
-    an error in the video; ``kill`` kills the worker's process (every attempt);
+def _strike(faults: str, job: Job, stopping: threading.Event) -> None:
+    """The test hook ``SALCLI_TEST_FAULT=MODE:STEM[:MARKER][,...]``, read on the driver
+    and acted on by the workers at video STEM's map ``FAULT_FRAME``. MODE: ``fail``
+    raises an error in the video; ``kill`` kills the worker's process (every attempt);
     ``kill-once`` kills it while the file MARKER does not exist, writing into MARKER
     first the hidden temporaries then in the output folder; ``stall`` waits until the
     run is stopped."""
-    mode, _, rest = fault.partition(":")
-    stem, _, marker = rest.partition(":")
-    if stem != job.stem:
-        return
+    for fault in faults.split(","):
+        mode, _, rest = fault.partition(":")
+        stem, _, marker = rest.partition(":")
+        if stem == job.stem:
+            _strike_one(mode, job, marker, stopping)
+
+
+def _strike_one(mode: str, job: Job, marker: str, stopping: threading.Event) -> None:
     if mode == "fail":
         raise RuntimeError(f"test fault ({FAULT_ENV})")
     if mode == "stall":
@@ -383,6 +393,7 @@ class Cluster:
         self._idle: list[Any] = []
         self._starting: dict[Any, Any] = {}  # ready() ref -> actor
         self._running: dict[Any, tuple[Any, Work]] = {}  # run() ref -> (actor, work)
+        self._recovering: set[Any] = set()  # ready() refs of workers restarted after a death
         self._closed = False
         self.info: dict[str, Any] = {}
         self.status = ClusterStatus(started=time.perf_counter())
@@ -508,7 +519,9 @@ class Cluster:
 
         ray = self.ray
         queue = works if isinstance(works, deque) else deque(works)
-        while queue or self._running:
+        # a worker restarted after a video's last attempt is waited for: it removes that
+        # attempt's temporaries before it rejoins
+        while queue or self._running or self._recovering:
             while (
                 self._idle and queue and (not self._running or may_submit is None or may_submit())
             ):
@@ -522,6 +535,7 @@ class Cluster:
             done, _ = ray.wait(waiting, num_returns=1, timeout=POLL_S)
             for ref in done:
                 if ref in self._starting:
+                    self._recovering.discard(ref)
                     self._joined(ref)
                     continue
                 actor, work = self._running.pop(ref)
@@ -537,7 +551,10 @@ class Cluster:
                         ),
                         [],
                     )
-                    self._starting[actor.ready.remote()] = actor  # restarted, or gone
+                    # restarted (it removes what the last attempt left), or gone
+                    probe = actor.ready.remote(work.job)
+                    self._starting[probe] = actor
+                    self._recovering.add(probe)
                 except ray.exceptions.RayError as err:
                     cause = getattr(err, "cause", None) or err
                     result, warnings = failed_result(source, cause, unexpected=True), []

@@ -439,8 +439,7 @@ class Cluster:
         while not self.info:  # the first worker that starts sets what every one must run
             if not self._starting:
                 raise ClusterError("no Ray worker could start (see the warnings above)")
-            done, _ = ray.wait(list(self._starting), num_returns=1, timeout=POLL_S)
-            for ref in done:
+            for ref in _wait(ray, list(self._starting)):
                 self._joined(ref, first=not self.info)
         self._report()
 
@@ -532,7 +531,7 @@ class Cluster:
             waiting = [*self._running, *self._starting]
             if not waiting:
                 raise ClusterError(f"no Ray worker left for the {len(queue)} videos to do")
-            done, _ = ray.wait(waiting, num_returns=1, timeout=POLL_S)
+            done = _wait(ray, waiting)
             for ref in done:
                 if ref in self._starting:
                     self._recovering.discard(ref)
@@ -607,6 +606,19 @@ class Cluster:
             self._running.clear()
             if self._owned:
                 disconnect()
+
+
+def _wait(ray, refs: list) -> list:
+    """The refs of ``refs`` that are ready, after ``POLL_S`` at most. A signal handler's
+    exception (SIGTERM's in the CLI) raised inside Ray's compiled wait reaches Python
+    as a SystemError caused by it: it is raised as itself."""
+    try:
+        return ray.wait(refs, num_returns=1, timeout=POLL_S)[0]
+    except SystemError as err:
+        cause = err.__cause__
+        if isinstance(cause, BaseException) and not isinstance(cause, Exception):
+            raise cause from None
+        raise
 
 
 # --- a batch on the cluster ------------------------------------------------------------

@@ -21,7 +21,7 @@ layer over this module:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -93,61 +93,103 @@ class BatchRun:
     def run_one(self, predictor: Predictor, job: Job, sweeper) -> VideoResult:
         """Skip, or predict and record, one job; a failure is returned, never raised
         (Ctrl-C and SIGTERM are: they stop the batch)."""
-        source = str(job.source)
-        try:
-            skipped = self._finished(predictor, job, sweeper)
-        except (SalcliError, OSError) as err:
-            return _failed(source, err)
-        if skipped is not None:
-            return skipped
+        opts = self.options
+        early = prepare_job(
+            predictor, job, opts.formats, overwrite=self.batch.overwrite, sweep=sweeper.clean
+        )
+        if early is not None:
+            return early
         hooks = self._progress(job.stem) if self._progress else None
         try:
-            return predictor.write(
-                job.source,
-                job.out_dir,
-                self.options.formats,
-                progress=hooks[0] if hooks else None,
-            )
-        except (SalcliError, OSError, MemoryError) as err:
-            return _failed(source, err)
-        except Exception as err:  # noqa: BLE001 - one video's bug must not stop the batch
-            return _failed(source, err, unexpected=True)
+            return predict_job(predictor, job, opts.formats, progress=hooks[0] if hooks else None)
         finally:
             if hooks:
                 hooks[1]()
 
-    def _finished(self, predictor: Predictor, job: Job, sweeper) -> VideoResult | None:
-        """A "skipped" result when ``job`` is finished with these settings; raises an
-        OutputError when its outputs must not be touched without ``overwrite``."""
-        from .records import is_complete, other_source, read_record, same_source, settings_changed
 
-        sweeper.clean(job.out_dir, job.stem)  # temporaries left by a killed run
-        if self.batch.overwrite:
-            return None
-        rec = read_record(job.out_dir, job.stem)
-        if rec is None:
-            return None
-        if same_source(rec, job.source):
-            changed = settings_changed(rec, predictor.settings(job.source))
-            if changed:
-                raise OutputError(
-                    f"{job.out_dir / job.stem}*: made with another {', '.join(changed)}; "
-                    "overwrite (--overwrite) redoes them, or choose another output folder"
-                )
-            if is_complete(job.out_dir, job.stem, self.options.formats, job.source):
-                return VideoResult(
-                    source=str(job.source),
-                    status="skipped",
-                    frames=int(rec.get("frames") or 0),
-                    fps=float(rec.get("fps") or 0.0),
-                    outputs=[str(p) for p in rec.get("outputs", [])],
-                )
-            return None
-        owner = other_source(job.out_dir, job.stem, job.source)
-        raise OutputError(
-            f"{job.out_dir / job.stem}*: these outputs belong to {owner}; choose another "
-            "output folder (or overwrite, --overwrite, to replace them)"
+# --- one job: shared by the local batch and the workers of salcli.cluster -------------
+
+
+def check_finished(
+    job: Job, settings: dict[str, Any], formats: Sequence[str], *, overwrite: bool = False
+) -> VideoResult | None:
+    """A "skipped" result when ``job`` is finished with ``settings`` (those of the
+    predictor that would redo it, ``Predictor.settings``) in every format of
+    ``formats``; None when it is to be done. Raises an OutputError when its outputs
+    must not be touched without ``overwrite``: made from the same source with other
+    settings, or from another source."""
+    from .records import is_complete, other_source, read_record, same_source, settings_changed
+
+    if overwrite:
+        return None
+    rec = read_record(job.out_dir, job.stem)
+    if rec is None:
+        return None
+    if same_source(rec, job.source):
+        changed = settings_changed(rec, settings)
+        if changed:
+            raise OutputError(
+                f"{job.out_dir / job.stem}*: made with another {', '.join(changed)}; "
+                "overwrite (--overwrite) redoes them, or choose another output folder"
+            )
+        if is_complete(job.out_dir, job.stem, formats, job.source):
+            return VideoResult(
+                source=str(job.source),
+                status="skipped",
+                frames=int(rec.get("frames") or 0),
+                fps=float(rec.get("fps") or 0.0),
+                outputs=[str(p) for p in rec.get("outputs", [])],
+            )
+        return None
+    owner = other_source(job.out_dir, job.stem, job.source)
+    raise OutputError(
+        f"{job.out_dir / job.stem}*: these outputs belong to {owner}; choose another "
+        "output folder (or overwrite, --overwrite, to replace them)"
+    )
+
+
+def prepare_job(
+    predictor: Predictor,
+    job: Job,
+    formats: Sequence[str],
+    *,
+    overwrite: bool = False,
+    sweep: Callable[[Path, str], Any] | None = None,
+) -> VideoResult | None:
+    """Before a video is predicted: remove the temporaries killed runs left of it
+    (``sweep(out_dir, stem)``, default ``records.clean_stale_temps``), then
+    ``check_finished`` with the predictor's settings. A "skipped" or "failed" result,
+    or None when the video is to be predicted."""
+    from .records import clean_stale_temps
+
+    try:
+        (sweep or clean_stale_temps)(job.out_dir, job.stem)
+        return check_finished(job, predictor.settings(job.source), formats, overwrite=overwrite)
+    except (SalcliError, OSError) as err:
+        return failed_result(str(job.source), err)
+
+
+def predict_job(
+    predictor: Predictor,
+    job: Job,
+    formats: Sequence[str],
+    *,
+    progress: Callable[[int, int | None], None] | None = None,
+    fps: float | None = None,
+    audio_path: str | Path | None = None,
+) -> VideoResult:
+    """``Predictor.write`` of one job (outputs, then its record); a failure is returned
+    as a "failed" result, never raised (BaseExceptions are: Ctrl-C and SIGTERM stop a
+    batch, after ``write`` removed the partial outputs)."""
+    source = str(job.source)
+    try:
+        return predictor.write(
+            job.source, job.out_dir, formats, fps=fps, audio_path=audio_path, progress=progress
         )
+    except (SalcliError, OSError, MemoryError) as err:
+        return failed_result(source, err)
+    except Exception as err:  # noqa: BLE001 - one video's bug must not stop the batch
+        return failed_result(source, err, unexpected=True)
 
 
 def predict_many(
@@ -159,13 +201,28 @@ def predict_many(
     ``options``: those of ``salcli.options.BatchOptions`` (``recursive``, ``glob``,
     ``overwrite``, ``shard``) and ``PredictOptions`` (``weights``, ``formats``,
     ``audio``, ``precision``, ...), plus ``BatchRun``'s ``predictor``, ``on_warning``,
-    ``progress`` and ``stdin``.
+    ``progress`` and ``stdin``. With ``ray`` (and the other ``ClusterOptions``: ``workers``,
+    ``gpus_per_worker``, ``cpus_per_worker``) the videos run on a Ray cluster
+    (``salcli.cluster``); results then come as videos finish.
     """
+    from .options import split_cluster
+
+    cluster, options = split_cluster(options)
+    if cluster is not None:  # ray=ADDRESS: on a Ray cluster (salcli.cluster, the extra)
+        from .cluster import predict_on_cluster
+
+        return predict_on_cluster(inputs, output_dir, cluster, **options)
     return iter(BatchRun(inputs, output_dir, **options))
 
 
-def _failed(source: str, err: BaseException, *, unexpected: bool = False) -> VideoResult:
-    if isinstance(err, MemoryError):
+def failed_result(
+    source: str, err: BaseException | str, *, unexpected: bool = False
+) -> VideoResult:
+    """A "failed" result for ``source``: the error's one line (or ``err`` itself, a
+    line), naming the source."""
+    if isinstance(err, str):
+        message = err
+    elif isinstance(err, MemoryError):
         message = "out of memory"
     elif isinstance(err, OSError):
         where = f"{err.filename}: " if getattr(err, "filename", None) else ""

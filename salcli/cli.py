@@ -27,7 +27,15 @@ from .errors import (
     EXIT_USAGE,
     SalcliError,
 )
-from .options import BatchOptions, OptionError, PredictOptions, flag_of, with_options
+from .options import (
+    BatchOptions,
+    ClusterOptions,
+    OptionError,
+    PredictOptions,
+    flag_of,
+    split_cluster,
+    with_options,
+)
 
 app = typer.Typer(
     name="salcli",
@@ -126,6 +134,55 @@ class _Progress:
         return update, finish
 
 
+class _CorpusProgress(_Progress):
+    """A run on a Ray cluster: one bar over the corpus (videos finished of all; done,
+    failed and running; maps/s; ETA), fed by ``ClusterStatus`` updates."""
+
+    def __enter__(self):
+        if self.enabled:
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+            )
+
+            self._progress = Progress(
+                TextColumn("videos"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[states]}"),
+                TextColumn("{task.fields[rate]} maps/s"),
+                TimeRemainingColumn(),
+                console=Console(stderr=True),
+                transient=True,
+            )
+            self._progress.__enter__()
+            self._task = self._progress.add_task("videos", total=None, states="", rate="-")
+            _LIVE.append(self._progress)
+        return self
+
+    def update(self, status) -> None:
+        if self._progress is None:
+            return
+        import time
+
+        seconds = max(time.perf_counter() - status.started, 1e-9)
+        states = (
+            f"{status.done} done, {status.skipped} skipped, {status.failed} failed, "
+            f"{status.running} running on {status.workers} workers"
+        )
+        self._progress.update(
+            self._task,
+            completed=status.finished,
+            total=status.total or None,
+            states=states,
+            rate=f"{status.maps / seconds:.2f}",
+        )
+
+
 def cli_message(err: SalcliError) -> str:
     """An error's line as the command line says it: options by their flags."""
     if isinstance(err, OptionError):
@@ -208,7 +265,9 @@ _PREDICT_OWN = [  # the parameters of `salcli predict` that are not options of t
     ),
 ]
 
-app.command("predict")(with_options(predict_command, _PREDICT_OWN, BatchOptions, PredictOptions))
+app.command("predict")(
+    with_options(predict_command, _PREDICT_OWN, BatchOptions, PredictOptions, ClusterOptions)
+)
 
 
 def _describe(predictor) -> str:
@@ -231,24 +290,45 @@ def _predict_batch(
             _say(f"salcli: warning: {msg}")
 
     show_bars = not quiet and not jsonl and sys.stderr.isatty()
-    with _Progress(show_bars) as bars:
+    try:
+        cluster, options = split_cluster(options)
+    except SalcliError as err:
+        raise fail(cli_message(err), err.exit_code) from None
+    bars_kind = _Progress if cluster is None else _CorpusProgress
+    with bars_kind(show_bars) as bars:
         try:
-            run = BatchRun(inputs, output_dir, on_warning=warn, progress=bars.task, **options)
+            run = BatchRun(
+                inputs,
+                output_dir,
+                on_warning=warn,
+                progress=bars.task if cluster is None else None,
+                **options,
+            )
             if not run.jobs:  # an empty shard: N may exceed the number of inputs
                 k, n = run.batch.shard
                 _say(f"salcli: shard {k}/{n} holds none of the {len(run.all_jobs)} inputs")
                 raise typer.Exit(EXIT_OK)
-            predictor = run.predictor
+            if cluster is None:
+                results, line = run, _describe(run.predictor)
+            else:  # on a Ray cluster (salcli.cluster): results as the workers finish
+                from .cluster import ClusterBatch
+
+                results = ClusterBatch(run, cluster, on_warning=warn, on_status=bars.update)
+                line = results.describe()
         except SalcliError as err:
             raise fail(cli_message(err), err.exit_code) from None
         if not quiet and not jsonl:
-            _say(_describe(predictor))
+            _say(line)
         counts = {"done": 0, "skipped": 0, "failed": 0}
-        for result in run:
-            counts[result.status] += 1
-            if result.status == "failed":
-                _say(f"salcli: error: {result.error}")
-            _report(result, jsonl=jsonl, quiet=quiet)
+        try:
+            with contextlib.closing(results) if cluster else contextlib.nullcontext():
+                for result in results:
+                    counts[result.status] += 1
+                    if result.status == "failed":
+                        _say(f"salcli: error: {result.error}")
+                    _report(result, jsonl=jsonl, quiet=quiet)
+        except SalcliError as err:  # the cluster lost every worker
+            raise fail(cli_message(err), err.exit_code) from None
     failed = counts["failed"]
     if not quiet and not jsonl and len(run.jobs) > 1:
         _say(f"salcli: {counts['done']} done, {counts['skipped']} skipped, {failed} failed")

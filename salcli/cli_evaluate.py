@@ -91,6 +91,14 @@ def evaluate_command(
         None, "--baseline", help="'center': score a centred Gaussian instead of predictions."
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars, no table."),
+    maps_dir: Path | None = typer.Option(
+        None,
+        "--maps-dir",
+        help="With --ray: where the workers write the model's maps (HDF5, float32) for "
+        "the scoring to read, kept: a re-run skips the videos done [default: a temporary "
+        "folder, removed; on a one-machine cluster only].",
+    ),
+    **cluster,
 ) -> None:
     """Score saliency maps against a dataset's eye-tracking ground truth (MIT benchmark
     metrics, the dataset's published protocol).
@@ -108,27 +116,32 @@ def evaluate_command(
     try:
         if len(to_stdout) > 1:
             raise UsageError("--json and --csv cannot both go to standard output")
-        result = evaluate(
-            dataset,
-            root=root,
-            split=split,
-            predictions=predictions,
-            weights=weights,
-            audio=audio,
-            baseline=baseline,
-            metrics=metrics,
-            seed=seed,
-            fps=fps,
-            skip_empty=skip_empty,
-            quiet=quiet,
-            on_warning=warn,
-            warmup=warmup,
-            precision=precision,
-        )
+        model_source, connected = _on_cluster(cluster, maps_dir, warn)
+        with connected:
+            result = evaluate(
+                dataset,
+                root=root,
+                split=split,
+                predictions=predictions,
+                weights=weights,
+                audio=audio,
+                baseline=baseline,
+                metrics=metrics,
+                seed=seed,
+                fps=fps,
+                skip_empty=skip_empty,
+                quiet=quiet,
+                on_warning=warn,
+                warmup=warmup,
+                precision=precision,
+                model_source=model_source,
+            )
         for out, fmt in outputs:
             write_output(out, result.to_json() if fmt == "json" else result.to_csv())
     except SalcliError as err:
-        print(f"salcli: error: {err}", file=sys.stderr)
+        from .cli import cli_message
+
+        print(f"salcli: error: {cli_message(err)}", file=sys.stderr)
         raise typer.Exit(err.exit_code) from None
     except KeyboardInterrupt:
         print("salcli: interrupted", file=sys.stderr)
@@ -152,6 +165,35 @@ def evaluate_command(
         raise typer.Exit(EXIT_FAILED)
 
 
+def _on_cluster(cluster: dict, maps_dir: Path | None, warn):
+    """(evaluate's model_source, the cluster connection's context) from --ray,
+    --workers, ... (``ClusterOptions``) and --maps-dir; (None, no context) without --ray."""
+    import contextlib
+
+    from .options import split_cluster
+
+    options, _ = split_cluster(cluster)
+    if options is None:
+        if maps_dir is not None:
+            raise UsageError("--maps-dir needs --ray (the model's maps on a Ray cluster)")
+        return None, contextlib.nullcontext()
+    from .cluster import model_source, session
+
+    return model_source(options, maps_dir, on_warning=warn), session(options.ray)
+
+
 def register(app: typer.Typer) -> None:
-    """Add the ``evaluate`` command to ``app``."""
-    app.command("evaluate")(evaluate_command)
+    """Add the ``evaluate`` command to ``app``; --ray and the other cluster options come
+    from the options table (``salcli.options.ClusterOptions``)."""
+    import inspect
+    import typing
+
+    from .options import ClusterOptions, with_options
+
+    hints = typing.get_type_hints(evaluate_command)  # the annotations are strings here
+    own = [
+        p.replace(annotation=hints[p.name])
+        for p in inspect.signature(evaluate_command).parameters.values()
+        if p.kind is not inspect.Parameter.VAR_KEYWORD
+    ]
+    app.command("evaluate")(with_options(evaluate_command, own, ClusterOptions))

@@ -69,3 +69,7 @@ class UsageError(SalcliError):
 
 class DatasetError(SalcliError):
     """A dataset folder is missing or not laid out as the published data are."""
+
+
+class ClusterError(SalcliError):
+    """A Ray cluster cannot be reached or has no worker left (``salcli.cluster``)."""

@@ -235,6 +235,10 @@ class Source:
     def maps(self, item: VideoItem, shape: tuple[int, int]) -> Iterator[tuple[int, np.ndarray]]:
         raise NotImplementedError  # pragma: no cover - interface
 
+    def prepare(self, items: list[VideoItem]) -> None:
+        """The videos of a split (those with ground truth), in the order their maps
+        will be asked for: a source that computes ahead starts here (salcli.cluster)."""
+
     def close(self) -> None:
         pass
 
@@ -831,6 +835,7 @@ def _score_split(
     counters: dict[str, int],
     unscored: list[str],
 ) -> list[VideoResult]:
+    source.prepare([item for item in items if item.problem is None])
     progress.video("reading fixations", len(items))
     fixes = []  # pass 1: fixations only (flat indices: small), for the sAUC negatives
     for item in items:
@@ -990,19 +995,27 @@ def _source_maker(
     predictor: Any,
     factory: Callable[..., Any],
     options: dict[str, Any],
+    model_source: Callable[..., Source] | None = None,
 ) -> tuple[Callable[[str], Source], str | None]:
     """The source of each split (one shared, or one per split with ``{split}``) and how
     the conventions name it (None for a model per split: named once the first is built).
     Per-split predictions are all checked first; a per-split model is built when its
-    split starts (one model in memory at a time). ``options`` go to ``factory``."""
+    split starts (one model in memory at a time). ``options`` go to ``factory`` (or to
+    ``model_source``, which builds the model elsewhere, e.g. on a Ray cluster)."""
     if predictions is not None and per_split(predictions):
         disk = {s: DiskSource(fill_split(predictions, s)) for s in splits}
         return disk.__getitem__, f"predictions {predictions}"
+
+    def model(w: str | Path | None, split: str | None) -> Source:
+        if model_source is not None:
+            return model_source(w, audio, fps, split, **options)
+        return ModelSource(factory(w, audio, **options), audio=audio, fps=fps)
+
     if weights is not None and per_split(weights):
         names = _split_weights(str(weights), splits)
 
         def build(split: str) -> Source:
-            return ModelSource(factory(names[split], audio, **options), audio=audio, fps=fps)
+            return model(names[split], split)
 
         return build, None
     shared: Source
@@ -1011,8 +1024,11 @@ def _source_maker(
     elif baseline:
         shared = CenterSource()
     else:
-        model = predictor or factory(weights, audio, **options)
-        shared = ModelSource(model, audio=audio, fps=fps)
+        shared = (
+            ModelSource(predictor, audio=audio, fps=fps)
+            if predictor is not None
+            else model(weights, None)
+        )
 
     def same(split: str) -> Source:
         return shared
@@ -1039,6 +1055,7 @@ def evaluate(
     on_warning: Callable[[str], None] | None = None,
     warmup: str | None = None,
     precision: str | None = None,
+    model_source: Callable[..., Source] | None = None,
 ) -> EvalResult:
     """Score one dataset split (or ``all`` splits) and return an :class:`EvalResult`.
 
@@ -1057,6 +1074,10 @@ def evaluate(
     convention, no for ``dhf1k``, yes for ``av``). ``on_warning`` receives one line per
     video without ground truth (default: ``warnings.warn``); those videos are listed in
     ``EvalResult.unscored``.
+
+    ``model_source(weights, audio, fps, split)``: the Source of the model's maps instead
+    of a ``ModelSource`` (``split`` None: one model for every split);
+    ``salcli.cluster.model_source`` runs the model on a Ray cluster.
     """
     mets = parse_metrics(metrics)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
@@ -1067,6 +1088,8 @@ def evaluate(
         raise UsageError("--baseline and --predictions exclude each other")
     if (predictions is not None or baseline) and (weights is not None or audio):
         raise UsageError("--weights / --audio run the model; they do not apply to --predictions")
+    if model_source is not None and (predictor is not None or predictions is not None or baseline):
+        raise UsageError("--ray runs the model; it does not apply to --predictions / --baseline")
     if predictor is not None and per_split(weights):
         raise UsageError("a {split} placeholder in the weights needs a model built per split")
     options = _model_options(warmup, precision)
@@ -1089,6 +1112,7 @@ def evaluate(
         predictor=predictor,
         factory=predictor_factory or make_predictor,
         options=options,
+        model_source=model_source,
     )
 
     warned: list[str] = []

@@ -258,7 +258,76 @@ class BatchOptions:
                 raise OptionError("shard", str(err).removeprefix("--shard ")) from None
 
 
-OPTION_TABLES = (BatchOptions, PredictOptions)
+RAY_LOCAL = "local"  # --ray local: start a Ray instance on this machine
+
+
+def _check_ray_address(address: str) -> None:
+    """local, auto, ray://HOST:PORT or HOST:PORT (a head node's GCS address)."""
+    if address in (RAY_LOCAL, "auto") or address.startswith("ray://"):
+        return
+    host, sep, port = address.rpartition(":")
+    if not (sep and host and port.isdigit() and "/" not in host):
+        raise OptionError(
+            "ray",
+            f"{address!r}: expected local, auto, HOST:PORT or ray://HOST:PORT "
+            "(the option takes a value: --ray local starts Ray on this machine)",
+        )
+
+
+@dataclass(frozen=True)
+class ClusterOptions:
+    """Where a batch runs: on this process (``ray`` None) or on a Ray cluster
+    (``salcli.cluster``, the ``ray`` extra)."""
+
+    ray: str | None = option(
+        None,
+        "--ray",
+        help="Run the videos on a Ray cluster (pip install 'salcli[ray]'): local starts "
+        "Ray on this machine; auto joins the cluster this machine is part of; HOST:PORT "
+        "is a head node's address, ray://HOST:PORT one through Ray Client. Outputs must "
+        "go to a folder every worker can write.",
+        metavar="ADDRESS",
+    )
+    workers: int | None = option(
+        None,
+        "--workers",
+        help="With --ray: workers, each loading the model once and predicting one video "
+        "at a time [default: one per GPU of the cluster, or per --cpus-per-worker CPUs "
+        "where it has none].",
+    )
+    gpus_per_worker: float | None = option(
+        None,
+        "--gpus-per-worker",
+        help="With --ray: GPUs per worker; a fraction shares a GPU [default: 1 where the "
+        "cluster has GPUs and --device is not cpu, else 0].",
+    )
+    cpus_per_worker: int = option(
+        1, "--cpus-per-worker", help="With --ray: CPU cores per worker (its torch threads)."
+    )
+
+    def __post_init__(self) -> None:
+        if self.ray is not None:
+            _check_ray_address(str(self.ray))
+        _at_least("workers", self.workers, 1)
+        _at_least("cpus_per_worker", self.cpus_per_worker, 1)
+        g = self.gpus_per_worker
+        if g is not None and (isinstance(g, bool) or not isinstance(g, int | float) or g < 0):
+            raise OptionError("gpus_per_worker", f"must be a number of at least 0, got {g!r}")
+        if self.ray is None:
+            given = [f.name for f in fields(self) if getattr(self, f.name) != f.default]
+            if given:
+                raise OptionError(given[0], "needs --ray (a Ray cluster to run on)")
+
+
+def split_cluster(options: Mapping[str, Any]) -> tuple[ClusterOptions | None, dict[str, Any]]:
+    """Keyword options -> (ClusterOptions, or None when ``ray`` is None; the others)."""
+    names = {f.name for f in fields(ClusterOptions)}
+    cluster = ClusterOptions(**{k: v for k, v in options.items() if k in names})
+    rest = {k: v for k, v in options.items() if k not in names}
+    return (cluster if cluster.ray is not None else None), rest
+
+
+OPTION_TABLES = (BatchOptions, PredictOptions)  # the options of a batch (split_options)
 
 
 def split_options(options: Mapping[str, Any]) -> tuple[BatchOptions, PredictOptions]:
@@ -281,8 +350,8 @@ def make_options(options: PredictOptions | Mapping[str, Any] | None = None, **kw
 
 def flag_of(name: str, *tables: type) -> str:
     """The CLI flag of option ``name`` (``batch_size`` -> ``--batch-size``) in ``tables``
-    (default: predict's)."""
-    for cls in tables or OPTION_TABLES:
+    (default: predict's and the cluster's)."""
+    for cls in tables or (*OPTION_TABLES, ClusterOptions):
         for f in fields(cls):
             if f.name == name and f.metadata.get("flags"):
                 return next(x for x in f.metadata["flags"] if x.startswith("--")).split("/")[0]
@@ -352,6 +421,7 @@ def option_values(values: Mapping[str, Any], table: type) -> dict[str, Any]:
 
 __all__ = [
     "BatchOptions",
+    "ClusterOptions",
     "OptionError",
     "PredictOptions",
     "flag_of",
@@ -359,5 +429,6 @@ __all__ = [
     "map_settings_names",
     "parse_formats",
     "parse_size",
+    "split_cluster",
     "split_options",
 ]

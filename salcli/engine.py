@@ -28,8 +28,11 @@ from .defaults import (
     PRECISIONS,
 )
 from .errors import UsageError
+from .hostmem import keep_freed_memory
+from .model import onednn_computes
 from .options import OptionError
 
+FP32_BYTES = torch.finfo(torch.float32).bits // 8  # bytes per fp32 activation
 CHANNELS_LAST_DEVICES = ("cpu", "cuda")  # device types where channels-last 3-D pays off
 CHANNELS_LAST = torch.channels_last_3d  # (B, C, T, H, W) stored as (B, T, H, W, C)
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -55,18 +58,12 @@ def resolve_device(device: str) -> torch.device:
 
 def cpu_has_native_bf16() -> bool:
     """True when this CPU computes bf16 matrix products natively (AVX512-BF16 / AMX)."""
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
+    return onednn_computes(torch.bfloat16)
 
 
 def cpu_has_native_fp16() -> bool:
     """True when this CPU computes fp16 matrix products natively (AVX512-FP16 / AMX-FP16)."""
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_fp16_supported())
-    except (AttributeError, RuntimeError):
-        return False
+    return onednn_computes(torch.float16)
 
 
 def emulated_precision(dtype: torch.dtype, device: torch.device) -> bool:
@@ -107,17 +104,18 @@ def choose_batch_size(
     """Clips per forward pass when the user gave none.
 
     CPU: ``DEFAULT_BATCH_SIZE``, or ``DEFAULT_REUSE_BATCH_SIZE`` with overlap reuse
-    (more consecutive clips share more work). CUDA: as many clips as fit in a fraction
-    of the free device memory (``free_bytes``, read from the device when None), at most
-    ``MAX_AUTO_BATCH``.
+    (more consecutive clips share more work), twice that in bf16 / fp16 (16-bit
+    activations: the same memory as fp32's batch, and a map costs fewer operations).
+    CUDA: as many clips as fit in a fraction of the free device memory (``free_bytes``,
+    read from the device when None), at most ``MAX_AUTO_BATCH``.
     """
+    elem = torch.finfo(dtype).bits // 8  # bytes per activation
     if device.type != "cuda":
-        return DEFAULT_REUSE_BATCH_SIZE if reuse else DEFAULT_BATCH_SIZE
+        return DEFAULT_REUSE_BATCH_SIZE * FP32_BYTES // elem if reuse else DEFAULT_BATCH_SIZE
     if free_bytes is None:
         free_bytes, _ = torch.cuda.mem_get_info(device)
-    elem = torch.finfo(dtype).bits // 8
     area = input_size[0] * input_size[1] / (INPUT_H * INPUT_W)
-    per_clip = CUDA_BYTES_PER_CLIP_FP32 * elem / 4 * area
+    per_clip = CUDA_BYTES_PER_CLIP_FP32 * elem / FP32_BYTES * area
     return int(max(1, min(MAX_AUTO_BATCH, CUDA_MEMORY_FRACTION * free_bytes // per_clip)))
 
 
@@ -157,6 +155,8 @@ class Engine:
     chosen, to the channels-last layout. ``device``, ``precision``, ``batch_size``,
     ``reuse``, ``channels_last`` and ``compile`` are the options of the same names
     (``salcli.options.PredictOptions``); None and "auto" choose for the machine.
+    ``cast(model, dtype)``: the model family's weight cast for the chosen precision
+    (``ModelFamily.cast``), applied once.
     """
 
     def __init__(
@@ -170,6 +170,7 @@ class Engine:
         channels_last: bool | None = None,
         compile: bool = False,
         input_size: tuple[int, int] = (INPUT_H, INPUT_W),
+        cast: Callable[[nn.Module, torch.dtype], nn.Module] | None = None,
     ):
         self.device = resolve_device(device)
         self.dtype = resolve_precision(precision, self.device)
@@ -177,6 +178,10 @@ class Engine:
         self.emulated = emulated_precision(self.dtype, self.device)
         self.channels_last = resolve_channels_last(channels_last, self.device)
         self.pin_memory = self.device.type == "cuda"
+        if self.device.type == "cpu":  # activations reuse freed memory, no new pages
+            keep_freed_memory()
+        if cast is not None:  # weights stored once in the run's dtype (the same maps)
+            model = cast(model, self.dtype)
         self.model = model.eval().to(self.device)
         if self.channels_last:
             to_channels_last_3d(self.model)
@@ -235,6 +240,18 @@ class Engine:
             for i, m in zip(singles, maps, strict=True):
                 out[i] = m
         return np.stack(out)
+
+    def forward(self, clips: torch.Tensor, sound: torch.Tensor | None = None) -> np.ndarray:
+        """Raw maps (B, h, w) float32 of a batch tensor (B, 3, T, h, w), each clip on its
+        own: the model as the engine runs it (device, precision, layout, compile)."""
+        return self._forward(clips, sound)
+
+    def forward_stream(
+        self, frames: torch.Tensor, clip_len: int, sound: torch.Tensor | None = None
+    ) -> np.ndarray:
+        """Raw maps (B, h, w) of the B = L - clip_len + 1 consecutive clips of ``frames``
+        (1, 3, L, h, w), their shared backbone work done once (overlap reuse)."""
+        return self._forward(frames, sound, self._windows(clip_len))
 
     def _windows(self, clip_len: int) -> Callable:
         from .overlap import forward_windows

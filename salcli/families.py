@@ -89,6 +89,8 @@ class ModelFamily:
     detect: Callable[[Mapping[str, torch.Tensor]], str | None]  # state_dict -> what it is
     audio: AudioInput | None = None  # how the variants that hear take the sound
     fold: Callable[[nn.Module], nn.Module] = lambda model: model  # inference rewrite
+    # (folded model, the run's dtype) -> the model with its weights stored for that dtype
+    cast: Callable[[nn.Module, torch.dtype], nn.Module] = lambda model, dtype: model
     unwrap: Callable[[object], dict] | None = None  # loaded file -> state_dict [generic]
     published_unmapped: int = 0  # first frames the published procedure gives no map
 
@@ -159,6 +161,12 @@ def _fold(model: nn.Module) -> nn.Module:
     return fold_batchnorm(model)
 
 
+def _cast(model: nn.Module, dtype: torch.dtype) -> nn.Module:
+    from .model import cast_for_precision
+
+    return cast_for_precision(model, dtype)
+
+
 def _build(arch: str) -> Callable[[], nn.Module]:
     def build() -> nn.Module:
         from .model import build_model
@@ -186,6 +194,7 @@ _VINET_COMMON = dict(
     postprocess=_vinet_postprocess,
     postprocess_doc=_VINET_POSTPROCESS,
     fold=_fold,
+    cast=_cast,
 )
 
 VINET = ModelFamily(

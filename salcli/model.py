@@ -16,6 +16,7 @@ Shapes at a 224x384 input, T = 32 (batch first, channels second)::
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import OrderedDict
 
@@ -41,6 +42,165 @@ def in_fp32(module: nn.Module, *inputs: torch.Tensor) -> torch.Tensor:
         return module(*(x.float() for x in inputs))
 
 
+def as_triple(v) -> tuple[int, int, int]:
+    """A 3-D size or stride as (T, H, W): one number stands for all three."""
+    return tuple(v) if isinstance(v, (tuple, list)) else (v, v, v)
+
+
+def max_pool3d(x: torch.Tensor, kernel, stride=None, padding=0, dilation=1) -> torch.Tensor:
+    """``F.max_pool3d`` of a (B, C, T, H, W) tensor, in its own dtype; the same values.
+
+    A maximum rounds nothing, so it is as exact in bf16 or fp16 as in fp32 (CPU autocast
+    would run it in fp32, with a cast up and a cast back down). On the CPU, windows of
+    stride 1 (S3D's 3x3x3 poolings) run as one max over each axis in turn (a box's
+    maximum is the maximum of its rows' maxima), each a few element-wise passes: about
+    2x faster than PyTorch's pooling kernel, which also writes an int64 index per
+    output; strided windows over several axes are faster in that kernel.
+    """
+    k, p, d = as_triple(kernel), as_triple(padding), as_triple(dilation)
+    s = k if stride is None else as_triple(stride)
+    pooled = [i for i in range(3) if k[i] > 1 or s[i] > 1]
+    separable = len(pooled) == 1 or all(s[i] == 1 for i in pooled)
+    with torch.autocast(x.device.type, enabled=False):
+        if x.device.type != "cpu" or x.dim() != 5 or x.requires_grad or not separable:
+            return F.max_pool3d(x, k, s, p, d)
+        sizes = [(x.shape[2 + i] + 2 * p[i] - d[i] * (k[i] - 1) - 1) // s[i] + 1 for i in range(3)]
+        # the axis that shrinks most first: the passes after it see less
+        for i in sorted(range(3), key=lambda i: (sizes[i] / x.shape[2 + i], -i)):
+            x = _max_along(x, 2 + i, k[i], s[i], p[i], d[i])
+        return x
+
+
+def _max_along(x: torch.Tensor, axis: int, k: int, s: int, p: int, d: int) -> torch.Tensor:
+    """Max pooling along one axis: out[i] = max over j < k of x[i*s - p + j*d], the
+    positions outside the axis left out (as padding with -inf)."""
+    if k == 1 and s == 1 and p == 0:
+        return x
+    n = x.shape[axis]
+    n_out = (n + 2 * p - d * (k - 1) - 1) // s + 1
+    full, partial = [], []  # taps: (first output, outputs, input view)
+    for j in range(k):
+        off = j * d - p  # input position of output 0
+        first = max(0, -(off // s))  # outputs whose input lies inside the axis
+        last = min(n_out - 1, (n - 1 - off) // s)
+        if first > last:
+            continue
+        index = [slice(None)] * x.dim()
+        index[axis] = slice(first * s + off, last * s + off + 1, s)
+        tap = (first, last - first + 1, x[tuple(index)])
+        (full if tap[1] == n_out else partial).append(tap)
+    shape = list(x.shape)
+    shape[axis] = n_out
+    # keep the layout: channels-last in, channels-last out
+    fmt = torch.channels_last_3d if x.stride(1) == 1 < x.shape[1] else torch.contiguous_format
+    out = torch.empty(shape, dtype=x.dtype, device=x.device, memory_format=fmt)
+    if len(full) >= 2:
+        torch.maximum(full[0][2], full[1][2], out=out)
+        full = full[2:]
+    elif full:
+        out.copy_(full.pop()[2])
+    else:
+        out.fill_(float("-inf"))
+    for first, count, tap in full + partial:
+        view = out.narrow(axis, first, count)
+        torch.maximum(view, tap, out=view)
+    return out
+
+
+class MaxPool3d(nn.MaxPool3d):
+    """``nn.MaxPool3d`` that keeps its input's dtype under autocast (see ``max_pool3d``)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.ceil_mode or self.return_indices:
+            return super().forward(x)
+        return max_pool3d(x, self.kernel_size, self.stride, self.padding, self.dilation)
+
+
+def _fused_conv_op():
+    """oneDNN's convolution with a fused element-wise op (what torch.compile uses on the
+    CPU), where this PyTorch build has it."""
+    try:
+        return torch.ops.mkldnn._convolution_pointwise.default
+    except (AttributeError, RuntimeError):
+        return None
+
+
+_FUSED_CONV = _fused_conv_op()
+HALF_DTYPES = (torch.bfloat16, torch.float16)
+_ONEDNN_CHECKS = {
+    torch.bfloat16: "_is_mkldnn_bf16_supported",  # AVX512-BF16, AMX or AVX-NE-CONVERT
+    torch.float16: "_is_mkldnn_fp16_supported",  # AVX512-FP16, AMX-FP16 or AVX-NE-CONVERT
+}
+
+
+@functools.cache
+def onednn_computes(dtype: torch.dtype) -> bool:
+    """Whether oneDNN has native CPU kernels for ``dtype`` on this machine. Without them
+    PyTorch emulates it (slowly, but correctly) and oneDNN's own primitives, such as the
+    fused convolution of ``conv3d``, refuse it."""
+    check = _ONEDNN_CHECKS.get(dtype)
+    try:
+        return check is not None and bool(getattr(torch.ops.mkldnn, check)())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def conv3d(x: torch.Tensor, conv: nn.Conv3d, *, relu: bool = False, weight=None, stride=None,
+           padding=None, dilation=None) -> torch.Tensor:  # fmt: skip
+    """``conv(x)`` (then a ReLU), with ``weight``, ``stride``, ``padding`` or ``dilation``
+    in place of the layer's own where given.
+
+    A layer stored in bf16 / fp16 (``cast_for_precision``) runs on a CPU that computes
+    that dtype natively (``onednn_computes``) as one oneDNN primitive with the ReLU
+    fused: the same values (a ReLU commutes with rounding to the dtype) and one pass less
+    over the output. Elsewhere, and in fp32, it runs as it always has.
+    """
+    w = conv.weight if weight is None else weight
+    stride = conv.stride if stride is None else stride
+    padding = conv.padding if padding is None else padding
+    dilation = conv.dilation if dilation is None else dilation
+    fuse = (
+        relu
+        and _FUSED_CONV is not None
+        and x.device.type == "cpu"
+        and w.dtype in HALF_DTYPES
+        and onednn_computes(w.dtype)
+        and conv.padding_mode == "zeros"
+        and not isinstance(padding, str)
+        and not (torch.is_grad_enabled() and (x.requires_grad or w.requires_grad))
+    )
+    if fuse:
+        return _FUSED_CONV(x.to(w.dtype), w, conv.bias, list(padding), list(stride),
+                           list(dilation), conv.groups, "relu", [], "")  # fmt: skip
+    out = F.conv3d(x, w, conv.bias, stride, padding, dilation, conv.groups)
+    return F.relu(out, inplace=True) if relu else out
+
+
+def fused_steps(seq: nn.Sequential) -> list[tuple[nn.Module, bool]]:
+    """``seq``'s modules as (module, ReLU after it) steps: a convolution that a ReLU
+    follows (past folded BatchNorms, now ``nn.Identity``) is one step with its ReLU,
+    which ``conv3d`` fuses; any other module is a step of its own."""
+    mods = [m for m in seq if not isinstance(m, nn.Identity)]
+    steps: list[tuple[nn.Module, bool]] = []
+    i = 0
+    while i < len(mods):
+        relu = (
+            isinstance(mods[i], nn.Conv3d)
+            and i + 1 < len(mods)
+            and isinstance(mods[i + 1], nn.ReLU)
+        )
+        steps.append((mods[i], relu))
+        i += 2 if relu else 1
+    return steps
+
+
+def run_sequential(seq: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+    """``seq(x)``, each convolution that a ReLU follows run with it (``conv3d``)."""
+    for module, relu in fused_steps(seq):
+        x = conv3d(x, module, relu=True) if relu else module(x)
+    return x
+
+
 # ---------------------------------------------------------------------------
 # S3D backbone
 # ---------------------------------------------------------------------------
@@ -57,6 +217,9 @@ class BasicConv3d(nn.Sequential):
                 relu=nn.ReLU(inplace=True),
             )
         )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return run_sequential(self, x)
 
 
 class SepConv3d(nn.Sequential):
@@ -91,6 +254,9 @@ class SepConv3d(nn.Sequential):
             )
         )
 
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return run_sequential(self, x)
+
 
 class InceptionBlock(nn.Module):
     """S3D's separable inception block ("Mixed_*"): four branches concatenated on channels.
@@ -108,7 +274,7 @@ class InceptionBlock(nn.Module):
             BasicConv3d(in_ch, b2[0]), SepConv3d(b2[0], b2[1], kernel=3, padding=1)
         )
         self.branch3 = nn.Sequential(
-            nn.MaxPool3d(kernel_size=3, stride=1, padding=1), BasicConv3d(in_ch, b3)
+            MaxPool3d(kernel_size=3, stride=1, padding=1), BasicConv3d(in_ch, b3)
         )
         self.out_channels = b0 + b1[1] + b2[1] + b3
 
@@ -125,16 +291,16 @@ class S3DBackbone(nn.Module):
         super().__init__()
         self.base1 = nn.Sequential(
             SepConv3d(3, 64, kernel=7, stride=2, padding=3),
-            nn.MaxPool3d(kernel_size=(1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1)),
+            MaxPool3d(kernel_size=(1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1)),
             BasicConv3d(64, 64),
             SepConv3d(64, 192, kernel=3, padding=1),
         )
-        self.maxp2 = nn.MaxPool3d(kernel_size=(1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1))
+        self.maxp2 = MaxPool3d(kernel_size=(1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1))
         self.base2 = nn.Sequential(
             InceptionBlock(192, b0=64, b1=(96, 128), b2=(16, 32), b3=32),  # Mixed_3b
             InceptionBlock(256, b0=128, b1=(128, 192), b2=(32, 96), b3=64),  # Mixed_3c
         )
-        self.maxp3 = nn.MaxPool3d(kernel_size=3, stride=2, padding=1)
+        self.maxp3 = MaxPool3d(kernel_size=3, stride=2, padding=1)
         self.base3 = nn.Sequential(
             InceptionBlock(480, b0=192, b1=(96, 208), b2=(16, 48), b3=64),  # Mixed_4b
             InceptionBlock(512, b0=160, b1=(112, 224), b2=(24, 64), b3=64),  # Mixed_4c
@@ -142,8 +308,8 @@ class S3DBackbone(nn.Module):
             InceptionBlock(512, b0=112, b1=(144, 288), b2=(32, 64), b3=64),  # Mixed_4e
             InceptionBlock(528, b0=256, b1=(160, 320), b2=(32, 128), b3=128),  # Mixed_4f
         )
-        self.maxt4 = nn.MaxPool3d(kernel_size=(2, 1, 1), stride=(2, 1, 1))
-        self.maxp4 = nn.MaxPool3d(kernel_size=(1, 2, 2), stride=(1, 2, 2))
+        self.maxt4 = MaxPool3d(kernel_size=(2, 1, 1), stride=(2, 1, 1))
+        self.maxp4 = MaxPool3d(kernel_size=(1, 2, 2), stride=(1, 2, 2))
         self.base4 = nn.Sequential(
             InceptionBlock(832, b0=256, b1=(160, 320), b2=(32, 128), b3=128),  # Mixed_5b
             InceptionBlock(832, b0=384, b1=(192, 384), b2=(48, 128), b3=128),  # Mixed_5c
@@ -229,10 +395,10 @@ class HierarchicalDecoder(nn.Module):
         )
 
     def forward(self, y0, y1, y2, y3) -> torch.Tensor:
-        z = torch.cat((self.convtsp1(y0), y1), dim=2)  # (B, 832, 12, H/16, W/16)
-        z = torch.cat((self.convtsp2(z), y2), dim=2)  # (B, 480, 20, H/8, W/8)
-        z = torch.cat((self.convtsp3(z), y3), dim=2)  # (B, 192, 20, H/4, W/4)
-        z = self.convtsp4[:-FP32_TAIL](z)  # (B, 32, 2, H, W)
+        z = torch.cat((run_sequential(self.convtsp1, y0), y1), dim=2)  # (B, 832, 12, H/16, W/16)
+        z = torch.cat((run_sequential(self.convtsp2, z), y2), dim=2)  # (B, 480, 20, H/8, W/8)
+        z = torch.cat((run_sequential(self.convtsp3, z), y3), dim=2)  # (B, 192, 20, H/4, W/4)
+        z = run_sequential(self.convtsp4[:-FP32_TAIL], z)  # (B, 32, 2, H, W)
         z = in_fp32(self.convtsp4[-FP32_TAIL:], z)  # (B, 1, 1, H, W) float32
         return z.reshape(z.shape[0], z.shape[3], z.shape[4])  # (B, H, W)
 
@@ -386,7 +552,7 @@ class AViNet(nn.Module):
         """y0 (B, 1024, 4, 7, 12), audio (B, 1024, 3, 1) -> fused (B, 1024, 4, 7, 12)."""
         b = y0.shape[0]
         if self.fusion == "bilinear":
-            v = F.max_pool3d(y0, (4, 1, 1), stride=(2, 1, 2))  # (B, 1024, 1, 7, 6)
+            v = max_pool3d(y0, (4, 1, 1), stride=(2, 1, 2))  # (B, 1024, 1, 7, 6)
             # nn.Bilinear has no autocast rule: it needs one dtype (and is cheap)
             out = in_fp32(self.bilinear, v.flatten(2), audio.flatten(2))  # (B, 1024, 336)
             return out.reshape(b, out.shape[1], *BOTTLENECK)
@@ -463,6 +629,30 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
     return model
 
 
+def cast_for_precision(model: nn.Module, dtype: torch.dtype) -> nn.Module:
+    """Store every convolution's weight and bias in ``dtype`` once (in place), for a model
+    run under ``torch.autocast(dtype=dtype)``.
+
+    Autocast computes convolutions in ``dtype`` and so casts their fp32 weights on every
+    call; cast once, the values are the same (the maps are identical) and each forward
+    pass skips a read and write of all the weights. What runs in fp32 by design keeps
+    fp32: the decoder's last ``FP32_TAIL`` layers and everything that is not a
+    convolution (AViNet's fusions, the transformer). A model cast so must run under
+    autocast (its layers then take inputs of either dtype); fp32 changes nothing.
+    """
+    if dtype == torch.float32:
+        return model
+    keep = set()  # modules that stay fp32
+    for mod in model.modules():
+        if isinstance(mod, HierarchicalDecoder):
+            keep.update(mod.convtsp4[-FP32_TAIL:].modules())
+    with torch.no_grad():
+        for mod in model.modules():
+            if isinstance(mod, (nn.Conv2d, nn.Conv3d)) and mod not in keep:
+                mod.to(dtype)
+    return model
+
+
 def build_model(arch: str) -> nn.Module:
     """A fresh, randomly initialised model: "vinet", "bilinear", "transformer", "concat",
     "soundnet" or "stavis" (the audio-visual STAViS; both variants have its keys)."""
@@ -486,4 +676,6 @@ __all__ = [
     "HierarchicalDecoder",
     "build_model",
     "fold_batchnorm",
+    "cast_for_precision",
+    "max_pool3d",
 ]

@@ -23,10 +23,12 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from .defaults import (
+    DEFAULT_BATCH_SIZE,
     DEFAULT_DEVICE,
     DEFAULT_FORMATS,
     DEFAULT_H5_DTYPE,
     DEFAULT_PRECISION,
+    DEFAULT_REUSE_BATCH_SIZE,
     DEVICES,
     FORMATS,
     FUSIONS,
@@ -145,7 +147,8 @@ class PredictOptions:
         None,
         "--batch-size",
         "-b",
-        help="Clips per forward pass [default: on CPU 8 with --reuse, 2 without; on CUDA "
+        help=f"Clips per forward pass [default: on CPU {DEFAULT_REUSE_BATCH_SIZE} with --reuse "
+        f"({2 * DEFAULT_REUSE_BATCH_SIZE} in bf16/fp16), {DEFAULT_BATCH_SIZE} without; on CUDA "
         "as many as fit in memory].",
     )
     reuse: bool | None = option(

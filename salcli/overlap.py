@@ -34,10 +34,9 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from .model import AViNet, InceptionBlock, ViNet
+from .model import AViNet, InceptionBlock, ViNet, as_triple, conv3d, fused_steps, max_pool3d
 
 CHUNK_CLIPS = 2  # clips taken together through the per-clip stages (bounds memory)
 
@@ -66,35 +65,36 @@ class Windows:
 
     def gather(self, lo: int, hi: int, fill: float = 0.0) -> torch.Tensor:
         """Positions lo ... hi - 1 of every clip: (N, C, hi - lo, H, W), channels-last;
-        ``fill`` for positions outside 0 ... n - 1 (the clip's own padding)."""
+        ``fill`` for positions outside 0 ... n - 1 (the clip's own padding). Each value
+        is copied once, straight into the result."""
         c, _, h, w = self.z.shape[1:]
-        n_clips = self.clips
-        pieces = []  # (N, t, H, W, C) each: time-major, channels last
+        out = self.z.new_empty((self.clips, hi - lo, h, w, c))  # (N, t, H, W, C)
 
-        def span(first: int, last: int) -> tuple[int, int]:
-            return max(lo, first), min(hi, last)
+        def part(first: int, last: int) -> tuple[int, int, torch.Tensor | None]:
+            t0, t1 = max(lo, first), min(hi, last)
+            return t0, t1, (out[:, t0 - lo : t1 - lo] if t0 < t1 else None)
 
-        def filled(m: int) -> torch.Tensor:
-            return self.z.new_full((n_clips, m, h, w, c), fill)
-
-        if lo < 0:
-            pieces.append(filled(min(hi, 0) - lo))
-        t0, t1 = span(0, self.a)
-        if t0 < t1:
-            pieces.append(self.left[:, :, t0:t1].permute(0, 2, 3, 4, 1))
-        t0, t1 = span(self.a, self.n - self.b)
-        if t0 < t1:
+        t0, t1, dst = part(lo, 0)
+        if dst is not None:
+            dst.fill_(fill)
+        t0, t1, dst = part(0, self.a)
+        if dst is not None:
+            dst.copy_(self.left[:, :, t0:t1].permute(0, 2, 3, 4, 1))
+        t0, t1, dst = part(self.a, self.n - self.b)
+        if dst is not None:
+            # clip j's position t is stream position base + j + step * t: a strided view
             frames = self.z[0].permute(1, 2, 3, 0)  # (L, H, W, C)
-            idx = [self._z_index(t) + j for j in range(n_clips) for t in range(t0, t1)]
-            picked = frames.index_select(0, torch.tensor(idx, device=frames.device))
-            pieces.append(picked.view(n_clips, t1 - t0, h, w, c))
-        t0, t1 = span(self.n - self.b, self.n)
-        if t0 < t1:
+            s_l, s_h, s_w, s_c = frames.stride()
+            offset = frames.storage_offset() + self._z_index(t0) * s_l
+            size = (self.clips, t1 - t0, h, w, c)
+            dst.copy_(frames.as_strided(size, (s_l, self.step * s_l, s_h, s_w, s_c), offset))
+        t0, t1, dst = part(self.n - self.b, self.n)
+        if dst is not None:
             u0, u1 = t0 - (self.n - self.b), t1 - (self.n - self.b)
-            pieces.append(self.right[:, :, u0:u1].permute(0, 2, 3, 4, 1))
-        if hi > self.n:
-            pieces.append(filled(hi - max(lo, self.n)))
-        out = pieces[0].contiguous() if len(pieces) == 1 else torch.cat(pieces, dim=1)
+            dst.copy_(self.right[:, :, u0:u1].permute(0, 2, 3, 4, 1))
+        t0, t1, dst = part(self.n, hi)
+        if dst is not None:
+            dst.fill_(fill)
         return out.permute(0, 4, 1, 2, 3)  # (N, C, hi - lo, H, W)
 
     def crop(self) -> Windows:
@@ -197,19 +197,21 @@ def _temporal(w: Windows, k: int, s: int, p: int, fill: float, op: TemporalOp) -
     return Windows(z, base2, w.step * s, n2, w.clips, a2, b2, left, right)
 
 
-def _conv(w: Windows, conv: nn.Conv3d) -> Windows:
+def _conv(w: Windows, conv: nn.Conv3d, relu: bool = False) -> Windows:
+    """A convolution over the windows (then a ReLU: every output is a whole sum)."""
     kt, st, pt = conv.kernel_size[0], conv.stride[0], conv.padding[0]
     if kt == 1 and st == 1 and pt == 0:
-        return w.map(conv)
+        return w.map(lambda x: conv3d(x, conv, relu=relu))
     if conv.dilation[0] != 1 or conv.groups != 1 or conv.padding_mode != "zeros":
         raise TypeError("overlap reuse: unsupported temporal convolution")
 
     def op(x: torch.Tensor, stride: int, dilation: int, taps: range) -> torch.Tensor:
         weight = conv.weight if len(taps) == kt else conv.weight[:, :, taps.start : taps.stop]
-        return F.conv3d(
+        return conv3d(
             x,
-            weight,
-            conv.bias,
+            conv,
+            relu=relu,
+            weight=weight,
             stride=(stride, *conv.stride[1:]),
             padding=(0, *conv.padding[1:]),
             dilation=(dilation, 1, 1),
@@ -218,22 +220,16 @@ def _conv(w: Windows, conv: nn.Conv3d) -> Windows:
     return _temporal(w, kt, st, pt, 0.0, op)
 
 
-def _triple(v) -> tuple[int, int, int]:
-    return tuple(v) if isinstance(v, (tuple, list)) else (v, v, v)
-
-
 def _maxpool(w: Windows, pool: nn.MaxPool3d) -> Windows:
-    k, s, p = _triple(pool.kernel_size), _triple(pool.stride), _triple(pool.padding)
+    k, s, p = as_triple(pool.kernel_size), as_triple(pool.stride), as_triple(pool.padding)
     if k[0] == 1 and s[0] == 1 and p[0] == 0:
         return w.map(pool)
-    if _triple(pool.dilation) != (1, 1, 1) or pool.ceil_mode:
+    if as_triple(pool.dilation) != (1, 1, 1) or pool.ceil_mode:
         raise TypeError("overlap reuse: unsupported temporal pooling")
 
     def op(x: torch.Tensor, stride: int, dilation: int, taps: range) -> torch.Tensor:
         kernel = (len(taps), *k[1:])
-        return F.max_pool3d(
-            x, kernel, stride=(stride, *s[1:]), padding=(0, *p[1:]), dilation=(dilation, 1, 1)
-        )
+        return max_pool3d(x, kernel, (stride, *s[1:]), (0, *p[1:]), (dilation, 1, 1))
 
     return _temporal(w, k[0], s[0], p[0], float("-inf"), op)
 
@@ -241,8 +237,8 @@ def _maxpool(w: Windows, pool: nn.MaxPool3d) -> Windows:
 def apply(module: nn.Module, w: Windows) -> Windows:
     """Run one backbone module over the windows of a batch."""
     if isinstance(module, nn.Sequential):  # BasicConv3d and SepConv3d are ones too
-        for child in module:
-            w = apply(child, w)
+        for child, relu in fused_steps(module):  # a ReLU after a convolution: fused
+            w = _conv(w, child, relu=True) if relu else apply(child, w)
         return w
     if isinstance(module, InceptionBlock):
         outs = [apply(branch, w) for branch in (module.branch0, module.branch1,

@@ -104,7 +104,8 @@ class Predictor:
         self.warn = on_warning or _default_warn
         self.weights_path: Path | None = None
         self.weights_sha256 = ""
-        if model is None:
+        loaded = model is None
+        if loaded:
             self.family, self.variant, model = self._load(opts)
             model = self.family.fold(model)
         else:
@@ -137,6 +138,7 @@ class Predictor:
             channels_last=opts.channels_last,
             compile=opts.compile,
             input_size=self.input_size,
+            cast=self.family.cast if loaded else None,  # a module passed in runs as given
         )
         cuda = self.engine.device.type == "cuda"
         self.gpu_resize = cuda if opts.gpu_resize is None else bool(opts.gpu_resize) and cuda

@@ -121,3 +121,36 @@ def test_folding_batchnorm_keeps_the_outputs(arch):
     with torch.inference_mode():
         args = (clip,) if arch == "vinet" else (clip, wave)
         assert torch.allclose(model(*args), folded(*args), atol=1e-5)
+
+
+# (kernel, stride, padding, dilation): S3D's poolings, the overlap module's dilated and
+# cut-down ones, AViNet(B)'s, and some that the model does not use
+POOLS = [
+    ((1, 3, 3), (1, 2, 2), (0, 1, 1), 1),
+    (3, 1, 1, 1),
+    (3, 2, 1, 1),
+    ((2, 1, 1), (2, 1, 1), 0, 1),
+    ((1, 2, 2), (1, 2, 2), 0, 1),
+    ((4, 1, 1), (2, 1, 2), 0, 1),
+    ((3, 3, 3), 1, (0, 1, 1), (2, 1, 1)),
+    ((2, 3, 3), 1, (0, 1, 1), (3, 1, 1)),
+    ((1, 3, 3), (3, 2, 2), (0, 1, 1), (4, 1, 1)),
+    ((5, 1, 1), 1, (2, 0, 0), 1),
+]
+
+
+@pytest.mark.parametrize("kernel, stride, padding, dilation", POOLS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_max_pool3d_equals_torch_bit_for_bit(kernel, stride, padding, dilation, dtype):
+    from salcli.model import max_pool3d
+
+    g = torch.Generator().manual_seed(0)
+    for shape in [(2, 5, 7, 9, 12), (1, 3, 16, 8, 10), (3, 4, 5, 7, 6)]:
+        for channels_last in (False, True):
+            x = torch.randn(shape, generator=g).to(dtype)  # (B, C, T, H, W)
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last_3d)
+            want = torch.nn.functional.max_pool3d(x, kernel, stride, padding, dilation)
+            got = max_pool3d(x, kernel, stride, padding, dilation)
+            assert got.dtype == dtype and torch.equal(got, want)
+            assert got.is_contiguous(memory_format=torch.channels_last_3d) == channels_last

@@ -13,7 +13,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from salcli import engine as E
 from salcli.defaults import DEFAULT_BATCH_SIZE, DEFAULT_REUSE_BATCH_SIZE
 from salcli.errors import UsageError
-from salcli.model import AViNet, ViNet, fold_batchnorm
+from salcli.model import AViNet, ViNet, cast_for_precision, fold_batchnorm
 from salcli.overlap import consecutive_runs, forward_windows
 from salcli.predict import Predictor
 
@@ -124,6 +124,9 @@ def test_reuse_choice_and_batch_size():
     with pytest.raises(UsageError, match="ViNet / AViNet"):
         E.resolve_reuse(True, nn.Identity(), cpu, False)
     assert E.choose_batch_size(cpu, torch.float32, reuse=True) == DEFAULT_REUSE_BATCH_SIZE
+    # 16-bit activations: twice the clips in the same memory
+    assert E.choose_batch_size(cpu, torch.bfloat16, reuse=True) == 2 * DEFAULT_REUSE_BATCH_SIZE
+    assert E.choose_batch_size(cpu, torch.bfloat16) == DEFAULT_BATCH_SIZE
     assert E.choose_batch_size(cpu, torch.float32) == DEFAULT_BATCH_SIZE
 
 
@@ -164,3 +167,18 @@ def test_reuse_is_recorded_in_the_outputs(vinet, make_video, tmp_path):
     assert result.status == "done" and result.frames == 33
     with h5py.File(tmp_path / "out" / "clip.h5") as f:
         assert f.attrs["reuse"] == "on" and f["saliency"].shape == (33, 48, 64)
+
+
+def test_windows_of_a_model_cast_to_bf16_agree_with_its_per_clip_forward():
+    """The bf16 path as predict runs it (convolutions cast once, ReLUs fused): the windows
+    give the per-clip maps up to bf16 rounding of the activations."""
+
+    model = cast_for_precision(fold_batchnorm(_randomize_norms(ViNet())), torch.bfloat16)
+    torch.manual_seed(3)
+    frames = torch.randn(1, 3, 4 + T - 1, 64, 96).contiguous(memory_format=CL)
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        want = model(_clips(frames).contiguous(memory_format=CL))
+        got = forward_windows(model, frames, T)
+    assert got.dtype == want.dtype == torch.float32 and got.shape == (4, 64, 96)
+    for a, b in zip(got, want, strict=True):
+        assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.999

@@ -3,6 +3,9 @@ bf16 fidelity, ``stride`` interpolation, the writer thread."""
 
 from __future__ import annotations
 
+import copy
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -13,7 +16,15 @@ from salcli import engine as E
 from salcli.decode import Frame
 from salcli.defaults import DEFAULT_BATCH_SIZE
 from salcli.errors import UsageError
-from salcli.model import AViNet, SoundNet8, ViNet, fold_batchnorm
+from salcli.model import (
+    FP32_TAIL,
+    AViNet,
+    MaxPool3d,
+    SoundNet8,
+    ViNet,
+    cast_for_precision,
+    fold_batchnorm,
+)
 from salcli.predict import Predictor
 from salcli.preprocess import frame_to_tensor
 from salcli.schedule import interpolate_maps, run_schedule
@@ -141,6 +152,29 @@ def test_assembled_batch_is_the_stacked_clips(channels_last):
     assert x.is_contiguous(memory_format=torch.channels_last_3d) == channels_last
 
 
+def _in_heap(address: int) -> bool:
+    """Whether ``address`` lies in the process's malloc heap (not in a mapping of its own)."""
+    with open("/proc/self/maps") as f:
+        for line in f:
+            if line.rstrip().endswith("[heap]"):
+                lo, hi = (int(v, 16) for v in line.split()[0].split("-"))
+                if lo <= address < hi:
+                    return True
+    return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc (Linux)")
+def test_a_cpu_predictor_keeps_freed_memory_for_reuse():
+    from salcli.hostmem import keep_freed_memory
+
+    Predictor(model=LastFrameBrightness(), device="cpu")
+    if not keep_freed_memory():
+        pytest.skip("the C library is not glibc")
+    assert keep_freed_memory() is True  # once per process; asking again changes nothing
+    x = torch.empty(2**24)  # 64 MiB: glibc would map it apart and unmap it when freed
+    assert _in_heap(x.data_ptr())
+
+
 def test_frame_to_tensor_on_a_named_device_is_the_same():
     rgb = np.random.default_rng(0).integers(0, 256, (50, 70, 3), dtype=np.uint8)
     assert torch.equal(frame_to_tensor(rgb, (32, 64)), frame_to_tensor(rgb, (32, 64), device="cpu"))
@@ -220,6 +254,50 @@ def test_pipeline_maps_under_half_precision_agree_with_fp32(make_video, precisio
     half = Predictor(precision=precision, **kw)
     assert half.precision == precision
     b = half.predict(video)
+    assert _cc(a, b) >= 0.999
+    assert all(m.min() == 0.0 and m.max() == 1.0 and _levels(m) > 256 for m in b)
+
+
+@pytest.mark.parametrize("arch", ARCH_AT_SMALL_INPUT)
+def test_model_cast_once_gives_the_autocast_maps(small_models, arch):
+    """Convolutions stored in bf16 compute what autocast computes from fp32 weights (it
+    casts them on every call); the fp32 tail keeps fp32."""
+    model = fold_batchnorm(copy.deepcopy(small_models[arch]))
+    cast = cast_for_precision(copy.deepcopy(model), torch.bfloat16)
+    vinet = cast if arch == "vinet" else cast.visual_model
+    assert vinet.backbone.base1[0].conv_s.weight.dtype == torch.bfloat16
+    assert all(p.dtype == torch.float32 for p in vinet.decoder.convtsp4[-FP32_TAIL:].parameters())
+    if arch == "transformer":  # not a convolution: autocast handles it
+        assert cast.transformer.transformer_encoder.layers[0].norm1.weight.dtype == torch.float32
+    clip = torch.randn(2, 3, 32, *SMALL_INPUT, generator=torch.Generator().manual_seed(2))
+    args = (clip,) if arch == "vinet" else (clip, 0.1 * torch.randn(2, 1, 70560, 1))
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        want = model(*args)
+        got = cast(*args)
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got, want, rtol=0, atol=0)
+    assert cast_for_precision(model, torch.float32) is model  # fp32: nothing to do
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+
+
+def test_max_pooling_keeps_the_half_dtype_under_autocast():
+    x = torch.randn(2, 8, 6, 10, 12).to(torch.bfloat16)  # (B, C, T, H, W)
+    pool = MaxPool3d(kernel_size=3, stride=(1, 2, 2), padding=1)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = pool(x)
+        plain = torch.nn.functional.max_pool3d(x, 3, (1, 2, 2), 1)  # autocast: fp32
+    assert out.dtype == torch.bfloat16 and plain.dtype == torch.float32
+    assert torch.equal(out.float(), plain)  # a maximum rounds nothing
+
+
+def test_loaded_checkpoint_runs_cast_and_agrees_with_fp32(vinet_checkpoint, make_video):
+    video = make_video(n_frames=3, size=(48, 64))
+    kw = dict(device="cpu", input_size=SMALL_INPUT)
+    fp32 = Predictor(vinet_checkpoint, precision="fp32", **kw)
+    bf16 = Predictor(vinet_checkpoint, precision="bf16", **kw)
+    assert fp32.model.backbone.base1[0].conv_s.weight.dtype == torch.float32
+    assert bf16.model.backbone.base1[0].conv_s.weight.dtype == torch.bfloat16
+    a, b = fp32.predict(video), bf16.predict(video)
     assert _cc(a, b) >= 0.999
     assert all(m.min() == 0.0 and m.max() == 1.0 and _levels(m) > 256 for m in b)
 

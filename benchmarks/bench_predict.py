@@ -1,21 +1,30 @@
 """salcli predict against a re-enactment of the authors' procedure, on the same input.
 
     .venv/bin/python benchmarks/bench_predict.py [--video PATH] [--frames 36]
-        [--size 360x640] [--input-size 224x384] [--batch-sizes 1,2,8] [--weights PATH]
+        [--size 360x640] [--input-size 224x384] [--batch-sizes 1,2,8,16] [--weights PATH]
+        [--rounds 1]
     .venv/bin/python benchmarks/bench_predict.py --memory [--frames 600,60]
 
 Reports, each phase in its own process (so peak RSS is its own):
 
 - salcli with its default settings (precision, layout, batch size, the writer thread)
   except ``--warmup reference``, so that the first 31 maps are comparable: video file ->
-  8-bit PNG maps; maps/s, s/map, peak RSS;
+  8-bit PNG maps; maps/s, s/map, peak RSS; the checkpoint is loaded from a file, as the
+  CLI loads it (BatchNorm folded, convolutions cast for the precision);
+- the same in fp32 where the defaults chose another precision: salcli's own fp32 maps;
 - the authors' procedure (benchmarks/authors_pipeline.py: JPEG frames, PIL resize,
   one fp32 clip per frame at batch 1): JPEG files -> 8-bit PNG maps (frame extraction
   timed apart and not counted); maps/s, s/map, peak RSS;
-- the ratio of the two rates, and the per-frame CC of salcli's maps against the fp32
-  maps (mean and minimum);
-- model-only throughput (fp32 as the authors run it; salcli's precision and layout,
-  clip by clip and with overlap reuse over consecutive clips) at each batch size.
+- with ``--rounds`` R > 1, the three end-to-end phases run R times, alternated, and the
+  best of each counts (each round's s/map and load average are printed): on a shared
+  machine a busy spell then hits every phase instead of one;
+- the ratio of the two rates, and the per-frame CC of salcli's maps against salcli's
+  own fp32 maps and against the authors' (mean and minimum);
+- the machine's convolution rates in fp32 and bf16 (a representative 1x3x3 and 3x1x1
+  Conv3d, channels-last), and model-only throughput (fp32 as the authors run it;
+  salcli's precision and layout, clip by clip and with overlap reuse over consecutive
+  clips) at each batch size, with the FLOPs of a map, the rate they are done at and its
+  share of the machine's convolution rate in that precision.
 
 ``--memory`` instead runs salcli (png + h5 outputs) on generated videos of each length
 in ``--frames`` at a small size, and reports peak RSS per length.
@@ -43,8 +52,10 @@ import torch
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path[:0] = [str(HERE), str(ROOT), str(ROOT / "tests")]
+from salcli.defaults import CLIP_LEN  # noqa: E402
 
 MANIFEST = ROOT / "tests" / "data" / "vinet.keys.json"
+T = CLIP_LEN  # frames per ViNet clip
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -70,6 +81,19 @@ def _model(weights: str | None) -> torch.nn.Module:
     return model
 
 
+def checkpoint_file(folder: str | Path, weights: str | None = None) -> Path:
+    """``weights``, or the deterministic ViNet checkpoint written into ``folder``: a file
+    that ``Predictor`` loads as the CLI does (BatchNorm folded, cast to the precision)."""
+    if weights:
+        return Path(weights)
+    from salcli.testing import deterministic_state_dict, load_manifest
+
+    path = Path(folder) / "ViNet_deterministic.pt"
+    if not path.is_file():
+        torch.save(deterministic_state_dict(load_manifest(MANIFEST)), path)
+    return path
+
+
 def _read_pngs(folder: Path) -> np.ndarray:
     import cv2
 
@@ -84,14 +108,14 @@ def phase_salcli(args) -> dict:
     from salcli.predict import Predictor
 
     opts = json.loads(args.options or "{}")
+    out = Path(args.out)
     p = Predictor(
-        model=_model(args.weights),
+        checkpoint_file(out.parent, args.weights),  # loaded as the CLI loads a file
         device="cpu",
         input_size=_size(args.input_size),
         warmup=opts.pop("warmup", "reference"),
         **opts,
     )
-    out = Path(args.out)
     started = time.perf_counter()
     cpu0 = time.process_time()
     result = p.write(args.video, out, args.formats.split(","))
@@ -124,48 +148,110 @@ def phase_authors(args) -> dict:
     }
 
 
+# Representative convolutions of the model (Mixed_3c's separable branch at 224x384,
+# 2 clips): (in, out, kernel, padding, (B, T, H, W) of the input).
+CONV_PROBES = {
+    "1x3x3": (128, 192, (1, 3, 3), (0, 1, 1), (2, 16, 28, 48)),
+    "3x1x1": (192, 192, (3, 1, 1), (1, 0, 0), (2, 16, 28, 48)),
+}
+FLOP_INPUT = (64, 96)  # (H, W) at which FLOPs are counted, then scaled by area (exact:
+# every layer's size is the input's divided by a power of 2 up to 32)
+
+
+def conv_rates(repeats: int) -> dict[str, dict[str, float]]:
+    """GFLOP/s of the representative convolutions per precision, channels-last."""
+    import torch.nn.functional as F
+
+    from salcli.engine import CHANNELS_LAST
+
+    rates: dict[str, dict[str, float]] = {}
+    for precision, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        rates[precision] = {}
+        for name, (cin, cout, k, pad, (b, t, h, w)) in CONV_PROBES.items():
+            x = torch.randn(b, cin, t, h, w).to(dtype).contiguous(memory_format=CHANNELS_LAST)
+            wt = (0.05 * torch.randn(cout, cin, *k)).to(dtype)
+            wt = wt.contiguous(memory_format=CHANNELS_LAST)
+            with torch.inference_mode():
+                y = F.conv3d(x, wt, padding=pad)  # warm-up
+                best = float("inf")
+                for _ in range(max(3, repeats)):
+                    t0 = time.perf_counter()
+                    F.conv3d(x, wt, padding=pad)
+                    best = min(best, time.perf_counter() - t0)
+            flop = 2 * y.numel() * cin * k[0] * k[1] * k[2]
+            rates[precision][name] = flop / best / 1e9
+    return rates
+
+
+def gflop_per_map(model: torch.nn.Module, clips: int, reuse: bool, size) -> float:
+    """FLOPs of one map, clip by clip or with overlap reuse over ``clips`` clips."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from salcli.overlap import forward_windows
+
+    h, w = FLOP_INPUT
+    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+        if reuse:
+            forward_windows(model, torch.randn(1, 3, clips + T - 1, h, w), T)
+        else:
+            model(torch.randn(clips, 3, T, h, w))
+    return counter.get_total_flops() / clips * (size[0] * size[1]) / (h * w) / 1e9
+
+
+def _best(run, repeats: int) -> float:
+    best = float("inf")
+    with torch.inference_mode():
+        run()  # warm-up (primitive creation)
+        for _ in range(repeats):
+            t = time.perf_counter()
+            run()
+            best = min(best, time.perf_counter() - t)
+    return best
+
+
 def phase_model(args) -> dict:
-    from salcli.model import fold_batchnorm
-    from salcli.predict import CHANNELS_LAST, Predictor
+    from salcli.engine import CHANNELS_LAST
+    from salcli.predict import Predictor
 
     h, w = _size(args.input_size)
-    # as Predictor prepares a loaded checkpoint: BatchNorm folded into the convolutions
-    p = Predictor(model=fold_batchnorm(_model(args.weights)), device="cpu", input_size=(h, w))
-    fp32 = _model(args.weights)
+    batches = [int(x) for x in args.batch_sizes.split(",")]
     rows = []
-    for b in [int(x) for x in args.batch_sizes.split(",")]:
-        x = torch.randn(b, 3, 32, h, w)
+    # the authors' layout and precision, timed before a Predictor sets up this process
+    fp32 = _model(args.weights)
+    clip_gflop = gflop_per_map(fp32, 1, False, (h, w))  # clip by clip: the same at any batch
+    if 1 in batches:
+        x = torch.randn(1, 3, T, h, w)
+        s = _best(lambda: fp32(x), args.repeats)
+        rows.append({"setting": "authors fp32", "batch": 1, "s_per_map": s, "gflop": clip_gflop})
+    # as predict runs a loaded checkpoint: BatchNorm folded, cast for the precision
+    p = Predictor(checkpoint_file(args.out, args.weights), device="cpu", input_size=(h, w))
+    for b in batches:
+        x = torch.randn(b, 3, T, h, w)
         xc = x.contiguous(memory_format=CHANNELS_LAST) if p.channels_last else x
-        frames = torch.randn(1, 3, b + 31, h, w)  # the b clips of b + 31 consecutive frames
+        frames = torch.randn(1, 3, b + T - 1, h, w)  # the b clips of b + T - 1 frames
         frames = frames.contiguous(memory_format=CHANNELS_LAST) if p.channels_last else frames
         setting = f"salcli {p.precision}{' cl3d' if p.channels_last else ''}"
-        for name, run in (
-            ("authors fp32", lambda x=x: fp32(x)),
-            (setting, lambda xc=xc: p._forward(xc, None)),
-            (f"{setting} reuse", lambda f=frames: p._forward_windows(f, None)),
+        for name, reuse, run in (
+            (setting, False, lambda xc=xc: p.engine.forward(xc)),
+            (f"{setting} reuse", True, lambda f=frames: p.engine.forward_stream(f, T)),
         ):
-            if name.startswith("authors") and b != 1 or name.endswith("reuse") and b == 1:
+            if reuse and b == 1:
                 continue
-            best = float("inf")
-            with torch.inference_mode():
-                run()  # warm-up (primitive creation)
-                for _ in range(args.repeats):
-                    t = time.perf_counter()
-                    run()
-                    best = min(best, time.perf_counter() - t)
-            rows.append({"setting": name, "batch": b, "s_per_map": best / b})
-    return {"rows": rows}
+            s = _best(run, args.repeats) / b
+            gflop = gflop_per_map(fp32, b, True, (h, w)) if reuse else clip_gflop
+            rows.append({"setting": name, "batch": b, "s_per_map": s, "gflop": gflop})
+    return {"rows": rows, "precision": p.precision, "conv_rates": conv_rates(args.repeats)}
 
 
 PHASES = {"salcli": phase_salcli, "authors": phase_authors, "model": phase_model}
 
 
-def _child(phase: str, args, **extra) -> dict:
+def _child(phase: str, args, options: str | None = None, **extra) -> dict:
     cmd = [sys.executable, __file__, "--phase", phase, "--input-size", args.input_size]
     if args.weights:
         cmd += ["--weights", args.weights]
-    if args.options and phase == "salcli":
-        cmd += ["--options", args.options]
+    if options:
+        cmd += ["--options", options]
     for k, v in extra.items():
         cmd += [f"--{k.replace('_', '-')}", str(v)]
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
@@ -190,11 +276,26 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    from salcli.predict import cpu_has_native_bf16
+    from salcli.engine import cpu_has_native_bf16
 
     return (
         f"{model}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads, native bf16: {cpu_has_native_bf16()}"
+    )
+
+
+def _e2e_line(name: str, r: dict) -> str:
+    rate = r["frames"] / r["seconds"]
+    return (
+        f"{name} ({r['precision']}, channels-last {r['channels_last']}, reuse {r['reuse']}, "
+        f"batch {r['batch_size']}): {r['frames']} maps in {r['seconds']:.1f} s = "
+        f"{rate:.3f} maps/s, {1 / rate:.3f} s/map, peak RSS {r['peak_rss_mib']:.0f} MiB"
+    )
+
+
+def _rounds_line(runs: list[dict]) -> str:
+    return "  rounds: " + ", ".join(
+        f"{r['seconds'] / r['frames']:.3f} s/map (load {r['load']:.1f})" for r in runs
     )
 
 
@@ -206,37 +307,74 @@ def main_compare(args) -> None:
         video = args.video or str(
             write_video(tmp / "bench.mp4", n_frames=int(args.frames), size=_size(args.size))
         )
-        print(f"machine: {machine()}")
-        print(f"input: {video}, model input {args.input_size}")
-        ours = _child("salcli", args, video=video, out=tmp / "salcli", formats="png")
-        theirs = _child("authors", args, video=video, out=tmp / "authors")
+        print(f"machine: {machine()}; load average {os.getloadavg()[0]:.2f} at the start")
+        print(f"input: {video}, model input {args.input_size}, {args.rounds} round(s)")
+        fp32_opts = json.dumps({**json.loads(args.options or "{}"), "precision": "fp32"})
+        runs: dict[str, list[dict]] = {"ours": [], "authors": [], "fp32": []}
+        for r in range(args.rounds):  # alternated, so that a busy spell hits every phase
+            for key, phase, opts in (
+                ("ours", "salcli", args.options),
+                ("authors", "authors", None),
+                ("fp32", "salcli", fp32_opts),
+            ):
+                if key == "fp32" and runs["ours"][0]["precision"] == "fp32":
+                    continue  # the defaults are fp32 already
+                load = os.getloadavg()[0]
+                out = tmp / f"{key}{r}"
+                run = _child(phase, args, opts, video=video, out=out, formats="png")
+                runs[key].append({**run, "load": load})
+        runs["fp32"] = runs["fp32"] or runs["ours"]
+        ours, theirs, fp32 = (min(v, key=lambda x: x["seconds"]) for v in runs.values())
         a = _read_pngs(Path(ours["maps_dir"]))
-        b = _read_pngs(Path(theirs["maps_dir"]))
-        cc = _cc(a, b)
+        cc_own = _cc(a, _read_pngs(Path(fp32["maps_dir"])))
+        cc_authors = _cc(a, _read_pngs(Path(theirs["maps_dir"])))
         rate_ours = ours["frames"] / ours["seconds"]
         rate_theirs = theirs["frames"] / theirs["seconds"]
-        print(
-            f"salcli  ({ours['precision']}, channels-last {ours['channels_last']}, "
-            f"reuse {ours['reuse']}, batch {ours['batch_size']}): "
-            f"{ours['frames']} maps in {ours['seconds']:.1f} s = "
-            f"{rate_ours:.3f} maps/s, {1 / rate_ours:.3f} s/map, "
-            f"peak RSS {ours['peak_rss_mib']:.0f} MiB"
-        )
+        best = " (best of the rounds)" if args.rounds > 1 else ""
+        print(_e2e_line("salcli defaults", ours) + best)
+        if args.rounds > 1:
+            print(_rounds_line(runs["ours"]))
+        if ours["precision"] != "fp32":
+            print(_e2e_line("salcli fp32    ", fp32) + best)
+            if args.rounds > 1:
+                print(_rounds_line(runs["fp32"]))
         print(
             f"authors (fp32, batch 1): {theirs['frames']} maps in {theirs['seconds']:.1f} s = "
             f"{rate_theirs:.3f} maps/s, {1 / rate_theirs:.3f} s/map, "
             f"peak RSS {theirs['peak_rss_mib']:.0f} MiB "
-            f"(+ {theirs['extract_seconds']:.1f} s extracting JPEGs, not counted)"
+            f"(+ {theirs['extract_seconds']:.1f} s extracting JPEGs, not counted){best}"
         )
+        if args.rounds > 1:
+            print(_rounds_line(runs["authors"]))
         print(f"ratio salcli/authors: {rate_ours / rate_theirs:.2f}x")
-        print(f"CC vs fp32 maps (8-bit both): mean {cc.mean():.6f}, min {cc.min():.6f}")
+        print(
+            f"CC vs salcli's fp32 maps (8-bit both): mean {cc_own.mean():.6f}, "
+            f"min {cc_own.min():.6f}"
+        )
+        print(
+            f"CC vs the authors' maps (8-bit both, their JPEG frames): "
+            f"mean {cc_authors.mean():.6f}, min {cc_authors.min():.6f}"
+        )
         if not args.skip_model:
-            model = _child("model", args, batch_sizes=args.batch_sizes, repeats=args.repeats)
-            print("model only:")
+            model = _child(
+                "model", args, batch_sizes=args.batch_sizes, repeats=args.repeats, out=tmp
+            )
+            rates = model["conv_rates"]
+            mean_rate = {k: sum(v.values()) / len(v) for k, v in rates.items()}
+            probes = ", ".join(
+                f"{prec} " + " / ".join(f"{name} {r:.0f}" for name, r in v.items())
+                for prec, v in rates.items()
+            )
+            print(f"convolution rates (GFLOP/s, channels-last, Mixed_3c at 2 clips): {probes}")
+            print("model only (GFLOP/map; its rate; share of the convolution rate):")
             for row in model["rows"]:
+                prec = "fp32" if row["setting"].startswith("authors") else model["precision"]
+                gflops = row["gflop"] / row["s_per_map"]
                 print(
                     f"  {row['setting']:<24} batch {row['batch']:>2}: "
-                    f"{row['s_per_map']:.3f} s/map, {1 / row['s_per_map']:.3f} maps/s"
+                    f"{row['s_per_map']:.3f} s/map, {1 / row['s_per_map']:.3f} maps/s; "
+                    f"{row['gflop']:.0f} GFLOP/map, {gflops:.0f} GFLOP/s = "
+                    f"{gflops / mean_rate[prec]:.0%} of {prec}'s"
                 )
 
 
@@ -249,7 +387,9 @@ def main_memory(args) -> None:
         print(f"machine: {machine()}")
         for n in lengths:
             video = write_video(tmp / f"v{n}.mp4", n_frames=n, size=_size(args.size))
-            r = _child("salcli", args, video=video, out=tmp / f"out{n}", formats="png,h5")
+            r = _child(
+                "salcli", args, args.options, video=video, out=tmp / f"out{n}", formats="png,h5"
+            )
             print(
                 f"{n:>6} frames ({args.size}, model input {args.input_size}): "
                 f"{r['seconds']:.1f} s, peak RSS {r['peak_rss_mib']:.0f} MiB"
@@ -262,7 +402,10 @@ def main() -> None:
     ap.add_argument("--frames", default=None, help="frames of the generated video(s)")
     ap.add_argument("--size", default=None, help="HxW of the generated video")
     ap.add_argument("--input-size", default=None, help="HxW of the model input")
-    ap.add_argument("--batch-sizes", default="1,2,8", help="model-only batch sizes")
+    ap.add_argument("--batch-sizes", default="1,2,8,16", help="model-only batch sizes")
+    ap.add_argument(
+        "--rounds", type=int, default=1, help="end-to-end runs of each phase, alternated (best of)"
+    )
     ap.add_argument("--repeats", type=int, default=2, help="model-only timings (best of)")
     ap.add_argument("--weights", help="a ViNet checkpoint (default: deterministic)")
     ap.add_argument("--memory", action="store_true", help="peak RSS against video length")

@@ -34,7 +34,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+sys.path[:0] = [str(HERE), str(ROOT), str(ROOT / "tests")]
+from bench_predict import checkpoint_file, machine  # noqa: E402
+
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # Ray on 127.0.0.1 only
 
 TINY_FRAMES = 8  # frames of an overhead video
@@ -125,18 +127,6 @@ def _corpus(folder: Path, n: int, frames: int, size: tuple[int, int]) -> Path:
     return folder
 
 
-def _machine() -> str:
-    model = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{model}, {os.cpu_count()} cores"
-
-
 def _row(label: str, r: dict) -> str:
     total = r["startup"] + r["videos"]
     return (
@@ -163,18 +153,12 @@ def main() -> None:
         args.mode = args.phase
         _phase(args)
         return
-    import torch
 
     with tempfile.TemporaryDirectory(prefix="bench-cluster-") as tmp:
         tmp = Path(tmp)
-        if args.weights is None:
-            from salcli.testing import deterministic_state_dict, load_manifest
-
-            args.weights = tmp / "vinet.pt"
-            manifest = load_manifest(ROOT / "tests" / "data" / "vinet.keys.json")
-            torch.save(deterministic_state_dict(manifest), args.weights)
+        args.weights = checkpoint_file(tmp, args.weights)
         cores = os.cpu_count() or 1
-        print(f"machine: {_machine()}; torch {torch.__version__}")
+        print(f"machine: {machine()}")
         print(f"throughput: {args.videos} videos x {args.frames} frames, "
               f"{VIDEO_SIZE[0]}x{VIDEO_SIZE[1]}, input {args.input_size}, fp32, -f h5")  # fmt: skip
         folder = _corpus(tmp / "corpus", args.videos, args.frames, VIDEO_SIZE)

@@ -5,33 +5,22 @@ stride 1, salcli's defaults otherwise (overlap reuse at stride 1, clip by clip a
         [--precision auto] [--size 224x384]
 
 A synthetic 360x640 H.264 clip (a bright blob moving over texture) and ViNet with
-deterministic weights (the reference fill rule). Prints figures; asserts nothing.
+deterministic weights (the reference fill rule), loaded from a file as the CLI loads
+one. Prints figures; asserts nothing.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-MANIFEST = ROOT / "tests" / "data" / "vinet.keys.json"
-
-
-def _vinet() -> torch.nn.Module:
-    from salcli.model import ViNet, fold_batchnorm
-    from salcli.testing import deterministic_state_dict, load_manifest
-
-    model = ViNet().eval()
-    model.load_state_dict(deterministic_state_dict(load_manifest(MANIFEST)))
-    return fold_batchnorm(model)  # as predict runs a loaded checkpoint
 
 
 def main() -> None:
@@ -42,22 +31,19 @@ def main() -> None:
     ap.add_argument("--size", default="224x384")
     args = ap.parse_args()
     sys.path[:0] = [str(HERE), str(ROOT / "tests")]
+    from bench_predict import checkpoint_file, machine
     from conftest import write_video
 
     import salcli
-    from salcli.engine import cpu_has_native_bf16
 
-    print(
-        f"machine: {os.cpu_count()} CPUs, torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads, native bf16: {cpu_has_native_bf16()}"
-    )
-    model = _vinet()
+    print(f"machine: {machine()}")
     with tempfile.TemporaryDirectory() as tmp:
+        weights = checkpoint_file(tmp)  # loaded as the CLI loads a file
         video = write_video(Path(tmp) / "clip.mp4", n_frames=args.frames, size=(360, 640),
                             codec="libx264")  # fmt: skip
         base = None
         for k in (int(v) for v in args.strides.split(",")):
-            p = salcli.Predictor(model=model, stride=k, precision=args.precision,
+            p = salcli.Predictor(weights, stride=k, precision=args.precision,
                                  input_size=args.size, device="cpu")  # fmt: skip
             start = time.perf_counter()
             maps = p.predict(video)

@@ -82,6 +82,9 @@ def _say(message: str) -> None:
 class _Progress:
     """A per-video progress bar (frames, frames/s, ETA) on a terminal."""
 
+    label = "{task.description}"  # the bar's columns: label, bar, n/total, fields, ETA
+    fields: tuple[str, ...] = ("{task.fields[rate]} frames/s",)
+
     def __init__(self, enabled: bool):
         self.enabled = enabled
         self._progress = None
@@ -98,17 +101,21 @@ class _Progress:
             )
 
             self._progress = Progress(
-                TextColumn("{task.description}"),
+                TextColumn(self.label),
                 BarColumn(),
                 MofNCompleteColumn(),
-                TextColumn("{task.fields[rate]} frames/s"),
+                *(TextColumn(text) for text in self.fields),
                 TimeRemainingColumn(),
                 console=Console(stderr=True),
                 transient=True,
             )
             self._progress.__enter__()
             _LIVE.append(self._progress)
+            self.started(self._progress)
         return self
+
+    def started(self, progress) -> None:
+        """Called once the bar is live (a corpus bar adds its one task)."""
 
     def __exit__(self, *exc):
         if self._progress is not None:
@@ -138,31 +145,11 @@ class _CorpusProgress(_Progress):
     """A run on a Ray cluster: one bar over the corpus (videos finished of all; done,
     failed and running; maps/s; ETA), fed by ``ClusterStatus`` updates."""
 
-    def __enter__(self):
-        if self.enabled:
-            from rich.console import Console
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeRemainingColumn,
-            )
+    label = "videos"
+    fields = ("{task.fields[states]}", "{task.fields[rate]} maps/s")
 
-            self._progress = Progress(
-                TextColumn("videos"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("{task.fields[states]}"),
-                TextColumn("{task.fields[rate]} maps/s"),
-                TimeRemainingColumn(),
-                console=Console(stderr=True),
-                transient=True,
-            )
-            self._progress.__enter__()
-            self._task = self._progress.add_task("videos", total=None, states="", rate="-")
-            _LIVE.append(self._progress)
-        return self
+    def started(self, progress) -> None:
+        self._task = progress.add_task("videos", total=None, states="", rate="-")
 
     def update(self, status) -> None:
         if self._progress is None:

@@ -10,12 +10,11 @@ import cv2
 import numpy as np
 import pytest
 import torch
-import typer
 from test_datasets import make_av_dataset
 from typer.testing import CliRunner
 
 from salcli import evaluate as E
-from salcli.cli_evaluate import register
+from salcli.cli import app
 from salcli.errors import UsageError
 from salcli.families import STAVIS, VINET
 
@@ -117,17 +116,6 @@ def test_options_reach_the_predictor_factory(diem):
 # --- the real network, tamed published-format checkpoints ------------------------------
 
 
-def _app():
-    app = typer.Typer()
-    register(app)
-
-    @app.callback()
-    def main() -> None:  # a group, so that `evaluate` is a subcommand as in salcli
-        pass
-
-    return app
-
-
 @pytest.fixture(scope="module")
 def split_weights(stavis_checkpoint, tmp_path_factory):
     """audiovisual_split{1,2,3}_save_60.pth: splits 1 and 3 the tamed checkpoint, split 2
@@ -148,7 +136,7 @@ def test_diem_per_split_as_the_paper(split_weights, tmp_path):
     make_av_dataset(root, "DIEM", {"film": n})
     template = str(split_weights / "audiovisual_split{split}_save_60.pth")
     out = tmp_path / "scores.json"
-    r = CliRunner().invoke(_app(), [
+    r = CliRunner().invoke(app, [
         "evaluate", "--dataset", "diem", "--root", str(root), "--split", "all",
         "--weights", template, "--audio", "--warmup", "reference", "--precision", "fp32",
         "--metrics", ",".join(METRICS), "--json", str(out), "--quiet",

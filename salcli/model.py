@@ -62,7 +62,8 @@ def max_pool3d(x: torch.Tensor, kernel, stride=None, padding=0, dilation=1) -> t
     pooled = [i for i in range(3) if k[i] > 1 or s[i] > 1]
     separable = len(pooled) == 1 or all(s[i] == 1 for i in pooled)
     with torch.autocast(x.device.type, enabled=False):
-        if x.device.type != "cpu" or x.dim() != 5 or x.requires_grad or not separable:
+        compiling = torch.compiler.is_compiling()  # out= views break its graphs
+        if x.device.type != "cpu" or x.dim() != 5 or x.requires_grad or not separable or compiling:
             return F.max_pool3d(x, k, s, p, d)
         sizes = [(x.shape[2 + i] + 2 * p[i] - d[i] * (k[i] - 1) - 1) // s[i] + 1 for i in range(3)]
         # the axis that shrinks most first: the passes after it see less
@@ -162,6 +163,7 @@ def conv3d(x: torch.Tensor, conv: nn.Conv3d, *, relu: bool = False, weight=None,
     fuse = (
         relu
         and _FUSED_CONV is not None
+        and not torch.compiler.is_compiling()  # torch.compile fuses on its own
         and x.device.type == "cpu"
         and w.dtype in HALF_DTYPES
         and onednn_computes(w.dtype)

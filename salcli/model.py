@@ -595,7 +595,7 @@ class AViNet(nn.Module):
 
 
 @torch.no_grad()
-def _fold(conv: nn.Conv3d | nn.Conv2d, bn: nn.Module) -> bool:
+def fold_conv_bn(conv: nn.Conv3d | nn.Conv2d, bn: nn.Module) -> bool:
     """conv <- bn(conv(.)) in eval mode: scale the weights, shift the bias.
 
     False (and nothing done) when ``bn`` is not a BatchNorm: already folded."""
@@ -626,7 +626,7 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
         elif isinstance(mod, SoundNet8):
             pairs += [(mod, f"conv{i}", f"batchnorm{i}") for i in range(1, len(mod.LAYERS) + 1)]
     for mod, conv, norm in pairs:
-        if _fold(getattr(mod, conv), getattr(mod, norm)):
+        if fold_conv_bn(getattr(mod, conv), getattr(mod, norm)):
             setattr(mod, norm, nn.Identity())
     return model
 

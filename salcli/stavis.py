@@ -68,7 +68,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import WeightsError
-from .model import SoundNet8
+from .model import SoundNet8, fold_conv_bn
 
 # --- configuration of the published test scripts --------------------------------------
 CLIP_LEN = 16  # frames per clip
@@ -439,25 +439,13 @@ class Stavis(nn.Module):
 # ---------------------------------------------------------------------------
 
 
-@torch.no_grad()
-def _fold_into(conv: nn.Conv3d | nn.Conv2d, bn: nn.Module) -> bool:
-    """conv <- bn(conv(.)) in eval mode; False (nothing done) when ``bn`` is no BatchNorm."""
-    if not isinstance(bn, nn.modules.batchnorm._BatchNorm):
-        return False
-    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)  # (C_out,)
-    conv.weight.mul_(scale.view((-1,) + (1,) * (conv.weight.dim() - 1)))
-    bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
-    conv.bias = nn.Parameter((bias - bn.running_mean) * scale + bn.bias)
-    return True
-
-
 def fold_batchnorm(model: Stavis) -> Stavis:
     """Fold every BatchNorm of ``model`` into the convolution before it, in place, for
     inference (eval mode): the same outputs up to float rounding, one pass over each
     trunk activation less. The state_dict then no longer has the published keys.
     Folding twice changes nothing."""
     for parent, conv, norm in model.conv_bn_pairs():
-        if _fold_into(getattr(parent, conv), getattr(parent, norm)):
+        if fold_conv_bn(getattr(parent, conv), getattr(parent, norm)):
             setattr(parent, norm, nn.Identity())
     return model
 

@@ -87,6 +87,10 @@ def tamed(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v * 2.0 ** TAMING[k] if k in TAMING else v for k, v in state_dict.items()}
 
 
+PUBLISHED_TOLERANCE = 1e-4  # the reference README's, fp32 on the CPU
+FOLDED_TOLERANCE = 1.5e-4  # with BatchNorm folded (see test_golden_parity)
+
+
 def relative_error(a: np.ndarray, b: np.ndarray) -> float:
     """max |a - b| / max(1, |b|): the reference README's tolerance measure."""
     return float((np.abs(a - b) / np.maximum(1.0, np.abs(b))).max())
@@ -142,14 +146,19 @@ def test_golden_parity(models, audiovisual):
         logits = models[audiovisual].logits(clip, audio)
         saliency = models[audiovisual](clip, audio)
     assert logits.shape == expected.shape == (1, 1, 112, 112)
-    assert relative_error(logits.numpy(), expected) <= 1e-4
+    assert relative_error(logits.numpy(), expected) <= PUBLISHED_TOLERANCE
     assert saliency.shape == (1, 112, 112) and saliency.dtype == torch.float32
     torch.testing.assert_close(saliency, torch.sigmoid(logits[:, 0]))
-    # folding BatchNorm (as predict runs a loaded model) keeps the parity
+    # folding BatchNorm (as predict runs a loaded model) adds only its convolutions' own
+    # rounding: with oneDNN's AVX2 kernels (a CPU without AVX-512) fp32 alone is already
+    # 9.4e-5 from fp64 on the visual logits, and the folded model measured 1.08e-4 from
+    # the expected ones there (5.4e-5 with AVX-512 kernels); hence the 1.5e-4 here
     folded = fold_batchnorm(copy.deepcopy(models[audiovisual]))
     assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in folded.modules())
     with torch.inference_mode():
-        assert relative_error(folded.logits(clip, audio).numpy(), expected) <= 1e-4
+        got = folded.logits(clip, audio).numpy()
+    assert relative_error(got, expected) <= FOLDED_TOLERANCE
+    assert relative_error(got, logits.numpy()) <= PUBLISHED_TOLERANCE  # folded vs not
 
 
 def test_folding_batchnorm_is_exact_up_to_rounding(tamed_models):

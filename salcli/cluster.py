@@ -44,7 +44,7 @@ from typing import Any
 
 from . import errors
 from .errors import ClusterError, InputError, SalcliError, UsageError, one_line, os_reason
-from .families import FAMILIES
+from .families import family_of
 from .inputs import Job
 from .options import RAY_LOCAL, ClusterOptions, OptionError, PredictOptions
 from .predict import Predictor, VideoResult
@@ -253,7 +253,7 @@ class VideoWorker:
             # (``Predictor.settings``), so the driver gets both kinds (the root is a folder)
             "settings": {"file": p.settings(None), "folder": p.settings(Path(os.sep))},
             "label": p.variant.label,
-            "family": p.family.name,
+            "variant": p.variant.name,
             "warmup": p.warmup,
             "weights": str(p.weights_path or ""),
             "device": p.device.type,
@@ -777,9 +777,9 @@ class ClusterModel:
         self.maps_dir = Path(maps_dir)
         info = self.cluster.info
         self.weights_path = info["weights"] or None  # what ModelSource's description names
-        self.variant = SimpleNamespace(label=info["label"])
-        # what evaluate's ModelSource reads to leave a published warm-up's frames unscored
-        self.family = next((f for f in FAMILIES if f.name == info.get("family")), None)
+        # what evaluate's ModelSource reads: the label, and the family and warm-up that
+        # leave a published warm-up's frames unscored
+        self.family, self.variant = family_of(info["variant"])
         self.warmup = info.get("warmup")
         self._queue: deque[Work] = deque()
         self._works: dict[Path, Work] = {}

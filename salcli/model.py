@@ -127,7 +127,6 @@ def _fused_conv_op():
 
 
 _FUSED_CONV = _fused_conv_op()
-HALF_DTYPES = (torch.bfloat16, torch.float16)
 _ONEDNN_CHECKS = {
     torch.bfloat16: "_is_mkldnn_bf16_supported",  # AVX512-BF16, AMX or AVX-NE-CONVERT
     torch.float16: "_is_mkldnn_fp16_supported",  # AVX512-FP16, AMX-FP16 or AVX-NE-CONVERT
@@ -165,8 +164,7 @@ def conv3d(x: torch.Tensor, conv: nn.Conv3d, *, relu: bool = False, weight=None,
         and _FUSED_CONV is not None
         and not torch.compiler.is_compiling()  # torch.compile fuses on its own
         and x.device.type == "cpu"
-        and w.dtype in HALF_DTYPES
-        and onednn_computes(w.dtype)
+        and onednn_computes(w.dtype)  # bf16 / fp16 that this CPU computes natively
         and conv.padding_mode == "zeros"
         and not isinstance(padding, str)
         and not (torch.is_grad_enabled() and (x.requires_grad or w.requires_grad))

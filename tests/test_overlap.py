@@ -3,6 +3,8 @@ plain per-clip forward pass, with fewer operations."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
@@ -112,6 +114,39 @@ def test_consecutive_runs():
     assert consecutive_runs([clip(0), clip(1), back(1), back(2)]) == [[0, 1], [3, 2]]
     assert consecutive_runs([clip(4)]) == [[0]]
     assert consecutive_runs([]) == []
+
+
+class _Counting(nn.Module):
+    """Counts the clips it computes; a clip's map is its mean picture plus its sound."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = 0
+
+    def forward(self, clips: torch.Tensor, sound: torch.Tensor | None = None) -> torch.Tensor:
+        self.seen += clips.shape[0]
+        maps = clips.mean(dim=(1, 2))  # (B, h, w)
+        return maps if sound is None else maps + sound.view(-1, 1, 1)
+
+
+def test_the_engine_computes_a_repeated_clip_once():
+    frames = [SimpleNamespace(tensor=torch.full((3, 4, 6), float(i))) for i in range(5)]
+    model = _Counting()
+    engine = E.Engine(model, device="cpu", precision="fp32", reuse=False)
+    a, b = frames[0:3], frames[1:4]
+    maps = engine([a, b, a, list(a)])  # list(a): the same frames in a list of its own
+    assert model.seen == 2 and maps.shape == (4, 4, 6)
+    assert maps[0, 0, 0] == 1.0 and maps[1, 0, 0] == 2.0
+    np.testing.assert_array_equal(maps[2], maps[0])
+    np.testing.assert_array_equal(maps[3], maps[0])
+    # the same frames with another sound are another clip
+    model.seen = 0
+    maps = engine([a, a, b, a], torch.tensor([0.0, 5.0, 0.0, 0.0]))
+    assert model.seen == 3 and [m[0, 0] for m in maps] == [1.0, 6.0, 2.0, 1.0]
+    # equal values in other frame objects are not taken for the same clip
+    model.seen = 0
+    engine([a, [SimpleNamespace(tensor=f.tensor.clone()) for f in a]])
+    assert model.seen == 2
 
 
 def test_reuse_choice_and_batch_size():

@@ -177,6 +177,12 @@ def test_a_stand_in_is_recognised_as_stavis():
         Predictor(model=StandIn(False), audio=True, device="cpu")
 
 
+def computed_once(per_frame: list) -> list:
+    """The clips the model computes, in order: one per frame, but a clip equal to the one
+    before it is not computed again (the engine keeps the last clip's map)."""
+    return [c for i, c in enumerate(per_frame) if i == 0 or c != per_frame[i - 1]]
+
+
 @pytest.mark.parametrize("warmup", ["mirror", "reference"])
 @pytest.mark.parametrize("n", [1, 5, 8, 9, 12, 16, 17, 40])
 def test_each_clip_gets_its_frames_and_samples(tmp_path, n, warmup):
@@ -187,13 +193,34 @@ def test_each_clip_gets_its_frames_and_samples(tmp_path, n, warmup):
     maps = list(p.iter_maps(frames, fps=FPS, audio_path=tmp_path / "sound.wav"))
     assert [i for i, _ in maps] == list(range(n))  # every frame exactly one map, in order
     assert all(m.shape == FRAME_SIZE for _, m in maps)
-    assert len(model.clips) == n and max(model.batches) <= 3  # one clip per frame
-    for f in range(n):
-        clip, first, last = expected_clip(f, n, warmup)
-        assert model.clips[f] == clip, f
+    assert max(model.batches) <= 3
+    expected = computed_once([expected_clip(f, n, warmup) for f in range(n)])
+    assert len(model.clips) == len(expected)  # one clip per frame, repeats computed once
+    for i, (clip, first, last) in enumerate(expected):
+        assert model.clips[i] == clip, i
         np.testing.assert_allclose(
-            model.sounds[f], expected_audio(timeline, first, last), atol=2e-4, err_msg=f"{f}"
+            model.sounds[i], expected_audio(timeline, first, last), atol=2e-4, err_msg=f"{i}"
         )
+    if warmup == "mirror" or n == 1:
+        assert len(model.clips) == n  # every frame has a clip of its own
+
+
+@pytest.mark.parametrize("audiovisual, batch", [(True, 2), (True, 12), (False, 3)])
+def test_the_reference_warm_up_computes_frame_8s_clip_once(tmp_path, audiovisual, batch):
+    """Frames 0-8 share one clip under "reference": the model computes it once, whatever
+    the batches (within a batch and across them), and frames 0-8 get the same map."""
+    n = 20
+    frames = write_frames(tmp_path / "frames", n)
+    write_wav(tmp_path / "sound.wav", n)
+    audio = {"audio_path": tmp_path / "sound.wav"} if audiovisual else {}
+    model = StandIn(audiovisual=audiovisual)
+    p = Predictor(model=model, device="cpu", precision="fp32", warmup="reference", batch_size=batch)
+    maps = np.stack([m for _, m in p.iter_maps(frames, fps=FPS, **audio)])
+    assert model.clips == [expected_clip(f, n, "reference")[0] for f in range(8, n)]
+    assert model.clips[0] == list(range(16))
+    assert max(model.batches) <= batch
+    for f in range(8):
+        np.testing.assert_array_equal(maps[f], maps[8])
 
 
 def test_start_middle_and_loop_padded_end_spelled_out(tmp_path):
@@ -207,6 +234,10 @@ def test_start_middle_and_loop_padded_end_spelled_out(tmp_path):
         list(p.iter_maps(frames, fps=FPS, audio_path=tmp_path / "sound.wav"))
         seen[warmup] = model
     mirror, reference = seen["mirror"], seen["reference"]
+    # the reference clips of frames 0-8 are one clip, computed once: frame f >= 9's clip
+    # is the model's (f - 8)-th
+    reference.clips[1:1] = reference.clips[:1] * 8
+    reference.sounds[1:1] = reference.sounds[:1] * 8
     # start: frames 0-7
     assert mirror.clips[0] == [8, 7, 6, 5, 4, 3, 2, 1, 0, 1, 2, 3, 4, 5, 6, 7]
     assert mirror.clips[5] == [3, 2, 1, *range(13)]

@@ -24,7 +24,10 @@ Reports, each phase in its own process (so peak RSS is its own):
   Conv3d, channels-last), and model-only throughput (fp32 as the authors run it;
   salcli's precision and layout, clip by clip and with overlap reuse over consecutive
   clips) at each batch size, with the FLOPs of a map, the rate they are done at and its
-  share of the machine's convolution rate in that precision.
+  share of the machine's convolution rate in that precision;
+- the bound this machine sets: the fewest FLOPs of a map at the best of those rates,
+  nothing else taking any time, as s/map and as a ratio to the authors' procedure (how
+  far any speed target on this machine can go), and the share of it salcli reaches.
 
 ``--memory`` instead runs salcli (png + h5 outputs) on generated videos of each length
 in ``--frames`` at a small size, and reports peak RSS per length.
@@ -376,6 +379,16 @@ def main_compare(args) -> None:
                     f"{row['gflop']:.0f} GFLOP/map, {gflops:.0f} GFLOP/s = "
                     f"{gflops / mean_rate[prec]:.0%} of {prec}'s"
                 )
+            # what this machine allows at all: the fewest FLOPs a map costs, at the best
+            # probe rate, with nothing else (decoding, pooling, copies) taking any time
+            prec = model["precision"]
+            least = min(r["gflop"] for r in model["rows"] if not r["setting"].startswith("authors"))
+            floor = least / max(rates[prec].values())
+            print(
+                f"bound: {least:.0f} GFLOP/map at {max(rates[prec].values()):.0f} GFLOP/s "
+                f"({prec}) = {floor:.3f} s/map, {1 / rate_theirs / floor:.2f}x the authors "
+                f"end to end; salcli defaults are at {floor * rate_ours:.0%} of it"
+            )
 
 
 def main_memory(args) -> None:

@@ -1,7 +1,7 @@
 """Where a forward pass spends its time: an op breakdown of salcli's model per precision.
 
     .venv/bin/python benchmarks/profile_model.py [--precision bf16] [--mode reuse]
-        [--batch 8] [--input-size 224x384] [--top 20] [--repeats 3]
+        [--batch 8] [--input-size 224x384] [--top 20] [--repeats 3] [--layers]
 
 Runs ViNet (the deterministic checkpoint of salcli.testing, loaded by
 ``salcli.predict.Predictor`` as the CLI loads one: BatchNorm folded, cast for the
@@ -11,7 +11,10 @@ frames) or with overlap reuse (``--mode reuse``: the ``--batch`` clips of ``--ba
 ``--repeats`` runs, then one profiled run's self time per op and input dtypes (ops
 that run in fp32 under bf16 show as such), and the shares per kind of op
 (convolution, pooling, casts and copies, concatenation, element-wise, upsampling).
-Shares are what to read on a busy machine: they move less than times.
+Shares are what to read on a busy machine: they move less than times. ``--layers``
+instead times each convolution of one run and prints, per kind of layer (spatial,
+temporal, pointwise, decoder), its time, GFLOP per map and GFLOP/s: how close each
+kind comes to the machine's convolution rate (``bench_predict.py`` prints that rate).
 Prints figures; asserts nothing.
 """
 
@@ -56,6 +59,56 @@ def _dtypes(ev) -> str:
     return ",".join(dict.fromkeys(found)) or "-"
 
 
+def _layer_kind(weight_shape: torch.Size, decoder: bool) -> str:
+    kt, kh, kw = weight_shape[2:]
+    if decoder:
+        return "decoder (kt x 3 x 3)"
+    if (kt, kh, kw) == (1, 1, 1):
+        return "pointwise 1x1x1"
+    if kt == 1:
+        return f"spatial 1x{kh}x{kw}"
+    return f"temporal {kt}x1x1" if kh == kw == 1 else f"{kt}x{kh}x{kw}"
+
+
+def conv_rates_by_kind(run, model: torch.nn.Module, maps: int) -> None:
+    """Time every convolution of one run of ``run`` (salcli.model.conv3d, wherever it is
+    called from) and print, per kind of layer, its time, FLOPs per map and rate."""
+    import salcli.model as M
+    import salcli.overlap as O
+
+    decoder_weights = {id(m.weight) for m in model.decoder.modules() if hasattr(m, "weight")}
+    plain = M.conv3d
+    rows: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
+
+    def timed(x, conv, **kw):
+        t = time.perf_counter()
+        y = plain(x, conv, **kw)
+        dt = time.perf_counter() - t
+        w = conv.weight if kw.get("weight") is None else kw["weight"]
+        flop = 2 * y.numel() * w[0].numel()  # multiply-adds of each output value
+        row = rows[_layer_kind(w.shape, id(conv.weight) in decoder_weights)]
+        row[0] += dt
+        row[1] += flop
+        return y
+
+    M.conv3d = O.conv3d = timed
+    try:
+        run()
+    finally:
+        M.conv3d = O.conv3d = plain
+    seconds = sum(r[0] for r in rows.values())
+    flop = sum(r[1] for r in rows.values())
+    print(
+        f"convolutions through salcli.model.conv3d: {seconds:.3f} s, "
+        f"{flop / 1e9 / maps:.1f} GFLOP/map at {flop / seconds / 1e9:.0f} GFLOP/s"
+    )
+    for kind, (dt, fl) in sorted(rows.items(), key=lambda kv: -kv[1][0]):
+        print(
+            f"  {kind:<22} {dt * 1e3:>8.1f} ms {fl / 1e9 / maps:>7.1f} GFLOP/map "
+            f"{fl / dt / 1e9:>6.0f} GFLOP/s"
+        )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--precision", default="bf16", choices=("fp32", "bf16", "fp16"))
@@ -64,6 +117,9 @@ def main() -> None:
     ap.add_argument("--input-size", default="224x384")
     ap.add_argument("--top", type=int, default=20, help="ops listed")
     ap.add_argument("--repeats", type=int, default=3, help="timed runs (best of)")
+    ap.add_argument(
+        "--layers", action="store_true", help="only the convolutions' rates per kind of layer"
+    )
     args = ap.parse_args()
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", os.cpu_count() or 1)))
     from bench_predict import checkpoint_file, machine
@@ -88,6 +144,10 @@ def main() -> None:
             return p.engine.forward_stream(x, T)
 
     print(f"machine: {machine()}; load average {os.getloadavg()[0]:.2f}")
+    if args.layers:
+        run()  # warm-up: oneDNN primitives for these shapes
+        conv_rates_by_kind(run, p.engine.model, b)
+        return
     run()  # warm-up: oneDNN primitives for these shapes
     times = []
     for _ in range(args.repeats):

@@ -139,8 +139,9 @@ class PredictOptions:
     precision: str = option(
         DEFAULT_PRECISION,
         "--precision",
-        help=f"{', '.join(PRECISIONS)}. auto: bf16 where the CPU or GPU computes it "
-        "natively, else fp32 (the choice is printed and recorded in the outputs).",
+        help=f"{', '.join(PRECISIONS)}. auto: bf16 on a GPU and on a CPU with bf16 "
+        "instructions (AVX512-BF16, AMX), else fp32 (the choice is printed and recorded "
+        "in the outputs).",
         shapes_maps=True,
     )
     batch_size: int | None = option(

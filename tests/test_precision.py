@@ -61,6 +61,48 @@ def test_auto_precision_on_cpu_follows_native_bf16(monkeypatch):
     assert E.resolve_precision("auto", CPU) == torch.float32
 
 
+AVX512 = frozenset({"avx2", "avx512f", "avx512bw", "avx512vl"})  # Skylake-SP ... Ice Lake
+
+
+@pytest.mark.parametrize(
+    "flags, cap, bf16, fp16",
+    [
+        (AVX512, None, False, False),  # oneDNN emulates bf16 there: slower than fp32
+        (AVX512 | {"avx512_bf16"}, None, True, False),  # Cooper Lake, Zen 4 / 5
+        (AVX512 | {"avx512_bf16", "amx_bf16", "avx512_fp16"}, None, True, True),  # SPR
+        (AVX512 | {"avx512_bf16", "amx_bf16", "avx512_fp16"}, "AVX512_CORE", False, False),
+        (AVX512 | {"avx512_bf16", "amx_bf16", "avx512_fp16"}, "avx512_core_bf16", True, False),
+        (AVX512 | {"avx512_bf16"}, "AVX2", False, False),
+        (AVX512 | {"avx512_bf16"}, "ALL", True, False),  # no cap
+        (None, None, True, True),  # flags not readable: oneDNN's answer
+    ],
+)
+def test_native_16_bit_needs_the_instructions_and_no_cap(monkeypatch, flags, cap, bf16, fp16):
+    monkeypatch.setattr(E, "onednn_computes", lambda dtype: True)
+    monkeypatch.setattr(E, "x86_cpu_flags", lambda: flags)
+    monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
+    if cap is None:
+        monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    else:
+        monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", cap)
+    assert E.cpu_multiplies_natively(torch.bfloat16) is bf16
+    assert E.cpu_multiplies_natively(torch.float16) is fp16
+    assert E.cpu_multiplies_natively(torch.float32) is False
+    # without oneDNN's kernels for it, never
+    monkeypatch.setattr(E, "onednn_computes", lambda dtype: False)
+    assert E.cpu_multiplies_natively(torch.bfloat16) is False
+
+
+def test_the_cpu_flags_are_read_from_linux_on_x86(monkeypatch):
+    import platform
+
+    flags = E.x86_cpu_flags()
+    if platform.system() == "Linux" and platform.machine().lower() in E.X86_MACHINES:
+        assert flags is not None and "sse2" in flags  # every x86-64 CPU has SSE2
+    monkeypatch.setattr(platform, "machine", lambda: "aarch64")
+    assert E.x86_cpu_flags.__wrapped__() is None  # not x86: oneDNN's own answer counts
+
+
 def test_auto_precision_on_cuda(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
     assert E.resolve_precision("auto", CUDA) == torch.bfloat16

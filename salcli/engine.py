@@ -112,44 +112,49 @@ def onednn_isa_cap() -> int | None:
     return ONEDNN_ISA_MASKS.get(name.strip().upper())
 
 
-def cpu_multiplies_natively(dtype: torch.dtype) -> bool:
-    """True when this CPU's convolutions in ``dtype`` (bf16 / fp16) run on instructions
+def cpu_multiplies_natively(dtype: torch.dtype) -> bool | None:
+    """Whether this CPU's convolutions in ``dtype`` (bf16 / fp16) run on instructions
     made for it, so that they can beat fp32: oneDNN computes the dtype
     (``onednn_computes``), the CPU has those instructions (AVX512-BF16 or AMX for bf16,
     AVX512-FP16 or AMX-FP16 for fp16) and ``ONEDNN_MAX_CPU_ISA`` does not cap them off.
+    None where the CPU's flags cannot be read (not x86, or no ``/proc/cpuinfo``).
 
     oneDNN alone says yes on any AVX-512 CPU: it emulates bf16 there with fp32
     arithmetic, at about a third of the fp32 rate (salcli measured 184 against 532
-    GFLOP/s with oneDNN capped at AVX512_CORE). Where the flags cannot be read (not x86,
-    or no ``/proc/cpuinfo``), oneDNN's answer stands.
+    GFLOP/s with oneDNN capped at AVX512_CORE).
     """
     if dtype not in NATIVE_DOT or not onednn_computes(dtype):
         return False
     flags = x86_cpu_flags()
     if flags is None:
-        return True
+        return None
     names, level = NATIVE_DOT[dtype]
     cap = onednn_isa_cap()
     return any(f in flags for f in names) and (cap is None or cap & level == level)
 
 
 def cpu_has_native_bf16() -> bool:
-    """True when this CPU multiplies bf16 natively (AVX512-BF16 / AMX): ``auto`` picks
-    bf16 there (``cpu_multiplies_natively``)."""
-    return cpu_multiplies_natively(torch.bfloat16)
+    """True when this CPU is known to multiply bf16 natively (AVX512-BF16 / AMX): ``auto``
+    picks bf16 there, and only there (``cpu_multiplies_natively``)."""
+    return cpu_multiplies_natively(torch.bfloat16) is True
 
 
 def cpu_has_native_fp16() -> bool:
-    """True when this CPU multiplies fp16 natively (AVX512-FP16 / AMX-FP16)."""
-    return cpu_multiplies_natively(torch.float16)
+    """True when this CPU is known to multiply fp16 natively (AVX512-FP16 / AMX-FP16)."""
+    return cpu_multiplies_natively(torch.float16) is True
 
 
 def emulated_precision(dtype: torch.dtype, device: torch.device) -> bool:
-    """Whether ``dtype`` arithmetic is emulated on ``device`` (correct, but many times
-    slower than fp32): bf16 or fp16 on a CPU without native support for it."""
+    """Whether ``dtype`` arithmetic is known to be emulated on ``device`` (correct, but
+    several times slower than fp32): bf16 or fp16 on a CPU without the instructions for
+    it; False where that cannot be told."""
     if device.type != "cpu" or dtype == torch.float32:
         return False
-    return not (cpu_has_native_bf16() if dtype == torch.bfloat16 else cpu_has_native_fp16())
+    if dtype == torch.bfloat16:
+        native = cpu_has_native_bf16()
+    else:
+        native = cpu_has_native_fp16()
+    return not native and cpu_multiplies_natively(dtype) is not None
 
 
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype:

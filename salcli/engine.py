@@ -16,6 +16,7 @@ import contextlib
 import functools
 import os
 import platform
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -264,14 +265,26 @@ def distinct_clips(
 
 @dataclass(frozen=True)
 class _HeldClip:
-    """The last clip of an engine call (holding its frames), its sound row and map."""
+    """The last clip of an engine call, its sound row and its map. The frames are held
+    by weak reference: a clip that ended its video does not keep its pictures alive,
+    and a frame that is gone matches nothing."""
 
-    frames: tuple
+    frames: tuple[weakref.ref, ...]
     sound: torch.Tensor | None  # the clip's row of the call's sound input
     map: np.ndarray  # (h, w) float32
 
+    @classmethod
+    def of(cls, clip: Sequence, sound: torch.Tensor | None, map: np.ndarray) -> _HeldClip | None:
+        """None where the frames take no weak reference (then nothing is held)."""
+        try:
+            frames = tuple(weakref.ref(f) for f in clip)
+        except TypeError:
+            return None
+        return cls(frames, None if sound is None else sound.clone(), map.copy())
+
     def matches(self, clip: Sequence, sound: torch.Tensor | None) -> bool:
-        return _same_clip(self.frames, clip, self.sound, sound)
+        frames = [r() for r in self.frames]
+        return None not in frames and _same_clip(frames, clip, self.sound, sound)
 
 
 class Engine:
@@ -351,7 +364,7 @@ class Engine:
         A clip equal to an earlier one of the batch, or to the last clip of the call
         before (the same frames, the same sound: ``distinct_clips``), is computed once:
         STAViS's reference warm-up gives frames 0-8 one clip. The engine holds that last
-        clip, its sound and its map until the next call.
+        clip (its frames by weak reference), its sound and its map until the next call.
         """
         first, where = distinct_clips(clips, sound)
         row = (lambda i: None) if sound is None else (lambda i: sound[i])
@@ -365,7 +378,7 @@ class Engine:
             known.update(zip(todo, self._compute([clips[i] for i in picked], s), strict=True))
         out = np.stack([known[k] for k in where])
         last = len(clips) - 1
-        self._held = _HeldClip(tuple(clips[last]), row(last), out[last].copy())
+        self._held = _HeldClip.of(clips[last], row(last), out[last])
         return out
 
     def _compute(self, clips: Sequence[Sequence], sound: torch.Tensor | None) -> np.ndarray:

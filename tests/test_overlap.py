@@ -3,6 +3,7 @@ plain per-clip forward pass, with fewer operations."""
 
 from __future__ import annotations
 
+import weakref
 from types import SimpleNamespace
 
 import numpy as np
@@ -13,6 +14,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from salcli import engine as E
+from salcli.decode import Frame
 from salcli.defaults import DEFAULT_BATCH_SIZE, DEFAULT_REUSE_BATCH_SIZE
 from salcli.errors import UsageError
 from salcli.model import AViNet, ViNet, cast_for_precision, fold_batchnorm
@@ -129,8 +131,12 @@ class _Counting(nn.Module):
         return maps if sound is None else maps + sound.view(-1, 1, 1)
 
 
+def _frame(i: int, level: float) -> Frame:
+    return Frame(i, i / 25, None, tensor=torch.full((3, 4, 6), level))  # (3, h, w)
+
+
 def test_the_engine_computes_a_repeated_clip_once():
-    frames = [SimpleNamespace(tensor=torch.full((3, 4, 6), float(i))) for i in range(5)]
+    frames = [_frame(i, float(i)) for i in range(5)]
     model = _Counting()
     engine = E.Engine(model, device="cpu", precision="fp32", reuse=False)
     a, b = frames[0:3], frames[1:4]
@@ -145,7 +151,27 @@ def test_the_engine_computes_a_repeated_clip_once():
     assert model.seen == 3 and [m[0, 0] for m in maps] == [1.0, 6.0, 2.0, 1.0]
     # equal values in other frame objects are not taken for the same clip
     model.seen = 0
-    engine([a, [SimpleNamespace(tensor=f.tensor.clone()) for f in a]])
+    engine([a, [_frame(f.index, float(f.index)) for f in a]])
+    assert model.seen == 2
+    # the last clip of a call is remembered by the next one
+    model.seen = 0
+    engine([a, b])
+    maps = engine([b, frames[2:5]])
+    assert model.seen == 3 and maps[0, 0, 0] == 2.0 and maps[1, 0, 0] == 3.0
+    # ... but does not keep its frames alive, and a frame that is gone matches nothing
+    clip = [_frame(9, 9.0) for _ in range(3)]
+    engine([clip])
+    kept, last = clip[:2], weakref.ref(clip[2])
+    del clip
+    assert last() is None  # the engine did not keep it
+    model.seen = 0
+    engine([[*kept, _frame(9, 9.0)]])
+    assert model.seen == 1
+    # frames that take no weak reference: repeats within a call still computed once
+    plain = [SimpleNamespace(tensor=torch.zeros(3, 4, 6)) for _ in range(3)]
+    model.seen = 0
+    engine([plain, plain])
+    engine([plain])
     assert model.seen == 2
 
 

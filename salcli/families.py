@@ -433,8 +433,8 @@ def load_checkpoint(path: str | Path, *, audio: bool) -> tuple[ModelFamily, Vari
         if audio:
             raise WeightsError(f"{path}: {label} is visual only; sound needs an "
                                "audio-visual checkpoint")  # fmt: skip
-        raise WeightsError(f"{path}: a {label} checkpoint listens to the soundtrack: ask "
-                           "for the sound (--audio)")  # fmt: skip
+        raise WeightsError(f"{path}: the {label} checkpoint listens to the soundtrack: "
+                           "ask for the sound (--audio)")  # fmt: skip
     model = variant.build()
     check_keys(model, sd, path)
     model.load_state_dict(sd, strict=True)

@@ -82,6 +82,7 @@ def test_avinet_weights_without_audio_flag(make_video, avinet_checkpoints, tmp_p
     video = make_video(n_frames=2)
     r = _run(video, "--weights", avinet_checkpoints["concat"], "-o", tmp_path / "o")
     assert r.exit_code == 3 and "--audio" in r.stderr
+    assert "the AViNet (concat) checkpoint listens to the soundtrack" in r.stderr
 
 
 def test_no_audio_track_fails_unless_silence_allowed(make_video, avinet_checkpoints, tmp_path):

@@ -39,7 +39,8 @@ from .options import (
 
 app = typer.Typer(
     name="salcli",
-    help="Video saliency with ViNet / AViNet: predict maps, score them against eye tracking.",
+    help="Video saliency with ViNet, AViNet and STAViS: predict maps, score them against eye "
+    "tracking, train.",
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,

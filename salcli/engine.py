@@ -231,13 +231,21 @@ def to_channels_last_3d(model: nn.Module) -> nn.Module:
     return model
 
 
+def _sound_row(sound: torch.Tensor | None, i: int) -> torch.Tensor | None:
+    """Clip i's row of a batch's sound input (None: no sound)."""
+    return None if sound is None else sound[i]
+
+
+def _same_sound(a: torch.Tensor | None, b: torch.Tensor | None) -> bool:
+    """Equal sound rows, or no sound for either."""
+    return a is b if a is None or b is None else torch.equal(a, b)
+
+
 def _same_clip(a: Sequence, b: Sequence, sound_a, sound_b) -> bool:
     """The same frame objects in the same order, and equal sound (or none)."""
     if len(a) != len(b) or any(x is not y for x, y in zip(a, b, strict=True)):
         return False
-    if sound_a is None or sound_b is None:
-        return sound_a is sound_b
-    return torch.equal(sound_a, sound_b)
+    return _same_sound(sound_a, sound_b)
 
 
 def distinct_clips(
@@ -246,14 +254,14 @@ def distinct_clips(
     """(first, where): the positions in ``clips`` of the first of each distinct clip, and
     for every clip the index in ``first`` of the clip it equals. Clips are equal when they
     hold the same frame objects in the same order and their ``sound`` rows are equal."""
-    row = (lambda i: None) if sound is None else (lambda i: sound[i])
     first: list[int] = []
     where: list[int] = []
     seen: dict[tuple[int, ...], list[int]] = {}
     for i, clip in enumerate(clips):
-        same = seen.setdefault(tuple(map(id, clip)), [])  # the clips hold their frames
+        # equal ids are the same frames: the clips hold them through the call
+        same = seen.setdefault(tuple(map(id, clip)), [])
         for k in same:
-            if _same_clip(clips[first[k]], clip, row(first[k]), row(i)):
+            if _same_sound(_sound_row(sound, first[k]), _sound_row(sound, i)):
                 where.append(k)
                 break
         else:
@@ -367,10 +375,13 @@ class Engine:
         clip (its frames by weak reference), its sound and its map until the next call.
         """
         first, where = distinct_clips(clips, sound)
-        row = (lambda i: None) if sound is None else (lambda i: sound[i])
         held, known = self._held, {}
         if held is not None:
-            known = {k: held.map for k, i in enumerate(first) if held.matches(clips[i], row(i))}
+            known = {
+                k: held.map
+                for k, i in enumerate(first)
+                if held.matches(clips[i], _sound_row(sound, i))
+            }
         todo = [k for k in range(len(first)) if k not in known]
         if todo:
             picked = [first[k] for k in todo]
@@ -378,7 +389,7 @@ class Engine:
             known.update(zip(todo, self._compute([clips[i] for i in picked], s), strict=True))
         out = np.stack([known[k] for k in where])
         last = len(clips) - 1
-        self._held = _HeldClip.of(clips[last], row(last), out[last])
+        self._held = _HeldClip.of(clips[last], _sound_row(sound, last), out[last])
         return out
 
     def _compute(self, clips: Sequence[Sequence], sound: torch.Tensor | None) -> np.ndarray:

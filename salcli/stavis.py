@@ -19,11 +19,14 @@ Shapes for one clip (B, 3, 16, 112, 112), values 0-255 minus the ActivityNet mea
 
     audio (B, 1, 1, 35280), time last -> SoundNet-8 -> (B, 1024, 1, 1)
 
-Precision: under autocast only the 3-D ResNet trunk runs in half precision. The saliency
-modules (time average, side convolutions, learned transposed convolutions, attention
-logits and the spatial softmax), SoundNet-8, the fusion, the last 1x1 convolution and the
-sigmoid run in fp32 (about 1 % of the work): maps are not quantized, and ``nn.Bilinear``,
-which has no autocast rule, gets one dtype.
+Precision: the 3-D ResNet trunk runs in the run's precision (fp32, or half under
+autocast); what follows it is computed so that its own rounding stays far below the
+trunk's. Its sums cancel (side maps of +-60 fused into logits near 0), and in plain fp32
+they were most of the model's rounding error. So the side convolutions add fp32 partial
+sums of ``SUM_CHUNK`` input channels in ``PRECISE_DTYPE`` (float64; float32 on MPS, which
+has none), and the attention logits, SoundNet-8, the fusion and the last 1x1 convolution
+run in it (about 0.2 % of the work); the transposed convolutions, whose sums are short,
+stay in fp32. ``nn.Bilinear``, which has no autocast rule, gets one dtype.
 
 What the family declaration needs (issue 14), from the published test procedure
 -------------------------------------------------------------------------------
@@ -91,11 +94,12 @@ FUSION_HIDDEN = 128  # channels of the fusion's two affine maps
 FUSION_OUT = 64  # channels of the bilinear fusion's output
 FUSION_UPSCALE = 8  # layer2's resolution x 8 = the input's
 AUDIO_FEATURES = 1024  # SoundNet-8 conv7 channels
-# SoundNet-8 is computed in float64 (~50 M multiply-adds per clip, about 1 % of the trunk):
-# the bilinear fusion multiplies every position by the audio vector, and on the reference
-# checkpoint fp32 rounding in SoundNet alone moved the audio-visual logits by 2.3e-5
-# (relative), a third of salcli's whole fp32 error (7.7e-5 -> 4.1e-5 with it in fp64).
-SOUND_DTYPE = torch.float64
+# On the reference checkpoint, plain fp32 after the trunk moved the visual logits by up to
+# 1.2e-4 (relative): salcli's fp32 error against the exact (float64) logits went from
+# 1.48e-4 to 3.0e-5 with the rounding below (audio-visual: 8.0e-5 to 2.6e-5), less than
+# the authors' own fp32 error (3.4e-5 / 6.0e-5), on any CPU's kernels.
+PRECISE_DTYPE = torch.float64
+SUM_CHUNK = 32  # input channels per fp32 partial sum of a side convolution (288 products)
 # SoundNet-8 with (1, k) kernels, stride (1, 2): AViNet's layers (out channels, kernel,
 # padding, max-pool after), but conv7 is pooled by 2: the 35 280-sample buffer becomes
 # one step long.
@@ -118,6 +122,42 @@ _PREFIX = "module."
 def _no_autocast(x: torch.Tensor):
     """A context in which ``x``'s device runs in full precision whatever autocast is on."""
     return torch.autocast(x.device.type, enabled=False)
+
+
+def precise_dtype(device: torch.device) -> torch.dtype:
+    """``PRECISE_DTYPE``, or float32 on a device without float64 (MPS)."""
+    return torch.float32 if device.type == "mps" else PRECISE_DTYPE
+
+
+def run_precise(module: nn.Module, *inputs: object, **kwargs: object) -> object:
+    """``module(*inputs, **kwargs)`` with its weights and tensor inputs in ``precise_dtype``
+    and autocast off; the module's own parameters stay as they are stored."""
+    first = next(x for x in inputs if isinstance(x, torch.Tensor))
+    dtype = precise_dtype(first.device)
+    state = {
+        name: t.to(dtype) if t.is_floating_point() else t
+        for name, t in (*module.named_parameters(), *module.named_buffers())
+    }
+    args = tuple(x.to(dtype) if isinstance(x, torch.Tensor) else x for x in inputs)
+    with _no_autocast(first):
+        return torch.func.functional_call(module, state, args, kwargs)
+
+
+def chunked_conv2d(x: torch.Tensor, conv: nn.Conv2d, chunk: int = SUM_CHUNK) -> torch.Tensor:
+    """``conv(x)`` in ``precise_dtype``, each output the sum of partial sums over at most
+    ``chunk`` input channels, each computed in ``x``'s dtype (a fast kernel) and added in
+    the precise one: rounding that grows with the length of a sum (9216 products per
+    output at layer3) stays that of ``chunk`` x kernel products."""
+    if conv.groups != 1:
+        raise ValueError("chunked_conv2d takes ungrouped convolutions")
+    dtype = precise_dtype(x.device)
+    w = conv.weight.to(x.dtype)
+    out = None
+    for c in range(0, x.shape[1], chunk):
+        part = F.conv2d(x[:, c : c + chunk], w[:, c : c + chunk], None, conv.stride,
+                        conv.padding, conv.dilation).to(dtype)  # fmt: skip
+        out = part if out is None else out.add_(part)
+    return out if conv.bias is None else out + conv.bias.to(dtype).view(1, -1, 1, 1)
 
 
 def _full(x: torch.Tensor) -> torch.Tensor:
@@ -149,11 +189,13 @@ def center_crop(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 def attend(feature: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
     """feature (B, C, T, H, W) x (1 + spatial softmax of logits (B, 1, H, W)), the same
-    attention for every channel and time step. The product is fp32 (under autocast the next
-    convolution casts it down): a half-precision 1 + a would round a ~1e-4 attention away."""
-    att = spatial_softmax(logits).unsqueeze(2)  # (B, 1, 1, H, W) float32
+    attention for every channel and time step. The product is in the trunk's full dtype
+    (fp32 for half; under autocast the next convolution casts it down): a half-precision
+    1 + a would round a ~1e-4 attention away."""
+    att = spatial_softmax(logits).unsqueeze(2)  # (B, 1, 1, H, W)
     with _no_autocast(feature):
-        return _full(feature) * (1.0 + att)
+        x = _full(feature)
+        return x * (1.0 + att).to(x.dtype)
 
 
 # ---------------------------------------------------------------------------
@@ -227,15 +269,29 @@ class SaliencyModule(nn.Module):
         self.upscale = nn.ConvTranspose2d(SIDE_CH, SIDE_CH, kernel, stride=stride, bias=False)
 
     def forward(
-        self, feature: torch.Tensor, size: tuple[int, int], *, attention: bool = True
+        self, pooled: torch.Tensor, size: tuple[int, int], *, attention: bool = True
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """feature (B, C, T, h, w) -> side map (B, 16, *size) and attention logits
-        (B, 1, h, w) (None with ``attention=False``), in fp32."""
-        with _no_autocast(feature):
-            prep = self.side_prep(_full(feature).mean(dim=2))  # (B, 16, h, w)
-            side = center_crop(self.upscale(prep), size)  # (B, 16, H, W)
-            logits = self.score_dsn(prep) if attention else None  # (B, 1, h, w)
+        """pooled (B, C, h, w), the feature averaged over time (``time_mean``) -> side map
+        (B, 16, *size) and attention logits (B, 1, h, w) (None with ``attention=False``),
+        in ``precise_dtype`` (the side convolution by ``chunked_conv2d``, the transposed
+        one, whose sums are short, in the weights' dtype)."""
+        with _no_autocast(pooled):
+            prep = chunked_conv2d(pooled, self.side_prep)  # (B, 16, h, w)
+            up = self.upscale(prep.to(self.upscale.weight.dtype))
+            side = center_crop(up, size).to(prep.dtype)  # (B, 16, H, W)
+            logits = None
+            if attention:  # (B, 1, h, w)
+                w, b = (t.to(prep.dtype) for t in (self.score_dsn.weight, self.score_dsn.bias))
+                logits = F.conv2d(prep, w, b)
         return side, logits
+
+
+def time_mean(feature: torch.Tensor) -> torch.Tensor:
+    """A trunk feature (B, C, T, h, w) averaged over time: (B, C, h, w), in fp32 for half
+    precision (the saliency modules then take it to ``precise_dtype``: a copy of the
+    averaged feature, not of the whole clip's)."""
+    with _no_autocast(feature):
+        return _full(feature).mean(dim=2)
 
 
 # ---------------------------------------------------------------------------
@@ -278,22 +334,25 @@ class AudioVisualFusion(nn.Module):
     def forward(
         self, feature: torch.Tensor, audio: torch.Tensor, size: tuple[int, int]
     ) -> torch.Tensor:
-        """feature (B, 512, T, h, w), T >= 2; audio (B, 1024) -> (B, 64, *size), fp32."""
+        """feature (B, 512, T, h, w), T >= 2; audio (B, 1024) -> (B, 64, *size), in the
+        dtype of the weights (``run_precise`` runs it in ``precise_dtype``)."""
         t = feature.shape[2]
         if t < 2:
             raise ValueError(f"the fusion needs at least 2 time steps in layer2, got {t}")
-        with _no_autocast(feature):
-            mid = _full(feature[:, :, t // 2 - 1 : t // 2 + 1]).mean(dim=2)  # (B, 512, h, w)
-            b, _, h, w = mid.shape
-            visual = F.relu(self.affine_rgb(mid.flatten(2).transpose(1, 2)))  # (B, h*w, 128)
-            sound = F.relu(self.affine_audio(_full(audio)))  # (B, 128)
-            sound = sound[:, None, :].expand(-1, h * w, -1).contiguous()  # (B, h*w, 128)
-            fused = self.w_a_rgb(visual.contiguous(), sound)  # (B, h*w, 64)
-            fused = fused.transpose(1, 2).reshape(b, FUSION_OUT, h, w)  # (B, 64, h, w)
-            up = F.interpolate(
-                fused, size=(h * FUSION_UPSCALE, w * FUSION_UPSCALE), mode="bilinear"
-            )  # align_corners=False
-            return center_crop(up, size)  # (B, 64, H, W)
+        mid = feature[:, :, t // 2 - 1 : t // 2 + 1].mean(dim=2)  # (B, 512, h, w)
+        b, _, h, w = mid.shape
+        visual = F.relu(self.affine_rgb(mid.flatten(2).transpose(1, 2)))  # (B, h*w, 128)
+        sound = F.relu(self.affine_audio(audio))  # (B, 128)
+        # the bilinear layer, out_k = sum_ij visual_i W_kij sound_j + b_k, with the sum over
+        # the sound (the same at every position) taken once per clip: 1/(h*w) of the work
+        per_clip = torch.einsum("kij,bj->bki", self.w_a_rgb.weight, sound)  # (B, 64, 128)
+        bias = self.w_a_rgb.bias.view(1, 1, -1)
+        fused = torch.baddbmm(bias, visual, per_clip.transpose(1, 2))  # (B, h*w, 64)
+        fused = fused.transpose(1, 2).reshape(b, FUSION_OUT, h, w)  # (B, 64, h, w)
+        up = F.interpolate(
+            fused, size=(h * FUSION_UPSCALE, w * FUSION_UPSCALE), mode="bilinear"
+        )  # align_corners=False
+        return center_crop(up, size)  # (B, 64, H, W)
 
 
 # ---------------------------------------------------------------------------
@@ -335,29 +394,16 @@ class Stavis(nn.Module):
         self.fusion3 = AudioVisualFusion(side_in[2], AUDIO_FEATURES)
 
     def sound(self, audio: torch.Tensor) -> torch.Tensor:
-        """audio (B, 1, 1, N), time last -> (B, 1024) in the fusion's dtype (fp32 for a
-        loaded model), computed in ``SOUND_DTYPE``."""
+        """audio (B, 1, 1, N), time last -> (B, 1024), computed in ``precise_dtype``."""
         if audio.dim() != 4 or tuple(audio.shape[1:3]) != (1, 1):
             raise ValueError(f"audio must be (B, 1, 1, N), got {tuple(audio.shape)}")
-        dtype = torch.float32 if audio.device.type == "mps" else SOUND_DTYPE  # MPS: no fp64
-        with _no_autocast(audio):
-            x = audio.to(dtype)  # (B, 1, 1, N)
-            for layer in self.soundnet8:
-                if isinstance(layer, nn.Conv2d):
-                    w, b = layer.weight.to(dtype), layer.bias.to(dtype)
-                    x = F.conv2d(x, w, b, stride=layer.stride, padding=layer.padding)
-                elif isinstance(layer, nn.BatchNorm2d):
-                    stats = (layer.running_mean, layer.running_var, layer.weight, layer.bias)
-                    mean, var, gamma, beta = (t.to(dtype) for t in stats)
-                    x = F.batch_norm(x, mean, var, gamma, beta, False, 0.0, layer.eps)
-                else:  # ReLU, max-pool, or a folded BatchNorm (identity)
-                    x = layer(x)
+        x = run_precise(self.soundnet8, audio)  # (B, 1024, 1, N')
         if tuple(x.shape[2:]) != (1, 1):
             raise ValueError(
                 f"{audio.shape[-1]} audio samples make SoundNet-8 features of length "
                 f"{x.shape[-1]}, the fusion needs 1 (the published buffer is {AUDIO_BUFFER})"
             )
-        return x.flatten(1).to(self.fusion3.affine_audio.weight.dtype)  # (B, 1024)
+        return x.flatten(1)  # (B, 1024)
 
     def _run(
         self, clip: torch.Tensor, audio: torch.Tensor | None, record: dict | None
@@ -373,7 +419,7 @@ class Stavis(nn.Module):
 
         def side_and_attention(level: int, feature: torch.Tensor) -> torch.Tensor:
             keep[f"feature{level}"] = feature
-            side, logits = self.score_dsn[level](feature, size)
+            side, logits = self.score_dsn[level](time_mean(feature), size)
             sides.append(side)
             att.append(logits)
             return attend(feature, logits)
@@ -384,23 +430,25 @@ class Stavis(nn.Module):
         x = side_and_attention(1, x)
         x = self.layer2(x)  # (B, 512, T/4, H/8, W/8)
         if self.audiovisual:  # on layer2's output before its attention
-            keep["fusion"] = self.fusion3(x, self.sound(audio), size)  # (B, 64, H, W)
+            fusion = run_precise(self.fusion3, x, self.sound(audio), size)  # (B, 64, H, W)
+            keep["fusion"] = fusion
         x = side_and_attention(2, x)
         x = self.layer3(x)  # (B, 1024, T/8, H/16, W/16)
         keep["feature3"] = x
-        sides.append(self.score_dsn[3](x, size, attention=False)[0])  # attention unused
+        sides.append(self.score_dsn[3](time_mean(x), size, attention=False)[0])  # attention unused
         keep["attention_logits"], keep["sides"] = att, sides
-        with _no_autocast(clip):
-            if self.audiovisual:
-                out = self.fuseav(torch.cat((*sides, keep["fusion"]), dim=1))
-            else:
-                out = self.fuse(torch.cat(sides, dim=1))
+        if self.audiovisual:
+            out = run_precise(self.fuseav, torch.cat((*sides, fusion), dim=1))
+        else:
+            out = run_precise(self.fuse, torch.cat(sides, dim=1))
+        out = out.to(_full(clip).dtype)  # fp32 (fp64 for a model run in fp64)
         keep["logits"] = out
-        return out  # (B, 1, H, W) float32
+        return out  # (B, 1, H, W)
 
     def logits(self, clip: torch.Tensor, audio: torch.Tensor | None = None) -> torch.Tensor:
         """clip (B, 3, T, H, W), audio (B, 1, 1, 35280) or None (visual-only) -> the fused
-        logits (B, 1, H, W), fp32: the last entry of their ``{'sal': [...]}``."""
+        logits (B, 1, H, W), fp32 (fp64 for a model run so): the last entry of their
+        ``{'sal': [...]}``."""
         return self._run(clip, audio, None)
 
     def intermediates(

@@ -30,16 +30,18 @@ BN_EPS_S3D = 1e-3  # BatchNorm epsilon of the S3D backbone (as trained on Kineti
 BOTTLENECK = (4, 7, 12)  # (T, H, W) of y0 at the 224x384, T = 32 input
 BOTTLENECK_TOKENS = BOTTLENECK[0] * BOTTLENECK[1] * BOTTLENECK[2]  # 336
 AUDIO_POSITIONS = 3  # SoundNet-8 output length for the 70 560-sample buffer
+HALF_DTYPES = (torch.float16, torch.bfloat16)
 FP32_TAIL = 4  # last modules of the decoder run in fp32: conv (2,1,1), ReLU, 1x1 conv, sigmoid
 
 
 def in_fp32(module: nn.Module, *inputs: torch.Tensor) -> torch.Tensor:
-    """``module(*inputs)`` in fp32 whatever autocast is on: for the layers whose values are
-    normalized afterwards (a bf16 sigmoid has 8 significant bits: a nearly flat map
-    rounds to a few levels) and for ops that have no kernel for mixed dtypes."""
+    """``module(*inputs)`` in fp32 whatever autocast is on (half-precision inputs taken to
+    fp32; a model run in fp64 stays in fp64): for the layers whose values are normalized
+    afterwards (a bf16 sigmoid has 8 significant bits: a nearly flat map rounds to a few
+    levels) and for ops that have no kernel for mixed dtypes."""
     device = inputs[0].device.type
     with torch.autocast(device, enabled=False):
-        return module(*(x.float() for x in inputs))
+        return module(*(x.float() if x.dtype in HALF_DTYPES else x for x in inputs))
 
 
 def as_triple(v) -> tuple[int, int, int]:

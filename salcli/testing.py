@@ -1,4 +1,5 @@
-"""Deterministic checkpoints from key/shape manifests, for tests and benchmarks.
+"""What the tests and benchmarks share: deterministic checkpoints from key/shape manifests,
+and the fp32 rounding model their numerical bounds come from.
 
 Each tensor is filled from its own key (the rule of the reference manifests), so any
 implementation with the same ``state_dict`` keys rebuilds the very same weights:
@@ -9,13 +10,17 @@ running means 0.1 z, running variances 1 + 0.1 |z|, 1-D weights 1 + 0.1 z, 1-D b
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import zlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 
 def _sinusoid(max_len: int, d: int) -> torch.Tensor:
@@ -90,3 +95,129 @@ def stavis_snapshot(manifest: dict[str, list[int]], *, tamed: bool = False) -> d
     return {"epoch": 61, "arch": "resnet-50", "state_dict": state} | {
         name: dict(empty) for name in STAVIS_OPTIMIZERS
     }
+
+
+def randomize_norms(model: nn.Module, seed: int = 1) -> nn.Module:
+    """``model`` in eval mode with every BatchNorm's statistics and affine terms drawn away
+    from the identity (seeded), so that folding them into the convolutions matters."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for mod in model.modules():
+            if isinstance(mod, nn.modules.batchnorm._BatchNorm):
+                n = mod.num_features
+                mod.running_mean.copy_((torch.rand(n, generator=g) - 0.5) * 0.2)
+                mod.running_var.copy_(torch.rand(n, generator=g) + 0.5)
+                mod.weight.copy_(torch.rand(n, generator=g) + 0.5)
+                mod.bias.copy_((torch.rand(n, generator=g) - 0.5) * 0.2)
+    return model.eval()
+
+
+# --- the fp32 rounding model -------------------------------------------------------------
+#
+# An fp32 result differs from the exact one (fp64: the same on every machine to ~1e-13)
+# by rounding, and what differs between CPUs is the order of the sums (oneDNN's AVX2,
+# AVX-512 and AMX kernels block reductions differently, a second thread splits them
+# again), so no one machine's measurement bounds another's. The model: every convolution,
+# linear and bilinear output is a sum of K products (exact in fused multiply-adds) into an
+# fp32 accumulator. Added one by one in a random order, random-signed products leave an
+# error of standard deviation u * sqrt((K + 1) / 6) * ||products||_2 (u = 2**-24: each
+# addition rounds by up to u, uniformly, and the partial sums grow as sqrt(j)); blocked
+# kernels add shorter partial sums and do better, so this envelopes them all. Storing the
+# output rounds it by up to u more. ``fp32_rounding`` adds exactly that noise to fp64
+# runs: each seed is one possible fp32 machine. ``rounding_envelope`` is the largest
+# error of a few such runs, times ``ENVELOPE_MARGIN`` (samples of a maximum vary): a
+# bound on how far any CPU's fp32 result lies from the exact one.
+
+U32 = 2.0**-24  # fp32 unit roundoff
+ENVELOPE_MARGIN = 1.5  # envelope over the largest sampled error
+ENVELOPE_SAMPLES = 3  # noise-model runs per envelope
+_LINEAR, _BILINEAR = F.linear, F.bilinear  # unpatched, for the squares
+
+
+def _noisy(op: Callable, squares: Callable, generator: torch.Generator) -> Callable:
+    """``op`` in fp64 plus the rounding noise of an fp32 machine (see the module text).
+    ``squares(*args)`` gives (the sum of squared products of each output, K)."""
+
+    def run(*args, **kw):
+        out = op(*args, **kw)
+        if out.dtype != torch.float64:
+            return out
+        sq, k = squares(*args, **kw)
+        noise = torch.randn(out.shape, generator=generator, dtype=out.dtype)
+        spread = U32 * math.sqrt((k + 1) / 6) * sq.clamp_min(0).sqrt() + U32 * out.abs()
+        return out + noise * spread
+
+    return run
+
+
+def _conv_squares(op: Callable) -> Callable:
+    def squares(x, w, bias=None, *args, **kw):
+        return op(x * x, w * w, None, *args, **kw), w[0].numel()  # K: in / groups x kernel
+
+    return squares
+
+
+def _transpose_squares(op: Callable) -> Callable:
+    def squares(x, w, bias=None, *args, **kw):
+        return op(x * x, w * w, None, *args, **kw), w.shape[0] * w[0, 0].numel()
+
+    return squares
+
+
+def _linear_squares(x, w, bias=None):
+    return _LINEAR(x * x, w * w), w.shape[1]
+
+
+def _bilinear_squares(x1, x2, w, bias=None):
+    return _BILINEAR(x1 * x1, x2 * x2, w * w), w.shape[1] * w.shape[2]
+
+
+@contextlib.contextmanager
+def fp32_rounding(seed: int) -> Iterator[None]:
+    """Within the block, fp64 convolutions, linear and bilinear layers carry the rounding
+    noise of one fp32 machine (seeded)."""
+    gen = torch.Generator().manual_seed(seed)
+    names = ("conv2d", "conv3d", "conv_transpose2d", "linear", "bilinear")
+    originals = {n: getattr(F, n) for n in names}
+    squares = {
+        "conv2d": _conv_squares(originals["conv2d"]),
+        "conv3d": _conv_squares(originals["conv3d"]),
+        "conv_transpose2d": _transpose_squares(originals["conv_transpose2d"]),
+        "linear": _linear_squares,
+        "bilinear": _bilinear_squares,
+    }
+    try:
+        for n in names:
+            setattr(F, n, _noisy(originals[n], squares[n], gen))
+        yield
+    finally:
+        for n, fn in originals.items():
+            setattr(F, n, fn)
+
+
+def absolute_error(a: np.ndarray, b: np.ndarray) -> float:
+    """max |a - b|."""
+    return float(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64)).max())
+
+
+def relative_error(a: np.ndarray, b: np.ndarray) -> float:
+    """max |a - b| / max(1, |b|): the reference README's measure for STAViS's logits."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return float((np.abs(a - b) / np.maximum(1.0, np.abs(b))).max())
+
+
+def rounding_envelope(
+    run: Callable[[], torch.Tensor],
+    measure: Callable[[np.ndarray, np.ndarray], float] = absolute_error,
+    samples: int = ENVELOPE_SAMPLES,
+) -> tuple[np.ndarray, float, list[float]]:
+    """(exact output, envelope E, the sampled errors) of ``run()``, a computation in fp64
+    (a model ``.double()`` on fp64 inputs): E bounds, in ``measure``, how far the same
+    computation in fp32 lands from the exact output on any CPU (see above)."""
+    with torch.inference_mode():
+        exact = run().numpy()
+        sampled = []
+        for seed in range(samples):
+            with fp32_rounding(seed):
+                sampled.append(measure(run().numpy(), exact))
+    return exact, ENVELOPE_MARGIN * max(sampled), sampled

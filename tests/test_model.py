@@ -6,11 +6,10 @@ import numpy as np
 import pytest
 import torch
 from conftest import DATA
+from helpers import VINET_PUBLISHED_TOLERANCE as TOL
 
 from salcli.model import AViNet, S3DBackbone, SoundNet8, ViNet, build_model
 from salcli.testing import deterministic_state_dict, load_manifest, reference_inputs
-
-TOL = 1e-4  # absolute, fp32 CPU
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,20 @@ SMALL_INPUT = (32, 64)  # (H, W) model input used by the fast end-to-end tests
 
 
 @pytest.fixture(autouse=True)
+def _no_weights_but_the_tests_own(tmp_path_factory, monkeypatch):
+    """No test sees weights it did not put there itself: the cache (``$SALCLI_WEIGHTS``) is
+    an empty folder of its own, no extra registry is merged in, and the checkout's
+    ``weights/`` folder, where a developer may keep the published files, is an empty one.
+    Each test finds what it files and nothing an earlier test, or the user, left."""
+    import salcli.registry
+
+    monkeypatch.setenv("SALCLI_WEIGHTS", str(tmp_path_factory.mktemp("cache") / "weights"))
+    monkeypatch.delenv("SALCLI_REGISTRY", raising=False)
+    checkout = tmp_path_factory.mktemp("checkout") / "weights"
+    monkeypatch.setattr(salcli.registry, "repo_weights_dir", lambda: checkout)
+
+
+@pytest.fixture(autouse=True)
 def _auto_precision_is_fp32_on_every_cpu(monkeypatch):
     """``precision="auto"`` picks bf16 on CPUs with native bf16 and fp32 elsewhere, so a
     test that names no precision would take another path on another CPU. Here "auto"

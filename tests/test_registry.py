@@ -199,7 +199,22 @@ def test_resolve_path_name_and_default(tmp_path):
 
 def test_search_dirs_are_the_current_folder_weights_the_checkout_and_the_cache(tmp_path):
     cwd = Path.cwd()
-    assert registry.search_dirs() == [cwd, cwd / "weights", REPO_ROOT / "weights", _cache(tmp_path)]
+    checkout = registry.repo_weights_dir()  # an empty stand-in (conftest)
+    assert registry.search_dirs() == [cwd, cwd / "weights", checkout, _cache(tmp_path)]
+
+
+def test_the_checkout_weights_folder_is_the_one_beside_the_package(monkeypatch):
+    monkeypatch.undo()  # the real look-up, not conftest's stand-in
+    assert registry.repo_weights_dir() == REPO_ROOT / "weights"
+
+
+def test_weights_in_the_checkout_are_found_after_the_current_folder(tmp_path):
+    checkout = registry.repo_weights_dir()
+    checkout.mkdir()
+    (checkout / "ViNet_DHF1K.pt").write_bytes(b"v")
+    assert registry.resolve_weights(None, "vinet") == checkout / "ViNet_DHF1K.pt"
+    (Path.cwd() / "ViNet_DHF1K.pt").write_bytes(b"w")
+    assert registry.resolve_weights(None, "vinet") == Path.cwd() / "ViNet_DHF1K.pt"
 
 
 @pytest.mark.parametrize("where", ["cwd", "cwd/weights", "cache"])

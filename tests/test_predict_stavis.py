@@ -456,7 +456,8 @@ def _half(stavis_checkpoint, make_video, precision: str, n: int) -> None:
 
 
 def test_bf16_matches_fp32(stavis_checkpoint, make_video):
-    _half(stavis_checkpoint, make_video, "bf16", n=2)
+    """One clip: bf16 is emulated, slowly, on CPUs without AVX512-BF16 or AMX."""
+    _half(stavis_checkpoint, make_video, "bf16", n=1)
 
 
 @pytest.mark.slow

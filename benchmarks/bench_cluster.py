@@ -48,7 +48,7 @@ ROUND_TRIPS = 50  # empty calls timed on a warm worker
 
 def _phase(args: argparse.Namespace) -> None:
     """One measurement, in this process: prints one JSON line."""
-    from salcli.batch import BatchRun
+    from salcli.corpus.local import BatchRun
     from salcli.options import ClusterOptions
 
     opts = dict(
@@ -66,7 +66,7 @@ def _phase(args: argparse.Namespace) -> None:
         run.predictor  # noqa: B018 - the model loaded: the start-up
         results = run
     else:
-        from salcli.cluster import ClusterBatch
+        from salcli.corpus.cluster import ClusterBatch
 
         cluster = ClusterOptions(ray="local", workers=args.workers, cpus_per_worker=args.cpus)
         results = ClusterBatch(run, cluster)

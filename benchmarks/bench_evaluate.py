@@ -3,7 +3,7 @@
 Writes a one-video audio-visual dataset (Coutrot_db1 layout: jpg density maps, v5 .mat
 fixation maps), the same video in the DHF1K layout (PNG maps and fixations), and
 predictions (PNG folder and float16 HDF5 stack) in a temporary folder, then times
-``salcli.evaluate.evaluate`` on each protocol (the DHF1K one also with predictions at
+``salcli.evaluation.evaluate.evaluate`` on each protocol (the DHF1K one also with predictions at
 half the size, resized), and each metric on one frame.
 
     .venv/bin/python benchmarks/bench_evaluate.py [--frames 600] [--width 640] [--height 360]
@@ -22,7 +22,7 @@ import numpy as np
 import scipy.io
 
 from salcli import metrics as M
-from salcli.evaluate import evaluate
+from salcli.evaluation.evaluate import evaluate
 
 N_FIXATIONS = 40  # fixated pixels per frame (DIEM-like: tens of observers)
 

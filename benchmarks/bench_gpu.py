@@ -7,7 +7,7 @@ Steps, each timed and reported on its own (a failing step prints one line and th
 go on; a step that would start past ``--budget-s`` is skipped, saying so):
 
 1. model only, ViNet and AViNet (bilinear) in bf16 (the precision ``auto`` picks on
-   CUDA where bf16 is supported), as a ``salcli.predict.Predictor`` runs a loaded
+   CUDA where bf16 is supported), as a ``salcli.inference.predictor.Predictor`` runs a loaded
    checkpoint (BatchNorm folded, convolutions stored in bf16, channels-last), the input
    already on the device: maps/s per batch size through the engine's public forward
    passes, ``Engine.forward`` (each clip on its own) and ``Engine.forward_stream`` (the
@@ -149,7 +149,7 @@ def checkpoints(folder: Path, models: tuple[str, ...]) -> dict[str, Path]:
 
 
 def _predictor(weights: Path, arch: str, args, size, **kw):
-    from salcli.predict import Predictor
+    from salcli.inference.predictor import Predictor
 
     kw.setdefault("precision", args.precision)
     return Predictor(weights, audio=arch != "vinet", device=args.device, input_size=size, **kw)
@@ -166,7 +166,7 @@ def _sound(p, batch: int) -> torch.Tensor | None:
 
 def _on_device(p, x: torch.Tensor) -> torch.Tensor:
     """``x`` (normalized frames) on the predictor's device, in its layout."""
-    from salcli.engine import CHANNELS_LAST
+    from salcli.inference.engine import CHANNELS_LAST
 
     x = x.to(p.device)
     return x.contiguous(memory_format=CHANNELS_LAST) if p.channels_last else x
@@ -324,7 +324,7 @@ def step_end_to_end(weights: Path, args, cfg, tmp: Path, results: dict) -> None:
     per-frame CC of the two."""
     import h5py
 
-    from salcli.decode import open_video
+    from salcli.media.decode import open_video
 
     device = torch.device(args.device)
     t0 = time.perf_counter()
@@ -439,7 +439,7 @@ def main() -> int:
     if device.type == "cuda" and not torch.cuda.is_available():
         print("bench_gpu: no CUDA device is available (use --device cpu --quick to check)")
         return 2
-    from salcli.engine import DTYPES, emulated_precision
+    from salcli.inference.hardware import DTYPES, emulated_precision
 
     if args.quick and emulated_precision(DTYPES[args.precision], device):
         print(f"this CPU emulates {args.precision} (~80x slower): the quick run takes fp32")

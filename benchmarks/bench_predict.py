@@ -71,10 +71,10 @@ def _peak_rss_mib() -> float:
 
 
 def _model(weights: str | None) -> torch.nn.Module:
-    from salcli.model import ViNet
+    from salcli.models.vinet import ViNet
 
     if weights:
-        from salcli.weights import load_model
+        from salcli.models.checkpoints import load_model
 
         return load_model(weights)[0].eval()
     from salcli.testing import deterministic_state_dict, load_manifest
@@ -108,7 +108,7 @@ def _read_pngs(folder: Path) -> np.ndarray:
 
 
 def phase_salcli(args) -> dict:
-    from salcli.predict import Predictor
+    from salcli.inference.predictor import Predictor
 
     opts = json.loads(args.options or "{}")
     out = Path(args.out)
@@ -165,7 +165,7 @@ def conv_rates(repeats: int) -> dict[str, dict[str, float]]:
     """GFLOP/s of the representative convolutions per precision, channels-last."""
     import torch.nn.functional as F
 
-    from salcli.engine import CHANNELS_LAST
+    from salcli.inference.engine import CHANNELS_LAST
 
     rates: dict[str, dict[str, float]] = {}
     for precision, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
@@ -190,7 +190,7 @@ def gflop_per_map(model: torch.nn.Module, clips: int, reuse: bool, size) -> floa
     """FLOPs of one map, clip by clip or with overlap reuse over ``clips`` clips."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    from salcli.overlap import forward_windows
+    from salcli.inference.overlap import forward_windows
 
     h, w = FLOP_INPUT
     with torch.inference_mode(), FlopCounterMode(display=False) as counter:
@@ -213,8 +213,8 @@ def _best(run, repeats: int) -> float:
 
 
 def phase_model(args) -> dict:
-    from salcli.engine import CHANNELS_LAST
-    from salcli.predict import Predictor
+    from salcli.inference.engine import CHANNELS_LAST
+    from salcli.inference.predictor import Predictor
 
     h, w = _size(args.input_size)
     batches = [int(x) for x in args.batch_sizes.split(",")]
@@ -279,7 +279,7 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    from salcli.engine import cpu_has_native_bf16
+    from salcli.inference.hardware import cpu_has_native_bf16
 
     return (
         f"{model}, {os.cpu_count()} CPUs, torch {torch.__version__}, "

@@ -9,7 +9,7 @@ Phases (each in its own process, so that peak RSS is its own):
 - ``model``: the optimizer step alone on random clips already in memory: forward,
   KL-divergence loss, backward, Adam, in training mode (batch statistics), as
   ``salcli train`` runs it; the first step (allocation, kernel selection) is timed apart.
-- ``train``: ``salcli.train.train`` end to end for one epoch on a generated dataset in the
+- ``train``: ``salcli.training.loop.train`` end to end for one epoch on a generated dataset in the
   DHF1K layout (``steps * batch`` videos of 40 JPEG frames at ``--frame-size``, density
   maps, fixations): DataLoader workers decoding and resizing frames, the steps, then one
   validation clip and the checkpoints; reported is the epoch record's samples/s (the
@@ -90,9 +90,9 @@ def _write_dataset(root: Path, videos: int, frame_size: tuple[int, int]) -> None
 
 
 def phase_model(args) -> dict:
-    from salcli.engine import resolve_device, resolve_precision
-    from salcli.model import ViNet
-    from salcli.train import kld_loss
+    from salcli.inference.hardware import resolve_device, resolve_precision
+    from salcli.models.vinet import ViNet
+    from salcli.training.loop import kld_loss
 
     device = resolve_device(args.device)
     dtype = resolve_precision(args.precision, device)
@@ -130,7 +130,7 @@ def phase_model(args) -> dict:
 
 
 def phase_train(args) -> dict:
-    from salcli.train import TrainOptions, train
+    from salcli.training.loop import TrainOptions, train
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

@@ -138,7 +138,7 @@ for name in ("av", "soundfile", "h5py", "cv2", "typer", "rich", "scipy", "pytest
         print(f"{name} {version} from {mod.__file__}")
     except Exception as exc:  # report every one, then fail
         missing.append(f"{name} ({type(exc).__name__}: {exc})")
-import salcli, salcli.cli, salcli.predict
+import salcli, salcli.cli, salcli.inference.predictor
 print(f"salcli {salcli.__version__} from {salcli.__file__}")
 if missing:
     raise SystemExit("missing: " + ", ".join(missing))

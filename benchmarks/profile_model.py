@@ -4,10 +4,10 @@
         [--batch 8] [--input-size 224x384] [--top 20] [--repeats 3] [--layers]
 
 Runs ViNet (the deterministic checkpoint of salcli.testing, loaded by
-``salcli.predict.Predictor`` as the CLI loads one: BatchNorm folded, cast for the
+``salcli.inference.predictor.Predictor`` as the CLI loads one: BatchNorm folded, cast for the
 precision) clip by clip (``--mode clips``: a batch of ``--batch`` clips of T = 32
 frames) or with overlap reuse (``--mode reuse``: the ``--batch`` clips of ``--batch``
-+ 31 consecutive frames, ``salcli.overlap``). Prints the best wall time of
++ 31 consecutive frames, ``salcli.inference.overlap``). Prints the best wall time of
 ``--repeats`` runs, then one profiled run's self time per op and input dtypes (ops
 that run in fp32 under bf16 show as such), and the shares per kind of op
 (convolution, pooling, casts and copies, concatenation, element-wise, upsampling).
@@ -71,10 +71,10 @@ def _layer_kind(weight_shape: torch.Size, decoder: bool) -> str:
 
 
 def conv_rates_by_kind(run, model: torch.nn.Module, maps: int) -> None:
-    """Time every convolution of one run of ``run`` (salcli.model.conv3d, wherever it is
+    """Time every convolution of one run of ``run`` (salcli.models.layers.conv3d, wherever it is
     called from) and print, per kind of layer, its time, FLOPs per map and rate."""
-    import salcli.model as M
-    import salcli.overlap as O
+    import salcli.inference.overlap as O
+    import salcli.models.vinet as M
 
     decoder_weights = {id(m.weight) for m in model.decoder.modules() if hasattr(m, "weight")}
     plain = M.conv3d
@@ -99,7 +99,7 @@ def conv_rates_by_kind(run, model: torch.nn.Module, maps: int) -> None:
     seconds = sum(r[0] for r in rows.values())
     flop = sum(r[1] for r in rows.values())
     print(
-        f"convolutions through salcli.model.conv3d: {seconds:.3f} s, "
+        f"convolutions through salcli.models.layers.conv3d: {seconds:.3f} s, "
         f"{flop / 1e9 / maps:.1f} GFLOP/map at {flop / seconds / 1e9:.0f} GFLOP/s"
     )
     for kind, (dt, fl) in sorted(rows.items(), key=lambda kv: -kv[1][0]):
@@ -124,8 +124,8 @@ def main() -> None:
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", os.cpu_count() or 1)))
     from bench_predict import checkpoint_file, machine
 
-    from salcli.engine import CHANNELS_LAST
-    from salcli.predict import Predictor
+    from salcli.inference.engine import CHANNELS_LAST
+    from salcli.inference.predictor import Predictor
 
     h, w = (int(v) for v in args.input_size.lower().split("x"))
     with tempfile.TemporaryDirectory(prefix="profile_model_") as tmp:

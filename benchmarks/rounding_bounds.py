@@ -38,7 +38,7 @@ ISA_LEVELS = ("SSE41", "AVX", "AVX2", "AVX512_CORE", "AVX512_CORE_BF16", "AVX512
 
 
 def _stavis(audiovisual: bool):
-    from salcli.stavis import AUDIO_BUFFER, CLIP_LEN, Stavis
+    from salcli.models.stavis import AUDIO_BUFFER, CLIP_LEN, Stavis
     from salcli.testing import load_manifest, relative_error, stavis_snapshot
 
     name = "audiovisual" if audiovisual else "visual"
@@ -54,7 +54,7 @@ def _stavis(audiovisual: bool):
 
 
 def _vinet(arch: str):
-    from salcli.model import build_model
+    from salcli.models.vinet import build_model
     from salcli.testing import (
         absolute_error,
         deterministic_state_dict,
@@ -77,8 +77,8 @@ def _vinet(arch: str):
 
 def _vinet_windows():
     """The overlap tests' model and clips: ViNet with drawn BatchNorms, 3 clips at 64x96."""
-    from salcli.model import ViNet
-    from salcli.overlap import forward_windows
+    from salcli.inference.overlap import forward_windows
+    from salcli.models.vinet import ViNet
     from salcli.testing import absolute_error, randomize_norms
 
     torch.manual_seed(0)
@@ -105,9 +105,9 @@ CASES = {
 
 
 def _folded(model):
-    from salcli.model import fold_batchnorm as fold_vinet
-    from salcli.stavis import Stavis
-    from salcli.stavis import fold_batchnorm as fold_stavis
+    from salcli.models.stavis import Stavis
+    from salcli.models.stavis import fold_batchnorm as fold_stavis
+    from salcli.models.vinet import fold_batchnorm as fold_vinet
 
     return (fold_stavis if isinstance(model, Stavis) else fold_vinet)(copy.deepcopy(model))
 

@@ -33,7 +33,7 @@ Lossless options, to tell apart what the two JPEG steps cost: ``frame_format="pn
 extracts lossless frames, and every run also returns the maps of step 7 computed on the
 float sigmoid maps (no 8-bit JPEG between the model and the MATLAB step).
 
-The network is salcli's (``salcli.stavis.Stavis``, golden-parity tested against theirs),
+The network is salcli's (``salcli.models.stavis.Stavis``, golden-parity tested against theirs),
 unfolded; ``imresize`` is ``salcli.metrics.imresize_matlab``. Run as a script, it times
 salcli against the re-enactment on a generated clip and prints the figures::
 
@@ -95,7 +95,7 @@ class TheirMaps:
 def extract_frames(video: str | Path, folder: str | Path, frame_format: str = "jpg") -> int:
     """Every frame of ``video`` as ``img_00001.jpg ...`` (or ``.png``, lossless) in
     ``folder``; returns the number of frames."""
-    from salcli.decode import open_video
+    from salcli.media.decode import open_video
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -194,7 +194,7 @@ def clip_excerpt(wav: np.ndarray, rate: int, fps: float, frames: list[int]) -> n
 def load_model(path: str | Path, *, audiovisual: bool) -> torch.nn.Module:
     """Their way: the snapshot's ``state_dict`` with ``module.`` removed, loaded into
     the network (strict for the audio-visual head), eval mode, fp32."""
-    from salcli.stavis import Stavis
+    from salcli.models.stavis import Stavis
 
     snapshot = torch.load(path, map_location="cpu", weights_only=True)
     if snapshot.get("arch") != "resnet-50":
@@ -336,7 +336,7 @@ def run(
     """The whole re-enactment on ``video``: extraction (frames, and the wav for the
     audio-visual head), then their procedure with the snapshot ``weights``. Returns
     their maps of frames 9 ... N (``TheirMaps``)."""
-    from salcli.decode import probe
+    from salcli.media.decode import probe
 
     workdir = Path(workdir)
     meta = probe(video)
@@ -374,7 +374,7 @@ def main(argv: list[str] | None = None) -> None:
     sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
     from conftest import write_video
 
-    from salcli.predict import Predictor
+    from salcli.inference.predictor import Predictor
     from salcli.testing import load_manifest, stavis_snapshot
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])

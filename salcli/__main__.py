@@ -1,5 +1,5 @@
 """``python -m salcli``: the command line (also how ``torchrun -m salcli train`` starts it)."""
 
-from .cli import main
+from salcli.cli import main
 
 main()

@@ -4,6 +4,7 @@ and exit codes (see ``EXIT_CODES`` and the README)."""
 from __future__ import annotations
 
 import errno
+from collections.abc import Callable, Sequence
 
 # Process exit codes of the `salcli` command.
 EXIT_OK = 0  # every input done
@@ -37,10 +38,46 @@ def os_reason(exc: object) -> str:
     return one_line(exc)
 
 
+def escape(text: str) -> str:
+    """``text`` as a part of a message template (its braces doubled)."""
+    return text.replace("{", "{{").replace("}", "}}")
+
+
+def spell(template: str, options: Sequence[str], spelling: Callable[[str], str] = str) -> str:
+    """A message template with each option it names (``{name}``) spelled by ``spelling``."""
+    if not options:
+        return template
+    return template.format_map({name: spelling(name) for name in options})
+
+
 class SalcliError(Exception):
-    """Base of every error salcli raises on purpose. ``str(err)`` is one line for users."""
+    """Base of every error salcli raises on purpose. ``str(err)`` is one line for users.
+
+    A message may name options as ``{name}`` (with ``options=("name", ...)``, and its
+    own braces doubled): ``str(err)`` spells them as the Python API does (``name``),
+    ``err.spelled(flag)`` as the command line does (``--name``, ``salcli.cli``). The
+    library so never speaks in flags."""
 
     exit_code = EXIT_FAILED
+
+    def __init__(self, message: object = "", *, options: Sequence[str] = ()):
+        self.template = str(message) if options else escape(str(message))
+        self.options = tuple(options)
+        super().__init__(self.spelled())
+
+    def spelled(self, spelling: Callable[[str], str] = str) -> str:
+        """The message with its options spelled by ``spelling`` (default: their names)."""
+        return spell(self.template, self.options, spelling)
+
+    def __reduce__(self):  # pickled whole (a Ray worker's error reaches the driver)
+        return (_rebuilt, (type(self), self.__dict__))
+
+
+def _rebuilt(cls: type, state: dict) -> SalcliError:
+    err = cls.__new__(cls)
+    err.__dict__.update(state)
+    Exception.__init__(err, err.spelled())
+    return err
 
 
 class InputError(SalcliError):
@@ -48,7 +85,7 @@ class InputError(SalcliError):
 
 
 class NoAudioError(InputError):
-    """``--audio`` was asked for, but the input has no audio track."""
+    """The sound (``audio``) was asked for, but the input has no audio track."""
 
 
 class OutputError(SalcliError):
@@ -67,9 +104,19 @@ class UsageError(SalcliError):
     exit_code = EXIT_USAGE
 
 
+class OptionError(UsageError):
+    """A bad value of one option: ``option`` is its name, ``reason`` the rest of the line;
+    ``options``: other options the reason names (as ``{name}``, its own braces doubled)."""
+
+    def __init__(self, option: str, reason: str, *, options: Sequence[str] = ()):
+        self.option, self.reason = option, reason
+        body = reason if options else escape(reason)
+        super().__init__("{" + option + "} " + body, options=(option, *options))
+
+
 class DatasetError(SalcliError):
     """A dataset folder is missing or not laid out as the published data are."""
 
 
 class ClusterError(SalcliError):
-    """A Ray cluster cannot be reached or has no worker left (``salcli.cluster``)."""
+    """A Ray cluster cannot be reached or has no worker left (``salcli.corpus.cluster``)."""

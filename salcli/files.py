@@ -8,14 +8,14 @@ import secrets
 from collections.abc import Callable
 from pathlib import Path
 
-from .errors import OutputError, os_reason
+from salcli.errors import OutputError, os_reason
 
 TEMP_SUFFIX = ".tmp"
 
 
 def temp_name(path: Path) -> Path:
     """A hidden sibling of ``path`` for this process: ``.<name>.<pid>-<random>.tmp``,
-    the form salcli.records recognises as a killed run's leftover."""
+    the form salcli.corpus.records recognises as a killed run's leftover."""
     return path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(3)}{TEMP_SUFFIX}")
 
 
@@ -43,3 +43,9 @@ def write_atomic(path: str | Path, write: Callable[[Path], None], *, sync: bool 
             tmp.unlink()
         raise
     return path
+
+
+def write_text_atomic(path: str | Path, text: str, *, sync: bool = True) -> Path:
+    """``text`` (UTF-8, newlines as given) written to ``path`` by ``write_atomic``."""
+    return write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8", newline=""),
+                        sync=sync)  # fmt: skip

@@ -4,7 +4,7 @@ Every function scores ONE frame and is a pure, vectorized numpy function of arra
 
 - ``p``: the predicted map, (H', W'), any real dtype. A ``uint8`` map passed as it is
   gets what the benchmark's metric functions give it (``imresize`` keeps it 8-bit,
-  ``im2double`` divides by 255); ``salcli.evaluate`` converts predictions to float
+  ``im2double`` divides by 255); ``salcli.evaluation.evaluate`` converts predictions to float
   before calling them, as the benchmark's evaluation loops do.
 - ``d``: the ground-truth density map, (H, W).
 - ``f``: the binary fixation map, (H, W); a pixel counts once if ``f > 0``, whatever

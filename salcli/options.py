@@ -10,19 +10,18 @@ and its check. Everything else reads this table:
   re-run must match to take earlier outputs for its own (``Predictor.settings``).
 
 Errors name the option as the caller spelled it: ``OptionError.option`` is the field
-name; the CLI prints the flag instead (``--batch-size must be at least 1``).
+name; the CLI prints the flag instead (``--batch-size must be at least 1``). The tables
+become command-line parameters in ``salcli.cli._options``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import inspect
-import typing
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from .defaults import (
+from salcli.defaults import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_DEVICE,
     DEFAULT_FORMATS,
@@ -37,15 +36,7 @@ from .defaults import (
     PRECISIONS,
     WARMUP_POLICIES,
 )
-from .errors import UsageError
-
-
-class OptionError(UsageError):
-    """A bad option value: ``option`` is the field name, ``reason`` the rest of the line."""
-
-    def __init__(self, option: str, reason: str):
-        self.option, self.reason = option, reason
-        super().__init__(f"{option} {reason}")
+from salcli.errors import OptionError, UsageError
 
 
 def option(
@@ -253,7 +244,7 @@ class BatchOptions:
     )
 
     def __post_init__(self) -> None:
-        from .inputs import parse_shard
+        from salcli.corpus.inputs import parse_shard
 
         if isinstance(self.shard, str):
             try:
@@ -281,7 +272,7 @@ def _check_ray_address(address: str) -> None:
 @dataclass(frozen=True)
 class ClusterOptions:
     """Where a batch runs: on this process (``ray`` None) or on a Ray cluster
-    (``salcli.cluster``, the ``ray`` extra)."""
+    (``salcli.corpus.cluster``, the ``ray`` extra)."""
 
     ray: str | None = option(
         None,
@@ -352,75 +343,9 @@ def make_options(options: PredictOptions | Mapping[str, Any] | None = None, **kw
     return PredictOptions(**{**dict(options or {}), **kw})
 
 
-def flag_of(name: str, *tables: type) -> str:
-    """The CLI flag of option ``name`` (``batch_size`` -> ``--batch-size``) in ``tables``
-    (default: predict's and the cluster's)."""
-    for cls in tables or (*OPTION_TABLES, ClusterOptions):
-        for f in fields(cls):
-            if f.name == name and f.metadata.get("flags"):
-                return next(x for x in f.metadata["flags"] if x.startswith("--")).split("/")[0]
-    return name
-
-
 def map_settings_names() -> tuple[str, ...]:
     """The options whose value shapes the maps, in table order."""
     return tuple(f.name for f in fields(PredictOptions) if f.metadata.get("shapes_maps"))
-
-
-def cli_params(*tables: type) -> list[inspect.Parameter]:
-    """Typer keyword parameters for every option of ``tables`` that has CLI flags."""
-    import typer
-
-    params = []
-    for cls in tables:
-        hints = typing.get_type_hints(cls)
-        for f in fields(cls):
-            meta = f.metadata
-            if not meta.get("flags"):
-                continue
-            if f.default is not dataclasses.MISSING:
-                default = f.default
-            elif f.default_factory is not dataclasses.MISSING:
-                default = f.default_factory()
-            else:
-                default = ...  # required
-            annotation = hints[f.name]
-            if "cli_type" in meta:  # typed as text on the command line, parsed by the table
-                annotation = meta["cli_type"] if default is not None else meta["cli_type"] | None
-                if "cli_default" in meta:
-                    default = meta["cli_default"]
-                elif isinstance(default, tuple):
-                    default = ",".join(map(str, default))
-            opt = typer.Option(default, *meta["flags"], help=meta["help"], **meta["typer"])
-            params.append(
-                inspect.Parameter(
-                    f.name, inspect.Parameter.KEYWORD_ONLY, default=opt, annotation=annotation
-                )  # fmt: skip
-            )
-    return params
-
-
-def with_options(
-    command: Callable[..., Any], own: Sequence[inspect.Parameter], *tables: type
-) -> Callable[..., Any]:
-    """``command(**values)`` presented to Typer with the parameters ``own`` followed by
-    every CLI option of ``tables``: the option table is the command's signature."""
-    params = [*own, *cli_params(*tables)]
-
-    def wrapper(**values: Any) -> Any:
-        return command(**values)
-
-    wrapper.__name__ = command.__name__
-    wrapper.__doc__ = command.__doc__
-    wrapper.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
-    wrapper.__annotations__ = {p.name: p.annotation for p in params}
-    return wrapper
-
-
-def option_values(values: Mapping[str, Any], table: type) -> dict[str, Any]:
-    """The entries of ``values`` that are options of ``table``."""
-    names = {f.name for f in fields(table)}
-    return {k: v for k, v in values.items() if k in names}
 
 
 __all__ = [
@@ -428,7 +353,6 @@ __all__ = [
     "ClusterOptions",
     "OptionError",
     "PredictOptions",
-    "flag_of",
     "make_options",
     "map_settings_names",
     "parse_formats",

@@ -21,12 +21,12 @@ def _no_weights_but_the_tests_own(tmp_path_factory, monkeypatch):
     an empty folder of its own, no extra registry is merged in, and the checkout's
     ``weights/`` folder, where a developer may keep the published files, is an empty one.
     Each test finds what it files and nothing an earlier test, or the user, left."""
-    import salcli.registry
+    import salcli.weights.cache
 
     monkeypatch.setenv("SALCLI_WEIGHTS", str(tmp_path_factory.mktemp("cache") / "weights"))
     monkeypatch.delenv("SALCLI_REGISTRY", raising=False)
     checkout = tmp_path_factory.mktemp("checkout") / "weights"
-    monkeypatch.setattr(salcli.registry, "repo_weights_dir", lambda: checkout)
+    monkeypatch.setattr(salcli.weights.cache, "repo_weights_dir", lambda: checkout)
 
 
 @pytest.fixture(autouse=True)
@@ -35,9 +35,9 @@ def _auto_precision_is_fp32_on_every_cpu(monkeypatch):
     test that names no precision would take another path on another CPU. Here "auto"
     means fp32 on every CPU; tests of a precision name it (bf16 and fp16 run on any CPU,
     emulated where the CPU lacks them), and tests of "auto" itself patch this again."""
-    import salcli.engine
+    import salcli.inference.hardware
 
-    monkeypatch.setattr(salcli.engine, "cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr(salcli.inference.hardware, "cpu_has_native_bf16", lambda: False)
 
 
 def moving_frames(n: int, height: int, width: int, seed: int = 0) -> list[np.ndarray]:
@@ -145,7 +145,7 @@ def make_video(tmp_path):
 @pytest.fixture(scope="session")
 def vinet_checkpoint(tmp_path_factory) -> Path:
     """A randomly initialised ViNet state_dict saved as the published files are."""
-    from salcli.model import ViNet
+    from salcli.models.vinet import ViNet
 
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("weights") / "ViNet_DHF1K.pt"
@@ -155,7 +155,7 @@ def vinet_checkpoint(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def avinet_checkpoints(tmp_path_factory) -> dict[str, Path]:
-    from salcli.model import AViNet
+    from salcli.models.vinet import AViNet
 
     torch.manual_seed(0)
     folder = tmp_path_factory.mktemp("avweights")

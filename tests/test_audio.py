@@ -8,15 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from salcli.audio import (
+from salcli.defaults import AUDIO_BUFFER, AUDIO_RATE, AUDIO_SCALE, CLIP_LEN
+from salcli.errors import InputError, NoAudioError
+from salcli.media.audio import (
     AudioTrack,
     clip_batch,
     clip_excerpt,
     duration_mismatch,
     frame_span,
 )
-from salcli.defaults import AUDIO_BUFFER, AUDIO_RATE, AUDIO_SCALE, CLIP_LEN
-from salcli.errors import InputError, NoAudioError
 
 FS = AUDIO_RATE  # Hz
 MID = AUDIO_BUFFER // 2  # buffer index of an excerpt's middle sample
@@ -320,7 +320,7 @@ def test_late_audio_stream_is_placed_by_its_timestamps(tmp_path, suffix):
 
 def test_video_starting_late_shifts_the_timeline(tmp_path):
     """A video whose first frame is at 0.2 s: sample 0 is at 0.2 s of the file's clock."""
-    from salcli.decode import open_video
+    from salcli.media.decode import open_video
 
     rate = 44_100
     audio = burst(rate * 2, rate, at=1.0)

@@ -27,10 +27,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 import authors_pipeline as ap  # noqa: E402
 
-from salcli.model import ViNet  # noqa: E402
-from salcli.predict import Predictor  # noqa: E402
+from salcli.inference.clips import clip_indices  # noqa: E402
+from salcli.inference.predictor import Predictor  # noqa: E402
+from salcli.models.vinet import ViNet  # noqa: E402
 from salcli.testing import deterministic_state_dict, load_manifest  # noqa: E402
-from salcli.windowing import clip_indices  # noqa: E402
 
 MIN_CC = 0.999  # per frame, issue 5
 MIN_CC_JPEG = 0.995  # per frame, through JPEG q95 files, random-valued weights

@@ -24,19 +24,19 @@ import torch
 from conftest import SMALL_INPUT, write_video
 from typer.testing import CliRunner
 
-import salcli.engine
-import salcli.weights
+import salcli.inference.engine
+import salcli.models.checkpoints
 from salcli.cli import app
-from salcli.inputs import collect_jobs, expand_inputs, in_shard, select_shard
-from salcli.model import ViNet
-from salcli.writers import H5Writer
+from salcli.corpus.inputs import collect_jobs, expand_inputs, in_shard, select_shard
+from salcli.media.writers import H5Writer
+from salcli.models.vinet import ViNet
 
 runner = CliRunner()
 SIZE = f"{SMALL_INPUT[0]}x{SMALL_INPUT[1]}"
 JSONL_KEYS = {"path", "status", "frames", "fps", "seconds", "outputs", "error"}
 
-_real_load_model = salcli.weights.load_model
-_real_sha256 = salcli.weights.sha256_file
+_real_load_model = salcli.models.checkpoints.load_model
+_real_sha256 = salcli.models.checkpoints.sha256_file
 _loaded: dict = {}
 
 
@@ -60,11 +60,11 @@ def use_fast_model(monkeypatch) -> None:
             _loaded[key] = _real_sha256(path, *args, **kwargs)
         return _loaded[key]
 
-    monkeypatch.setattr(salcli.weights, "load_model", load_model)
-    monkeypatch.setattr(salcli.weights, "sha256_file", sha256_file)
+    monkeypatch.setattr(salcli.models.checkpoints, "load_model", load_model)
+    monkeypatch.setattr(salcli.models.checkpoints, "sha256_file", sha256_file)
     monkeypatch.setattr(ViNet, "forward", _fake_forward)
     # the stand-in is ViNet.forward: batches must not take the overlap-reuse path
-    monkeypatch.setattr(salcli.engine, "resolve_reuse", lambda *args: False)
+    monkeypatch.setattr(salcli.inference.engine, "resolve_reuse", lambda *args: False)
 
 
 @pytest.fixture
@@ -594,7 +594,7 @@ def test_input_size_is_documented():
 
 
 def test_soundnet_alone_gets_one_message(tmp_path):
-    from salcli.model import SoundNet8
+    from salcli.models.soundnet import SoundNet8
 
     video = write_video(tmp_path / "v.mp4", n_frames=1, audio_rate=22050)
     path = tmp_path / "soundnet8_final.pth"

@@ -4,7 +4,7 @@ outputs equal to a local run, resume after a killed driver, a failing video and 
 worker that dies on every attempt reported while the others are done, a worker killed
 mid-video retried, Ctrl-C, evaluate's scores, and the one-line errors.
 
-Faults are set off with salcli.cluster's test hook (``SALCLI_TEST_FAULT``, read on the
+Faults are set off with salcli.corpus.cluster's test hook (``SALCLI_TEST_FAULT``, read on the
 driver, acted on by the workers). The real network runs at the small test input size in
 fp32 (never the CPU's "auto"). Without Ray installed the tests that need it are skipped.
 """
@@ -29,11 +29,11 @@ from test_datasets import make_av_dataset
 from typer.testing import CliRunner
 
 from salcli.cli import app
-from salcli.records import pid_alive
+from salcli.corpus.records import pid_alive
 
 runner = CliRunner()
 SIZE = f"{SMALL_INPUT[0]}x{SMALL_INPUT[1]}"
-FAULT_ENV = "SALCLI_TEST_FAULT"  # salcli.cluster's test hook
+FAULT_ENV = "SALCLI_TEST_FAULT"  # salcli.corpus.cluster's test hook
 # Ray takes the loopback address for its node with its multi-machine mode off (its own
 # default on macOS / Windows): the test instance listens on 127.0.0.1 only
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
@@ -246,8 +246,8 @@ def test_ctrl_c_stops_the_cluster_cleanly(ray_address, corpus, vinet_checkpoint,
 
 def test_evaluate_on_the_cluster_scores_as_locally(ray_address, vinet_checkpoint, tmp_path):
     from salcli import Predictor
-    from salcli import evaluate as E
-    from salcli.cluster import model_source
+    from salcli.corpus.cluster import model_source
+    from salcli.evaluation import evaluate as E
     from salcli.options import ClusterOptions, PredictOptions
 
     root = tmp_path / "data"
@@ -317,8 +317,8 @@ def test_evaluate_on_the_cluster_takes_warmup_and_precision(
 ):
     """evaluate's --warmup / --precision reach the workers: STAViS's reference warm-up
     leaves the same first frames unscored as a local run, with the same scores."""
-    from salcli import evaluate as E
-    from salcli.cluster import model_source
+    from salcli.corpus.cluster import model_source
+    from salcli.evaluation import evaluate as E
     from salcli.options import ClusterOptions
 
     root = tmp_path / "data"

@@ -15,8 +15,8 @@ import pytest
 import scipy.io
 import soundfile
 
-from salcli.datasets import Dataset, default_root, read_fixations, read_mat
 from salcli.errors import DatasetError, UsageError
+from salcli.evaluation.datasets import Dataset, default_root, read_fixations, read_mat
 
 H, W = 12, 16  # pixels, frame size of the tiny datasets
 
@@ -356,7 +356,7 @@ def test_diem_splits_with_a_model_per_split(tmp_path):
 def test_layouts_are_documented_in_the_readme():
     """The README's Evaluate section draws both layouts as trees, with the names the
     readers look for; the module docs point there (not at a file outside the repo)."""
-    import salcli.datasets as D
+    import salcli.evaluation.datasets as D
 
     readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
     section = readme[readme.index("## Evaluate") :]

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from conftest import moving_frames, write_audio_only, write_video
 
-from salcli import decode
-from salcli.decode import DecodeWarning, FrameFolderReader, open_video
 from salcli.errors import InputError
+from salcli.media import decode
+from salcli.media.decode import DecodeWarning, FrameFolderReader, open_video
 
 SIZE = (48, 64)  # (H, W) of the test videos
 MARK = 12  # pixels, side of the white square in the top-left corner of `marked` frames
@@ -241,8 +241,8 @@ def test_dataset_frame_folders_take_the_video_name(tmp_path):
     import cv2
     import numpy as np
 
-    from salcli.decode import open_video
-    from salcli.inputs import source_stem
+    from salcli.corpus.inputs import source_stem
+    from salcli.media.decode import open_video
 
     images = tmp_path / "val" / "0601" / "images"
     images.mkdir(parents=True)
@@ -257,7 +257,7 @@ def test_dataset_frame_folders_land_where_evaluate_reads_them(tmp_path):
     import cv2
     import numpy as np
 
-    from salcli.inputs import expand_inputs
+    from salcli.corpus.inputs import expand_inputs
 
     folders = []
     for video in ("0601", "0602"):

@@ -19,9 +19,9 @@ import typer
 from conftest import sub_app
 from typer.testing import CliRunner
 
-from salcli import cli_weights
-from salcli import download as dl
+from salcli.cli import weights as cli_weights
 from salcli.errors import WeightsError
+from salcli.weights import download as dl
 
 PAYLOAD_SIZE = 300_000  # bytes of the synthetic file served
 _RANGE = re.compile(r"bytes=(\d+)-$")
@@ -135,9 +135,7 @@ def test_plain_download_with_full_checksum(server, tmp_path):
     data = _payload()
     server.files["/file.bin"] = data
     dest = tmp_path / "cache" / "w.pt"
-    out = dl.download(
-        server.url("/file.bin"), dest, sha256=hashlib.sha256(data).hexdigest(), progress=False
-    )
+    out = dl.download(server.url("/file.bin"), dest, sha256=hashlib.sha256(data).hexdigest())
     assert out == dest and dest.read_bytes() == data
     assert _leftovers(dest.parent) == ["w.pt"]  # no .part, no temporary
     assert server.gets("/file.bin") == [None]
@@ -150,19 +148,24 @@ def test_downloaded_file_gets_the_umask_permissions(server, tmp_path, umask, mod
     server.files["/file.bin"] = _payload(10_000)
     old = os.umask(umask)
     try:
-        dest = dl.download(server.url("/file.bin"), tmp_path / "cache" / "w.pt", progress=False)
+        dest = dl.download(server.url("/file.bin"), tmp_path / "cache" / "w.pt")
     finally:
         os.umask(old)
     assert stat.S_IMODE(dest.stat().st_mode) == mode
 
 
-def test_prefix_checksum_and_progress_bar(server, tmp_path, capsys):
+def test_prefix_checksum_and_progress(server, tmp_path):
     data = _payload()
     server.files["/s3d-abc.pth"] = data
     prefix = hashlib.sha256(data).hexdigest()[:8].upper()  # case does not matter
-    dest = dl.download(server.url("/s3d-abc.pth"), tmp_path / "x.pth", sha256=prefix)
+    seen = []
+    dest = dl.download(
+        server.url("/s3d-abc.pth"), tmp_path / "x.pth", sha256=prefix,
+        on_progress=lambda *a: seen.append(a),
+    )  # fmt: skip
     assert dest.read_bytes() == data
-    assert "x.pth" in capsys.readouterr().err  # the progress bar names the file
+    assert seen[0] == ("x.pth", 0, len(data)) and seen[-1] == ("x.pth", len(data), len(data))
+    assert [n for _, n, _ in seen] == sorted(n for _, n, _ in seen)
 
 
 def test_broken_connection_resumes_with_range(server, tmp_path):
@@ -174,7 +177,6 @@ def test_broken_connection_resumes_with_range(server, tmp_path):
         server.url("/file.bin"),
         tmp_path / "w.pt",
         sha256=hashlib.sha256(data).hexdigest(),
-        progress=False,
     )
     assert dest.read_bytes() == data
     assert server.gets("/file.bin") == [None, "bytes=100000-", "bytes=200000-"]
@@ -186,7 +188,7 @@ def test_part_file_from_an_earlier_run_is_resumed(server, tmp_path):
     server.files["/file.bin"] = data
     dest = tmp_path / "w.pt"
     dl.part_path(dest).write_bytes(data[:123_456])  # what a killed run left
-    dl.download(server.url("/file.bin"), dest, progress=False)
+    dl.download(server.url("/file.bin"), dest)
     assert dest.read_bytes() == data
     assert server.gets("/file.bin") == ["bytes=123456-"]
 
@@ -197,7 +199,7 @@ def test_server_ignoring_range_restarts_from_zero(server, tmp_path):
     server.no_range.add("/file.bin")
     dest = tmp_path / "w.pt"
     dl.part_path(dest).write_bytes(data[:5000])
-    dl.download(server.url("/file.bin"), dest, progress=False)
+    dl.download(server.url("/file.bin"), dest)
     assert dest.read_bytes() == data
 
 
@@ -206,9 +208,7 @@ def test_stale_part_failing_the_checksum_is_fetched_again_cleanly(server, tmp_pa
     server.files["/file.bin"] = data
     dest = tmp_path / "w.pt"
     dl.part_path(dest).write_bytes(b"\0" * 1000)  # a .part of some other file
-    dl.download(
-        server.url("/file.bin"), dest, sha256=hashlib.sha256(data).hexdigest(), progress=False
-    )
+    dl.download(server.url("/file.bin"), dest, sha256=hashlib.sha256(data).hexdigest())
     assert dest.read_bytes() == data
     assert server.gets("/file.bin") == ["bytes=1000-", None]
 
@@ -217,7 +217,7 @@ def test_checksum_mismatch_leaves_nothing(server, tmp_path):
     server.files["/file.bin"] = _payload()
     dest = tmp_path / "w.pt"
     with pytest.raises(WeightsError) as err:
-        dl.download(server.url("/file.bin"), dest, sha256="0" * 64, progress=False)
+        dl.download(server.url("/file.bin"), dest, sha256="0" * 64)
     msg = str(err.value)
     assert "checksum mismatch" in msg and "\n" not in msg and str(dest) in msg
     assert _leftovers(tmp_path) == []
@@ -227,7 +227,7 @@ def test_mirrors_are_tried_in_order(server, tmp_path):
     data = _payload()
     server.files["/b/file.bin"] = data
     urls = [_dead_url(), server.url("/a/file.bin"), server.url("/b/file.bin")]
-    dest = dl.download(urls, tmp_path / "w.pt", progress=False)
+    dest = dl.download(urls, tmp_path / "w.pt")
     assert dest.read_bytes() == data
     assert [p for p, _ in server.log] == ["/a/file.bin", "/b/file.bin"]  # 404, then good
 
@@ -236,14 +236,14 @@ def test_offline_is_one_clear_line(tmp_path):
     url = _dead_url()
     dest = tmp_path / "cache" / "soundnet8_final.pth"
     with pytest.raises(WeightsError) as err:
-        dl.download([url], dest, progress=False, timeout=2)
+        dl.download([url], dest, timeout=2)
     msg = str(err.value)
     assert "\n" not in msg
     assert "unreachable" in msg and url in msg and f"put it at {dest}" in msg
     assert _leftovers(dest.parent) == []
     # the same reason from every mirror is said once
     with pytest.raises(WeightsError, match=r"\(2 mirrors, each unreachable \(") as err:
-        dl.download([url, _dead_url()], dest, progress=False, timeout=2)
+        dl.download([url, _dead_url()], dest, timeout=2)
 
 
 def test_connection_breaking_without_progress_gives_up(server, tmp_path):
@@ -251,7 +251,7 @@ def test_connection_breaking_without_progress_gives_up(server, tmp_path):
     server.break_after["/file.bin"] = 0
     server.break_times["/file.bin"] = 100
     with pytest.raises(WeightsError, match="broke 5 times"):
-        dl.download(server.url("/file.bin"), tmp_path / "w.pt", progress=False)
+        dl.download(server.url("/file.bin"), tmp_path / "w.pt")
     assert not (tmp_path / "w.pt").exists()
 
 
@@ -262,7 +262,7 @@ def test_check_hook_can_refuse_the_file(server, tmp_path):
         raise WeightsError("no tensors")
 
     with pytest.raises(WeightsError, match="not a usable checkpoint"):
-        dl.download(server.url("/file.bin"), tmp_path / "w.pt", progress=False, check=check)
+        dl.download(server.url("/file.bin"), tmp_path / "w.pt", check=check)
     assert _leftovers(tmp_path) == []
 
 
@@ -270,9 +270,7 @@ def test_verified_file_already_there_is_not_fetched(server, tmp_path):
     data = _payload()
     dest = tmp_path / "w.pt"
     dest.write_bytes(data)
-    dl.download(
-        server.url("/file.bin"), dest, sha256=hashlib.sha256(data).hexdigest(), progress=False
-    )
+    dl.download(server.url("/file.bin"), dest, sha256=hashlib.sha256(data).hexdigest())
     assert server.log == []
 
 
@@ -285,7 +283,7 @@ def test_concurrent_downloads_of_one_file_fetch_it_once(server, tmp_path):
 
     def run() -> None:
         try:
-            dl.download(server.url("/file.bin"), dest, sha256=digest, progress=False)
+            dl.download(server.url("/file.bin"), dest, sha256=digest)
         except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 
@@ -311,7 +309,7 @@ def test_bad_checksum_text_is_refused(tmp_path):
 @pytest.fixture(scope="module")
 def soundnet_file(tmp_path_factory) -> tuple[bytes, str]:
     """A real SoundNet-8 state_dict as the published soundnet8_final.pth is saved."""
-    from salcli.model import SoundNet8
+    from salcli.models.soundnet import SoundNet8
 
     path = tmp_path_factory.mktemp("sn") / "soundnet8_final.pth"
     torch.manual_seed(0)

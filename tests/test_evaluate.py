@@ -20,9 +20,8 @@ import typer
 from test_datasets import H, W, make_av_dataset, make_frame_dataset
 from typer.testing import CliRunner
 
-from salcli import evaluate as E
 from salcli import metrics as M
-from salcli.cli_evaluate import register
+from salcli.cli.evaluate import register
 from salcli.errors import (
     EXIT_USAGE,
     DatasetError,
@@ -32,6 +31,7 @@ from salcli.errors import (
     UsageError,
     WeightsError,
 )
+from salcli.evaluation import evaluate as E
 
 
 def write_png_predictions(folder, truth, shape=None):
@@ -291,7 +291,9 @@ def test_model_built_lazily_from_salcli_predict(av, monkeypatch):
             super().__init__()
             made.append((weights, audio))
 
-    monkeypatch.setitem(sys.modules, "salcli.predict", types.SimpleNamespace(Predictor=Predictor))
+    monkeypatch.setitem(
+        sys.modules, "salcli.inference.predictor", types.SimpleNamespace(Predictor=Predictor)
+    )
     E.evaluate("coutrot2", root=root, split="1", weights="w.pt")
     assert made == [("w.pt", False)]
 
@@ -299,7 +301,7 @@ def test_model_built_lazily_from_salcli_predict(av, monkeypatch):
 @pytest.mark.slow
 def test_real_predictor_on_a_tiny_dataset(tmp_path):
     """The real model (random deterministic weights) over a 2-frame dataset."""
-    pytest.importorskip("salcli.predict")
+    pytest.importorskip("salcli.inference.predictor")
     import torch
 
     from salcli.testing import deterministic_state_dict, load_manifest
@@ -795,7 +797,7 @@ def two_vinet_checkpoints(tmp_path_factory):
     """Two ViNet checkpoints with different random weights (split 1 = split 3 = A, 2 = B)."""
     import torch
 
-    from salcli.model import ViNet
+    from salcli.models.vinet import ViNet
 
     folder = tmp_path_factory.mktemp("split_weights")
     for seed, splits in ((0, "13"), (1, "2")):
@@ -811,7 +813,7 @@ def test_real_checkpoint_per_split(tmp_path, two_vinet_checkpoints):
     the model loaded from checkpoint k, and checkpoints A and B give different scores."""
     from conftest import SMALL_INPUT
 
-    from salcli.predict import Predictor
+    from salcli.inference.predictor import Predictor
 
     log = []
 

@@ -13,10 +13,10 @@ import torch
 from test_datasets import make_av_dataset
 from typer.testing import CliRunner
 
-from salcli import evaluate as E
 from salcli.cli import app
 from salcli.errors import UsageError
-from salcli.families import STAVIS, VINET
+from salcli.evaluation import evaluate as E
+from salcli.models.registry import STAVIS, VINET
 
 UNMAPPED = 8  # frames 1-8: STAViS's published procedure maps none of them
 METRICS = ("cc", "nss", "auc_j", "sauc", "sim")  # what STAViS reports

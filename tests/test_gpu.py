@@ -13,12 +13,13 @@ import pytest
 import torch
 from conftest import SMALL_INPUT
 
-from salcli import engine as E
-from salcli.decode import Frame
 from salcli.defaults import CLIP_LEN, INPUT_H, INPUT_W
-from salcli.model import ViNet, cast_for_precision, fold_batchnorm
-from salcli.predict import Predictor
-from salcli.preprocess import frame_to_tensor
+from salcli.inference import engine as E
+from salcli.inference import hardware as H
+from salcli.inference.predictor import Predictor
+from salcli.media.decode import Frame
+from salcli.models.vinet import ViNet, cast_for_precision, fold_batchnorm
+from salcli.models.vinet_procedure import frame_to_tensor
 
 pytestmark = [
     pytest.mark.cuda,
@@ -184,7 +185,7 @@ def test_resize_on_the_gpu_matches_the_cpu():
 def test_batch_fitted_to_free_memory_fits_in_it(precision):
     """The batch chosen for a given amount of free memory runs within that memory."""
     free = 4 * 2**30  # bytes, as if the device had this much free
-    dtype = E.DTYPES[precision]
+    dtype = H.DTYPES[precision]
     b = E.choose_batch_size(CUDA, dtype, free_bytes=free)
     assert 1 < b < E.MAX_AUTO_BATCH  # fitted, not capped
     torch.manual_seed(0)

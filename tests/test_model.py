@@ -8,7 +8,9 @@ import torch
 from conftest import DATA
 from helpers import VINET_PUBLISHED_TOLERANCE as TOL
 
-from salcli.model import AViNet, S3DBackbone, SoundNet8, ViNet, build_model
+from salcli.models.s3d import S3DBackbone
+from salcli.models.soundnet import SoundNet8
+from salcli.models.vinet import AViNet, ViNet, build_model
 from salcli.testing import deterministic_state_dict, load_manifest, reference_inputs
 
 
@@ -79,7 +81,7 @@ def test_backbone_feature_shapes():
 
 
 def test_spatial_upsample_equals_trilinear():
-    from salcli.model import SpatialUpsample
+    from salcli.models.vinet import SpatialUpsample
 
     x = torch.randn(2, 5, 3, 7, 9)
     ref = torch.nn.Upsample(scale_factor=(1, 2, 2), mode="trilinear")(x)
@@ -106,7 +108,7 @@ def test_concat_fusion_shapes():
 def test_folding_batchnorm_keeps_the_outputs(arch):
     import copy
 
-    from salcli.model import fold_batchnorm
+    from salcli.models.vinet import fold_batchnorm
 
     torch.manual_seed(1)
     model = build_model(arch).eval()
@@ -143,7 +145,7 @@ POOLS = [
 @pytest.mark.parametrize("kernel, stride, padding, dilation", POOLS)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_max_pool3d_equals_torch_bit_for_bit(kernel, stride, padding, dilation, dtype):
-    from salcli.model import max_pool3d
+    from salcli.models.layers import max_pool3d
 
     g = torch.Generator().manual_seed(0)
     for shape in [(2, 5, 7, 9, 12), (1, 3, 16, 8, 10), (3, 4, 5, 7, 6)]:

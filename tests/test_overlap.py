@@ -1,4 +1,4 @@
-"""Overlap reuse (salcli.overlap): batches of consecutive clips give the maps of the
+"""Overlap reuse (salcli.inference.overlap): batches of consecutive clips give the maps of the
 plain per-clip forward pass, with fewer operations."""
 
 from __future__ import annotations
@@ -13,13 +13,13 @@ from conftest import SMALL_INPUT
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from salcli import engine as E
-from salcli.decode import Frame
 from salcli.defaults import DEFAULT_BATCH_SIZE, DEFAULT_REUSE_BATCH_SIZE
 from salcli.errors import UsageError
-from salcli.model import AViNet, ViNet, cast_for_precision, fold_batchnorm
-from salcli.overlap import consecutive_runs, forward_windows
-from salcli.predict import Predictor
+from salcli.inference import engine as E
+from salcli.inference.overlap import consecutive_runs, forward_windows
+from salcli.inference.predictor import Predictor
+from salcli.media.decode import Frame
+from salcli.models.vinet import AViNet, ViNet, cast_for_precision, fold_batchnorm
 from salcli.testing import randomize_norms
 
 T = 32  # frames per clip

@@ -12,23 +12,18 @@ import torch
 from conftest import SMALL_INPUT
 from torch import nn
 
-from salcli import engine as E
-from salcli.decode import Frame
 from salcli.defaults import DEFAULT_BATCH_SIZE
 from salcli.errors import UsageError
-from salcli.model import (
-    FP32_TAIL,
-    AViNet,
-    MaxPool3d,
-    SoundNet8,
-    ViNet,
-    cast_for_precision,
-    fold_batchnorm,
-)
-from salcli.predict import Predictor
-from salcli.preprocess import frame_to_tensor
-from salcli.schedule import interpolate_maps, run_schedule
-from salcli.writers import WriterThread
+from salcli.inference import engine as E
+from salcli.inference import hardware as H
+from salcli.inference.clips import interpolate_maps, predict_key_frames
+from salcli.inference.predictor import Predictor
+from salcli.media.decode import Frame
+from salcli.media.writers import WriterThread
+from salcli.models.layers import MaxPool3d
+from salcli.models.soundnet import SoundNet8
+from salcli.models.vinet import FP32_TAIL, AViNet, ViNet, cast_for_precision, fold_batchnorm
+from salcli.models.vinet_procedure import frame_to_tensor
 
 CPU = torch.device("cpu")
 CUDA = torch.device("cuda")
@@ -55,10 +50,10 @@ def _cc(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def test_auto_precision_on_cpu_follows_native_bf16(monkeypatch):
-    monkeypatch.setattr(E, "cpu_has_native_bf16", lambda: True)
-    assert E.resolve_precision("auto", CPU) == torch.bfloat16
-    monkeypatch.setattr(E, "cpu_has_native_bf16", lambda: False)
-    assert E.resolve_precision("auto", CPU) == torch.float32
+    monkeypatch.setattr(H, "cpu_has_native_bf16", lambda: True)
+    assert H.resolve_precision("auto", CPU) == torch.bfloat16
+    monkeypatch.setattr(H, "cpu_has_native_bf16", lambda: False)
+    assert H.resolve_precision("auto", CPU) == torch.float32
 
 
 AVX512 = frozenset({"avx2", "avx512f", "avx512bw", "avx512vl"})  # Skylake-SP ... Ice Lake
@@ -78,53 +73,53 @@ AVX512 = frozenset({"avx2", "avx512f", "avx512bw", "avx512vl"})  # Skylake-SP ..
     ],
 )
 def test_native_16_bit_needs_the_instructions_and_no_cap(monkeypatch, flags, cap, bf16, fp16):
-    monkeypatch.setattr(E, "onednn_computes", lambda dtype: True)
-    monkeypatch.setattr(E, "x86_cpu_flags", lambda: flags)
+    monkeypatch.setattr(H, "onednn_computes", lambda dtype: True)
+    monkeypatch.setattr(H, "x86_cpu_flags", lambda: flags)
     monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
     if cap is None:
         monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
     else:
         monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", cap)
-    assert E.cpu_multiplies_natively(torch.bfloat16) is bf16
-    assert E.cpu_multiplies_natively(torch.float16) is fp16
-    assert E.cpu_multiplies_natively(torch.float32) is False
+    assert H.cpu_multiplies_natively(torch.bfloat16) is bf16
+    assert H.cpu_multiplies_natively(torch.float16) is fp16
+    assert H.cpu_multiplies_natively(torch.float32) is False
     # without oneDNN's kernels for it, never
-    monkeypatch.setattr(E, "onednn_computes", lambda dtype: False)
-    assert E.cpu_multiplies_natively(torch.bfloat16) is False
+    monkeypatch.setattr(H, "onednn_computes", lambda dtype: False)
+    assert H.cpu_multiplies_natively(torch.bfloat16) is False
 
 
 def test_the_cpu_flags_are_read_from_linux_on_x86(monkeypatch):
     import platform
 
-    flags = E.x86_cpu_flags()
-    if platform.system() == "Linux" and platform.machine().lower() in E.X86_MACHINES:
+    flags = H.x86_cpu_flags()
+    if platform.system() == "Linux" and platform.machine().lower() in H.X86_MACHINES:
         assert flags is not None and "sse2" in flags  # every x86-64 CPU has SSE2
     monkeypatch.setattr(platform, "machine", lambda: "aarch64")
-    assert E.x86_cpu_flags.__wrapped__() is None  # not x86: not known
+    assert H.x86_cpu_flags.__wrapped__() is None  # not x86: not known
 
 
 def test_auto_precision_on_cuda(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
-    assert E.resolve_precision("auto", CUDA) == torch.bfloat16
+    assert H.resolve_precision("auto", CUDA) == torch.bfloat16
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
-    assert E.resolve_precision("auto", CUDA) == torch.float16
+    assert H.resolve_precision("auto", CUDA) == torch.float16
 
 
 def test_explicit_and_unknown_precisions():
-    assert E.resolve_precision("fp32", CUDA) == torch.float32
-    assert E.resolve_precision("bf16", CPU) == torch.bfloat16
-    assert E.resolve_precision("fp16", CUDA) == torch.float16
+    assert H.resolve_precision("fp32", CUDA) == torch.float32
+    assert H.resolve_precision("bf16", CPU) == torch.bfloat16
+    assert H.resolve_precision("fp16", CUDA) == torch.float16
     with pytest.raises(UsageError, match="precision .int8.: choose from"):
-        E.resolve_precision("int8", CPU)
+        H.resolve_precision("int8", CPU)
 
 
 def test_device_resolution(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    assert E.resolve_device("auto") == CUDA
+    assert H.resolve_device("auto") == CUDA
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert E.resolve_device("auto") == CPU
+    assert H.resolve_device("auto") == CPU
     with pytest.raises(UsageError, match="no CUDA device"):
-        E.resolve_device("cuda")
+        H.resolve_device("cuda")
 
 
 def test_channels_last_choice():
@@ -207,7 +202,7 @@ def _in_heap(address: int) -> bool:
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc (Linux)")
 def test_a_cpu_predictor_keeps_freed_memory_for_reuse():
-    from salcli.hostmem import keep_freed_memory
+    from salcli.inference.hardware import keep_freed_memory
 
     Predictor(model=LastFrameBrightness(), device="cpu")
     if not keep_freed_memory():
@@ -348,7 +343,7 @@ def test_loaded_checkpoint_runs_cast_and_agrees_with_fp32(vinet_checkpoint, make
 def test_auto_precision_is_recorded(make_video, tmp_path, monkeypatch):
     import h5py
 
-    monkeypatch.setattr(E, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr(H, "cpu_has_native_bf16", lambda: True)
     p = Predictor(model=LastFrameBrightness(), device="cpu", input_size=(32, 32))
     assert p.precision == "bf16"
     p.write(make_video(n_frames=2, size=(16, 24)), tmp_path / "out", ["h5"])
@@ -377,7 +372,7 @@ def test_every_model_at_the_real_input_size(arch, precision):
 
 
 def _clips(n: int) -> list[tuple[int, int, list[int]]]:
-    """(t, frame, clip) as salcli.windowing.iter_clips gives them; frames are numbers."""
+    """(t, frame, clip) as salcli.inference.clips.iter_clips gives them; frames are numbers."""
     return [(t, t, [max(0, t - 2), max(0, t - 1), t]) for t in range(n)]
 
 
@@ -391,7 +386,7 @@ def test_schedule_predicts_every_kth_frame_and_the_last(n, stride, batch):
         calls.append(clips)
         return [np.full((2, 2), float(c[-1]), np.float32) for c in clips]
 
-    got = list(run_schedule(_clips(n), predict, stride=stride, batch_size=batch))
+    got = list(predict_key_frames(_clips(n), predict, stride=stride, batch_size=batch))
     keys = sorted(set(range(0, n, stride)) | {n - 1})
     assert [frame for frame, _ in got] == list(range(n))  # every frame, in order
     assert [c[-1] for call in calls for c in call] == keys  # only the keys, in order
@@ -447,7 +442,7 @@ def test_write_with_stride_writes_every_frame(make_video, tmp_path):
 
 
 def test_a_failing_writer_leaves_nothing(make_video, tmp_path, monkeypatch):
-    from salcli import writers
+    from salcli.media import writers
 
     video = make_video(n_frames=6, size=(16, 24))
     real_write = writers.PngWriter._write

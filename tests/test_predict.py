@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 
 from salcli.cli import app
 from salcli.errors import InputError
-from salcli.model import ViNet
-from salcli.predict import Predictor
+from salcli.inference.predictor import Predictor
+from salcli.models.vinet import ViNet
 
 runner = CliRunner()
 SIZE = f"{SMALL_INPUT[0]}x{SMALL_INPUT[1]}"

@@ -111,7 +111,7 @@ def test_no_audio_track_fails_unless_silence_allowed(make_video, avinet_checkpoi
 
 
 def test_sound_changes_the_maps(make_video, avinet_checkpoints):
-    from salcli.predict import Predictor
+    from salcli.inference.predictor import Predictor
 
     p = Predictor(
         avinet_checkpoints["concat"],

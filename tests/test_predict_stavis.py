@@ -30,11 +30,10 @@ from torch import nn
 from typer.testing import CliRunner
 
 from salcli.cli import app
-from salcli.errors import WeightsError
-from salcli.families import STAVIS
-from salcli.options import OptionError
-from salcli.predict import Predictor
-from salcli.stavis import ACTIVITYNET_MEAN
+from salcli.errors import OptionError, WeightsError
+from salcli.inference.predictor import Predictor
+from salcli.models.registry import STAVIS
+from salcli.models.stavis import ACTIVITYNET_MEAN
 
 runner = CliRunner()
 
@@ -266,8 +265,8 @@ def test_start_middle_and_loop_padded_end_spelled_out(tmp_path):
 def test_a_video_file_with_sound_feeds_the_published_audio(tmp_path):
     """The video-file route: a clip's audio is stavis_procedure.clip_audio of its plan on
     the file's own track, and the visual head gets no sound at all."""
-    from salcli.audio import AudioTrack
-    from salcli.stavis_procedure import clip_audio, clip_plan
+    from salcli.media.audio import AudioTrack
+    from salcli.models.stavis_procedure import clip_audio, clip_plan
 
     n = 20
     video = tmp_path / "grey.mp4"

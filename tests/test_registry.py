@@ -18,13 +18,16 @@ import typer
 from conftest import sub_app
 from typer.testing import CliRunner
 
-from salcli import cli_weights, registry
 from salcli.cli import app as main_app
+from salcli.cli import weights as cli_weights
 from salcli.defaults import DEFAULT_WEIGHTS
 from salcli.errors import WeightsError
-from salcli.model import S3DBackbone, SoundNet8, build_model
-from salcli.predict import Predictor
-from salcli.weights import model_name
+from salcli.inference.predictor import Predictor
+from salcli.models.checkpoints import model_name
+from salcli.models.s3d import S3DBackbone
+from salcli.models.soundnet import SoundNet8
+from salcli.models.vinet import build_model
+from salcli.weights import cache as registry
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

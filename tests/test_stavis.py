@@ -13,10 +13,10 @@ import torch
 from conftest import DATA
 from helpers import STAVIS_ENVELOPE, STAVIS_PUBLISHED_TOLERANCE
 
-from salcli.audio import AudioTrack
 from salcli.errors import WeightsError
+from salcli.media.audio import AudioTrack
 from salcli.metrics import imresize_matlab
-from salcli.stavis import (
+from salcli.models.stavis import (
     ACTIVITYNET_MEAN,
     AUDIO_BUFFER,
     CLIP_LEN,
@@ -31,7 +31,7 @@ from salcli.stavis import (
     spatial_softmax,
     unwrap_checkpoint,
 )
-from salcli.stavis_procedure import (
+from salcli.models.stavis_procedure import (
     BLUR_SIZE,
     ClipPlan,
     audio_batch,

@@ -43,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 import stavis_authors_pipeline as sap  # noqa: E402
 
-from salcli.predict import Predictor  # noqa: E402
+from salcli.inference.predictor import Predictor  # noqa: E402
 
 MIN_CC = 0.99  # per frame, issue 16: the published route (JPEG frames and maps)
 MIN_CC_LOSSLESS = 0.9999  # per frame: lossless frames, float maps (the procedure alone)

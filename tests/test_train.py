@@ -21,11 +21,15 @@ from conftest import DATA, sub_app
 from typer.testing import CliRunner
 
 from salcli.cli import app as main_app
-from salcli.cli_train import register
+from salcli.cli.train import register
 from salcli.errors import EXIT_USAGE, EXIT_WEIGHTS, DatasetError, UsageError, WeightsError
-from salcli.model import S3DBackbone, SoundNet8, ViNet
+from salcli.models.s3d import S3DBackbone
+from salcli.models.soundnet import SoundNet8
+from salcli.models.vinet import ViNet
 from salcli.testing import deterministic_state_dict, load_manifest
-from salcli.train import (
+from salcli.training.data import WindowDataset, draw_window, epoch_order, training_sets
+from salcli.training.init import initial_model, s3d_backbone_state
+from salcli.training.loop import (
     EpochBatches,
     TrainOptions,
     cc_score,
@@ -33,8 +37,6 @@ from salcli.train import (
     parse_loss,
     train,
 )
-from salcli.train_data import WindowDataset, draw_window, epoch_order, training_sets
-from salcli.train_init import initial_model, s3d_backbone_state
 
 TRAIN_INPUT = (32, 32)  # (h, w) model input of these tests: the smallest S3D takes
 FRAME_H, FRAME_W = 40, 48  # pixels, the synthetic videos (resized to TRAIN_INPUT)
@@ -204,7 +206,7 @@ def test_a_few_dozen_steps_lower_the_validation_loss_and_raise_cc(trained):
 
 
 def test_checkpoints_have_the_published_keys_and_load_strictly(trained):
-    from salcli.weights import load_model
+    from salcli.models.checkpoints import load_model
 
     _, out, _ = trained
     manifest = load_manifest(DATA / "vinet.keys.json")

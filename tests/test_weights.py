@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from salcli.errors import WeightsError
-from salcli.model import SoundNet8
-from salcli.weights import describe, detect_arch, load_model, model_name, read_checkpoint
+from salcli.models.checkpoints import describe, detect_arch, load_model, model_name, read_checkpoint
+from salcli.models.soundnet import SoundNet8
 
 
 @pytest.fixture(scope="module")

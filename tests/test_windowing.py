@@ -6,7 +6,7 @@ import weakref
 
 import pytest
 
-from salcli.windowing import LastFrameClips, clip_indices, clip_span, iter_clips
+from salcli.inference.clips import LastFrameClips, clip_indices, clip_span, iter_clips
 
 T = 32
 

@@ -15,11 +15,11 @@ import h5py
 import numpy as np
 import pytest
 
-import salcli.writers as W
-from salcli.decode import VideoMeta, open_video
+import salcli.media.writers as W
 from salcli.errors import InputError, OutputError, UsageError
-from salcli.families import VINET
-from salcli.writers import RunInfo, make_writer, output_paths
+from salcli.media.decode import VideoMeta, open_video
+from salcli.media.writers import RunInfo, make_writer, output_paths
+from salcli.models.registry import VINET
 
 FPS = 24  # frames/s of the test videos
 N_FRAMES = 24
@@ -349,7 +349,7 @@ def test_mp4_source_missing(tmp_path):
 
 def test_mp4_takes_the_frames_it_is_given(tmp_path, videos, monkeypatch):
     """With the decoded frames handed in, the overlay never decodes the source again."""
-    import salcli.writers
+    import salcli.media.writers
 
     meta = meta_of(videos["plain"])
     frames = source_frames(videos["plain"])
@@ -357,7 +357,7 @@ def test_mp4_takes_the_frames_it_is_given(tmp_path, videos, monkeypatch):
     def no_decoding(*args, **kwargs):
         raise AssertionError("the source was decoded a second time")
 
-    monkeypatch.setattr(salcli.writers, "open_video", no_decoding)
+    monkeypatch.setattr(salcli.media.writers, "open_video", no_decoding)
     maps = [cv2.GaussianBlur(m, (11, 11), 0) for m in saliency_maps(len(frames), 64, 48)]
     writer = make_writer("mp4", tmp_path, meta, RUN)
     assert writer.needs_frames

@@ -1,0 +1,190 @@
+"""``salcli evaluate``: score predictions (or the model, or a baseline) on a dataset.
+
+``register(app)`` adds the command to the main Typer app (salcli/cli.py calls it).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from salcli.cli import _console
+from salcli.cli._console import exits
+from salcli.errors import EXIT_FAILED, UsageError
+from salcli.options import ClusterOptions
+
+MAX_TABLE_WIDTH = 160  # columns: the widest the results table is printed
+DATASET_NAMES = "dhf1k, hollywood2, ucf, diem, coutrot1, coutrot2, avad, etmd, summe"
+
+
+def evaluate_command(
+    dataset: str = typer.Option(..., "--dataset", "-d", help=f"Dataset: {DATASET_NAMES}."),
+    root: Path | None = typer.Option(
+        None,
+        "--root",
+        help="Data root holding the dataset (default: $SALCLI_DATA, then "
+        "$XDG_DATA_HOME/salcli, i.e. ~/.local/share/salcli).",
+    ),
+    split: str | None = typer.Option(
+        None,
+        "--split",
+        help="1, 2, 3 or all (audio-visual sets; default all = mean of the 3 splits, DIEM "
+        "has one); a split folder for dhf1k/hollywood2/ucf (default val / testing).",
+    ),
+    predictions: str | None = typer.Option(
+        None,
+        "--predictions",
+        "-p",
+        help="Folder of <video>/ PNG folders or <video>.h5 stacks (as `salcli predict` "
+        "writes them), or one .h5 file; a {split} in it: one per split. Without it the "
+        "model is run.",
+    ),
+    weights: str | None = typer.Option(
+        None,
+        "--weights",
+        "-w",
+        help="Model weights: a checkpoint file or a registry name. A {split} in it scores "
+        "each split with its own checkpoint (e.g. 'audiovisual_split{split}_save_60.pth').",
+    ),
+    audio: bool = typer.Option(
+        False,
+        "--audio",
+        help="Run the model with the dataset's wav: AViNet, or STAViS's audio-visual head "
+        "(a STAViS file runs visual-only without it).",
+    ),
+    warmup: str | None = typer.Option(
+        None,
+        "--warmup",
+        help="The model run's warm-up, as for predict [default: mirror]. reference "
+        "reproduces the published procedure; for STAViS it also leaves frames 1-8 unscored, "
+        "as its published evaluation never maps them.",
+    ),
+    precision: str | None = typer.Option(
+        None,
+        "--precision",
+        help="The model run's precision: auto, fp32, bf16, fp16 [default: auto].",
+    ),
+    fps: float | None = typer.Option(
+        None, "--fps", help="Frame rate for datasets whose lists do not give one."
+    ),
+    metrics: str | None = typer.Option(
+        None,
+        "--metrics",
+        help="Comma-separated: cc,nss,auc_j,sauc,sim,kld (default) and auc_b (AUC-Borji).",
+    ),
+    seed: int = typer.Option(
+        0, "--seed", help="Seed of the sampled metrics (sAUC, AUC-J jitter, AUC-B); >= 0."
+    ),
+    skip_empty: bool | None = typer.Option(
+        None,
+        "--skip-empty/--score-empty",
+        help="Frames without fixations: skip them, or score them as the DHF1K benchmark's "
+        "loop does (SIM and KLD kept, CC/NSS/AUCs NaN). Default: the protocol's own "
+        "convention (scored for dhf1k/hollywood2/ucf, skipped for the audio-visual sets).",
+    ),
+    json_out: str | None = typer.Option(
+        None, "--json", help="Write the results as JSON to a file ('-': standard output)."
+    ),
+    csv_out: str | None = typer.Option(
+        None, "--csv", help="Write the results as CSV to a file ('-': standard output)."
+    ),
+    baseline: str | None = typer.Option(
+        None, "--baseline", help="'center': score a centred Gaussian instead of predictions."
+    ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars, no table."),
+    maps_dir: Path | None = typer.Option(
+        None,
+        "--maps-dir",
+        help="With --ray: where the workers write the model's maps (HDF5, float32) for "
+        "the scoring to read, kept: a re-run skips the videos done [default: a temporary "
+        "folder, removed; on a one-machine cluster only].",
+    ),
+    **cluster,
+) -> None:
+    """Score saliency maps against a dataset's eye-tracking ground truth (MIT benchmark
+    metrics, the dataset's published protocol).
+
+    Exit codes: 0 every listed video scored; 1 a video had no ground truth (warned, the
+    others scored and written) or the dataset / predictions are unusable; 2 bad usage;
+    3 weights missing or unusable; 130 interrupted."""
+    from salcli.evaluation.evaluate import evaluate, is_stdout, write_output
+
+    outputs = [(o, f) for o, f in ((json_out, "json"), (csv_out, "csv")) if o is not None]
+    to_stdout = [o for o, _ in outputs if is_stdout(o)]
+    with exits(ClusterOptions):
+        if len(to_stdout) > 1:
+            raise UsageError("--json and --csv cannot both go to standard output")
+        model_source, connected = _on_cluster(cluster, maps_dir, _console.warn)
+        with connected:
+            result = evaluate(
+                dataset,
+                root=root,
+                split=split,
+                predictions=predictions,
+                weights=weights,
+                audio=audio,
+                baseline=baseline,
+                metrics=metrics,
+                seed=seed,
+                fps=fps,
+                skip_empty=skip_empty,
+                quiet=quiet,
+                on_warning=_console.warn,
+                warmup=warmup,
+                precision=precision,
+                model_source=model_source,
+            )
+        for out, fmt in outputs:
+            write_output(out, result.to_json() if fmt == "json" else result.to_csv())
+    if not quiet:
+        from rich.console import Console
+
+        # the table goes to stderr when the results themselves go to stdout; wider than
+        # the terminal (or a pipe's 80 columns) rather than fold the cells
+        console = Console(stderr=bool(to_stdout))
+        need = result.table_width()
+        if need > console.width:
+            console = Console(stderr=bool(to_stdout), width=min(need, MAX_TABLE_WIDTH))
+        console.print(result.table())
+    if result.unscored:
+        _console.say(
+            f"salcli: {len(result.unscored)} video(s) without ground truth not scored: "
+            + ", ".join(result.unscored)
+        )
+        raise typer.Exit(EXIT_FAILED)
+
+
+def _on_cluster(cluster: dict, maps_dir: Path | None, warn):
+    """(evaluate's model_source, the cluster connection's context) from --ray,
+    --workers, ... (``ClusterOptions``) and --maps-dir; (None, no context) without --ray."""
+    import contextlib
+
+    from salcli.options import split_cluster
+
+    options, _ = split_cluster(cluster)
+    if options is None:
+        if maps_dir is not None:
+            raise UsageError("--maps-dir needs --ray (the model's maps on a Ray cluster)")
+        return None, contextlib.nullcontext()
+    from salcli.corpus.cluster import model_source, session
+
+    return model_source(options, maps_dir, on_warning=warn), session(options.ray)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``evaluate`` command to ``app``; --ray and the other cluster options come
+    from the options table (``salcli.options.ClusterOptions``)."""
+    import inspect
+    import typing
+
+    from salcli.cli._options import with_options
+    from salcli.options import ClusterOptions
+
+    hints = typing.get_type_hints(evaluate_command)  # the annotations are strings here
+    own = [
+        p.replace(annotation=hints[p.name])
+        for p in inspect.signature(evaluate_command).parameters.values()
+        if p.kind is not inspect.Parameter.VAR_KEYWORD
+    ]
+    app.command("evaluate")(with_options(evaluate_command, own, ClusterOptions))

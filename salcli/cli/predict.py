@@ -1,0 +1,183 @@
+"""``salcli predict``: maps for every frame of each input, here or on a Ray cluster."""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import json
+import sys
+import time
+from pathlib import Path
+
+import typer
+
+from salcli.cli import _console
+from salcli.cli._console import exits, say
+from salcli.cli._options import with_options
+from salcli.cli._progress import Bars
+from salcli.cli._signals import terminable
+from salcli.corpus.cluster import ClusterBatch
+from salcli.corpus.local import BatchRun
+from salcli.defaults import DEFAULT_OUTPUT_SUBDIR
+from salcli.errors import EXIT_FAILED, EXIT_OK
+from salcli.options import BatchOptions, ClusterOptions, PredictOptions, split_cluster
+
+VIDEO_FIELDS = ("{task.fields[rate]} frames/s",)  # a video's bar, after done/total
+CORPUS_FIELDS = ("{task.fields[states]}", "{task.fields[rate]} maps/s")  # a cluster run's
+
+
+def predict_command(
+    *, inputs: list[str], output_dir: Path | None, jsonl: bool, quiet: bool, **options
+) -> None:
+    """Predict a saliency map for every frame of each input."""
+    with terminable(), exits(interrupted="interrupted; partial outputs removed"):
+        _predict_batch(inputs, output_dir, jsonl=jsonl, quiet=quiet, options=options)
+
+
+_PREDICT_OWN = [  # the parameters of `salcli predict` that are not options of the tables
+    inspect.Parameter(
+        "inputs",
+        inspect.Parameter.KEYWORD_ONLY,
+        annotation=list[str],
+        default=typer.Argument(
+            ...,
+            help="Videos, folders of videos, folders of frames, or - to read paths from stdin.",
+            show_default=False,
+        ),
+    ),
+    inspect.Parameter(
+        "output_dir",
+        inspect.Parameter.KEYWORD_ONLY,
+        annotation=Path | None,
+        default=typer.Option(
+            None,
+            "-o",
+            "--output-dir",
+            help=f"Where outputs go [default: <input's folder>/{DEFAULT_OUTPUT_SUBDIR}/]; "
+            "input folders' trees are mirrored below it.",
+        ),
+    ),
+    inspect.Parameter(
+        "jsonl",
+        inspect.Parameter.KEYWORD_ONLY,
+        annotation=bool,
+        default=typer.Option(False, "--jsonl", help="One JSON object per video on stdout."),
+    ),
+    inspect.Parameter(
+        "quiet",
+        inspect.Parameter.KEYWORD_ONLY,
+        annotation=bool,
+        default=typer.Option(False, "--quiet", "-q", help="No progress bars or summaries."),
+    ),
+]
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``predict`` command: its options are those of the tables."""
+    command = with_options(
+        predict_command, _PREDICT_OWN, BatchOptions, PredictOptions, ClusterOptions
+    )
+    app.command("predict")(command)
+
+
+def _describe(predictor) -> str:
+    """One line: what runs, where, in which precision ("auto"'s choice shown)."""
+    opts = predictor.options
+    precision = predictor.precision + (" (auto)" if opts.precision == "auto" else "")
+    return (
+        f"salcli: {predictor.variant.label} on {predictor.device.type}, {precision}, "
+        f"batch {predictor.batch_size}, reuse {'on' if predictor.reuse else 'off'}"
+    )
+
+
+def _predict_batch(
+    inputs: list[str], output_dir: Path | None, *, jsonl: bool, quiet: bool, options: dict
+) -> None:
+    def warn(msg: str) -> None:
+        if not quiet:
+            _console.warn(msg)
+
+    cluster, options = split_cluster(options)
+    fields = VIDEO_FIELDS if cluster is None else CORPUS_FIELDS
+    with Bars(not quiet and not jsonl and sys.stderr.isatty(), fields) as bars:
+        progress = None if cluster is not None else _video_bar(bars)
+        run = BatchRun(inputs, output_dir, on_warning=warn, progress=progress, **options)
+        if not run.jobs:  # an empty shard: N may exceed the number of inputs
+            k, n = run.batch.shard
+            say(f"salcli: shard {k}/{n} holds none of the {len(run.all_jobs)} inputs")
+            raise typer.Exit(EXIT_OK)
+        if cluster is None:
+            results, line = run, _describe(run.predictor)
+        else:  # on a Ray cluster (salcli.corpus.cluster): results as the workers finish
+            status = _corpus_bar(bars)
+            results = ClusterBatch(run, cluster, on_warning=warn, on_status=status)
+            line = results.describe()
+        if not quiet and not jsonl:
+            say(line)
+        counts = {"done": 0, "skipped": 0, "failed": 0}
+        with contextlib.closing(results) if cluster else contextlib.nullcontext():
+            for result in results:
+                counts[result.status] += 1
+                if result.status == "failed":
+                    say(f"salcli: error: {_console.result_error(result)}")
+                _report(result, jsonl=jsonl, quiet=quiet)
+    failed = counts["failed"]
+    if not quiet and not jsonl and len(run.jobs) > 1:
+        say(f"salcli: {counts['done']} done, {counts['skipped']} skipped, {failed} failed")
+    if failed:
+        if not quiet and not jsonl:
+            say(f"salcli: {failed} of {len(run.jobs)} inputs failed")
+        raise typer.Exit(EXIT_FAILED)
+    raise typer.Exit(EXIT_OK)
+
+
+def _video_bar(bars: Bars):
+    """``BatchRun``'s progress: a bar per video (frames done, frames/s, time left)."""
+
+    def task(name: str):
+        bar = bars.add(name, rate="-")
+        started = time.perf_counter()
+
+        def update(done: int, total: int | None) -> None:
+            rate = done / max(time.perf_counter() - started, 1e-9)
+            bar.update(completed=done, total=total, rate=f"{rate:.1f}")
+
+        return update, bar.remove
+
+    return task
+
+
+def _corpus_bar(bars: Bars):
+    """A cluster run's ``on_status``: one bar over the corpus (videos finished of all;
+    done, failed and running; maps/s; time left)."""
+    bar = bars.add("videos", states="", rate="-")
+
+    def update(status) -> None:
+        seconds = max(time.perf_counter() - status.started, 1e-9)
+        states = (
+            f"{status.done} done, {status.skipped} skipped, {status.failed} failed, "
+            f"{status.running} running on {status.workers} workers"
+        )
+        bar.update(completed=status.finished, total=status.total or None, states=states,
+                   rate=f"{status.maps / seconds:.2f}")  # fmt: skip
+
+    return update
+
+
+def _report(result, *, jsonl: bool, quiet: bool) -> None:
+    if jsonl:
+        record = result.as_dict()
+        if result.error:
+            record["error"] = _console.result_error(result)
+        typer.echo(json.dumps(record))
+        return
+    if quiet or result.status == "failed":
+        return
+    if result.status == "skipped":
+        say(f"skipped {result.source}: already done (use --overwrite to redo)")
+        return
+    rate = result.frames / result.seconds if result.seconds else 0.0
+    say(
+        f"done {result.source}: {result.frames} frames in {result.seconds:.1f} s "
+        f"({rate:.2f} frames/s) -> {', '.join(result.outputs)}"
+    )

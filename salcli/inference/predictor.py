@@ -1,0 +1,474 @@
+"""The prediction pipeline, as a Python API under the CLI.
+
+One streaming path, one module per stage, each testable alone::
+
+    decode (salcli.media.decode, background thread)
+      -> frame transform (the family's, salcli.models.vinet_procedure)
+      -> clips (salcli.inference.clips, the family's ClipSchedule)
+      -> key frames, batches, interpolation (salcli.inference.clips)
+      -> engine: device, precision, layout, reuse (salcli.inference.engine)
+      -> post-process (the family's) -> writers (salcli.media.writers, background thread)
+
+A ``Predictor`` is a loaded model (its family read from the checkpoint,
+``salcli.models.registry``) with validated options (``salcli.options.PredictOptions``)::
+
+    >>> import salcli
+    >>> maps = salcli.inference.predictor("clip.mp4")            # (N, H, W) float32 in [0, 1]
+    >>> p = salcli.Predictor("ViNet_DHF1K.pt", batch_size=8)
+    >>> for index, saliency in p.iter_maps("clip.mp4"): ...
+    >>> p.write("clip.mp4", "out/", formats=("png", "h5"))   # outputs + completion record
+
+Many videos with resume and shards: ``salcli.predict_many`` (salcli.corpus.local).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from torch import nn
+
+from salcli import __version__
+from salcli.errors import NoAudioError, OptionError, WeightsError
+from salcli.inference.clips import iter_clips, predict_key_frames
+from salcli.inference.engine import Engine
+from salcli.media.decode import DEFAULT_FOLDER_FPS, Frame, VideoMeta, Warn, open_video, prefetch
+from salcli.models.registry import ModelFamily, Variant, load_checkpoint, model_family
+from salcli.options import PredictOptions, make_options, map_settings_names
+
+PREFETCH_FRAMES = 64  # frames decoded ahead of the model (bounded queue): 2 ViNet clips
+WRITE_QUEUE_MAPS = 16  # maps waiting for the writer thread (bounded queue)
+
+
+@dataclass
+class VideoResult:
+    """What happened to one input (the CLI's summary line and JSON line)."""
+
+    source: str
+    status: str  # "done" | "skipped" | "failed"
+    frames: int = 0
+    fps: float = 0.0
+    seconds: float = 0.0
+    outputs: list[str] = field(default_factory=list)
+    error: str | None = None  # the error's line, options named as the API names them
+    # the same line as a template naming its options as {name}, for the command line
+    error_template: str | None = field(default=None, repr=False)
+    error_options: tuple[str, ...] = field(default=(), repr=False)
+
+    def as_dict(self) -> dict:
+        return {
+            "path": self.source,
+            "status": self.status,
+            "frames": self.frames,
+            "fps": round(self.fps, 6),
+            "seconds": round(self.seconds, 3),
+            "outputs": self.outputs,
+            "error": self.error,
+        }
+
+
+def _default_warn(message: str) -> None:
+    warnings.warn(message, UserWarning, stacklevel=3)
+
+
+class Predictor:
+    """A loaded model and the settings to run it over videos.
+
+    ``weights``: a checkpoint path, a file name in the weights folders, a registry name,
+    or None for the default file of the family (ViNet; AViNet with ``audio``). The
+    family and variant are recognised from the checkpoint. ``model``: a ready module
+    instead (tests, experiments), used as it is; loaded checkpoints get the family's
+    inference rewrite (BatchNorm folded into the convolutions: same maps, ~15 % faster).
+
+    Every other keyword is an option of ``salcli.options.PredictOptions`` (validated
+    there, documented there and in ``salcli predict --help``), or pass ``options=``.
+    ``on_warning`` receives every warning as one line (default: ``warnings.warn``).
+    """
+
+    def __init__(
+        self,
+        weights: str | Path | None = None,
+        *,
+        model: nn.Module | None = None,
+        options: PredictOptions | None = None,
+        on_warning: Warn | None = None,
+        **option_values: Any,
+    ):
+        if weights is not None:
+            option_values["weights"] = weights
+        self.options = opts = make_options(options, **option_values)
+        self.warn = on_warning or _default_warn
+        self.weights_path: Path | None = None
+        self.weights_sha256 = ""
+        loaded = model is None
+        if loaded:
+            self.family, self.variant, model = self._load(opts)
+            model = self.family.fold(model)
+        else:
+            self.family, self.variant = model_family(model)
+        self.arch = self.variant.name
+        self.audio = self.variant.hears
+        if opts.audio and not self.audio:
+            raise WeightsError(f"{self._what()}: {self.variant.label} is visual only; "
+                               "sound needs an audio-visual model")  # fmt: skip
+        self.warmup = opts.warmup or self.family.warmups[0]
+        if self.warmup not in self.family.warmups:
+            raise OptionError("warmup", f"{self.warmup!r}: {self.family.label} has "
+                              f"{', '.join(self.family.warmups)}")  # fmt: skip
+        self.input_size = opts.input_size or self.family.input_size
+        self._check_size()
+        self.stride = opts.stride
+        self.allow_silence = opts.allow_silence
+        self.schedule = self.family.clips(self.warmup)
+        if opts.fusion is not None and self.family.name != "avinet":
+            raise OptionError("fusion", f"{opts.fusion}: {self.variant.label} has no fusion "
+                              "to choose (only AViNet has)")  # fmt: skip
+        # with a stride the clips in a batch are not consecutive: nothing to share
+        reuse = opts.reuse if opts.stride == 1 or opts.reuse is not None else False
+        self.engine = Engine(
+            model,
+            device=opts.device,
+            precision=opts.precision,
+            batch_size=opts.batch_size,
+            reuse=reuse,
+            channels_last=opts.channels_last,
+            compile=opts.compile,
+            input_size=self.input_size,
+            cast=self.family.cast if loaded else None,  # a module passed in runs as given
+        )
+        cuda = self.engine.device.type == "cuda"
+        self.gpu_resize = cuda if opts.gpu_resize is None else bool(opts.gpu_resize) and cuda
+        if self.engine.emulated:
+            self.warn(
+                f"{self.precision} is emulated on this CPU (it has no native "
+                f"{self.precision} arithmetic): correct, but far slower than fp32"
+            )
+
+    # -- what the engine decided ------------------------------------------------------
+
+    model = property(lambda self: self.engine.model)
+    device = property(lambda self: self.engine.device)
+    dtype = property(lambda self: self.engine.dtype)
+    precision = property(lambda self: self.engine.precision)
+    batch_size = property(lambda self: self.engine.batch_size)
+    reuse = property(lambda self: self.engine.reuse)
+    channels_last = property(lambda self: self.engine.channels_last)
+    pin_memory = property(lambda self: self.engine.pin_memory)
+
+    # -- loading -------------------------------------------------------------------
+
+    def _what(self) -> str:
+        return str(self.weights_path) if self.weights_path else "the model"
+
+    def _load(self, opts: PredictOptions) -> tuple[ModelFamily, Variant, nn.Module]:
+        from salcli.defaults import DEFAULT_FUSION
+        from salcli.models.checkpoints import sha256_file
+        from salcli.weights.cache import resolve_weights
+
+        wanted = (opts.fusion or DEFAULT_FUSION) if opts.audio else "vinet"
+        path = resolve_weights(opts.weights, wanted)  # an existing file, or a WeightsError
+        family, variant, model = load_checkpoint(path, audio=opts.audio)
+        self.weights_path = Path(path)
+        # a family without fusions refuses --fusion itself (an OptionError, in __init__)
+        fusions = family.name == "avinet"
+        if fusions and opts.audio and opts.fusion is not None and variant.name != opts.fusion:
+            raise WeightsError(
+                f"{path}: the checkpoint's fusion is {variant.name}, but {opts.fusion} "
+                "was asked for"
+            )
+        self.weights_sha256 = sha256_file(path)
+        return family, variant, model
+
+    def _check_size(self) -> None:
+        h, w = self.input_size
+        fixed = self.variant.fixed_input
+        if fixed is not None and tuple(self.input_size) != fixed:
+            raise OptionError(
+                "input_size",
+                f"{h}x{w}: {self.variant.label} works only at {fixed[0]}x{fixed[1]}",
+            )
+        m = self.family.size_multiple
+        if h % m or w % m or min(h, w) < m:
+            raise OptionError("input_size", f"{h}x{w}: must be multiples of {m} pixels")
+
+    # -- what the outputs record ---------------------------------------------------------
+
+    def settings(self, source: str | Path | None = None) -> dict[str, Any]:
+        """The settings that shape the maps of ``source``: the model, its weights, and
+        every option marked ``shapes_maps`` as this predictor resolved it. A re-run
+        takes earlier outputs for its own only when these are equal (salcli.corpus.records)."""
+        resolved = {
+            "precision": self.precision,
+            "input_size": f"{self.input_size[0]}x{self.input_size[1]}",
+            "warmup": self.warmup,
+            "stride": self.stride,
+        }
+        out: dict[str, Any] = {"model": self.arch, "weights_sha256": self.weights_sha256}
+        for name in map_settings_names():
+            if name == "fps":  # a video file has its own rate; a folder's is an option
+                if source is not None and Path(source).is_dir():
+                    out["fps"] = float(self.options.fps or DEFAULT_FOLDER_FPS)
+                continue
+            out[name] = resolved.get(name, getattr(self.options, name))
+        return out
+
+    def run_info(self, source: str | Path | None = None):
+        from salcli.media.writers import RunInfo
+
+        settings = self.settings(source)
+        extra = {k: v for k, v in settings.items() if k not in ("model", "weights_sha256")}
+        return RunInfo(
+            model=self.arch,
+            weights_sha256=self.weights_sha256,
+            clip_len=self.family.clip_len,
+            warmup=self.warmup,
+            salcli_version=__version__,
+            postprocess=self.family.postprocess_doc,
+            extra={
+                **extra,
+                "family": self.family.name,
+                "reuse": "on" if self.reuse else "off",
+                "device": self.device.type,
+                "weights_file": self.weights_path.name if self.weights_path else "",
+            },
+        )
+
+    # -- running -------------------------------------------------------------------------
+
+    def _open_audio(self, meta: VideoMeta, source: Path, audio_path):
+        from salcli.media import audio as audio_mod
+
+        path = Path(audio_path) if audio_path is not None else source
+        # a separate audio file starts with the first frame; the video's own track is
+        # placed by its timestamps relative to the first frame's
+        start = 0.0 if audio_path is not None else meta.start_time
+        try:
+            track = audio_mod.AudioTrack.open(path, video_start=start)
+        except NoAudioError as err:
+            if not self.allow_silence:
+                raise NoAudioError(f"{err}; allow_silence (--allow-silence) goes on with "
+                                   "silence") from None  # fmt: skip
+            self.warn(f"{path}: no audio track; going on with silence")
+            return audio_mod.AudioTrack.silence()
+        gap = audio_mod.duration_mismatch(meta, track)
+        if gap is not None:
+            self.warn(
+                f"{source}: audio and video durations differ by {gap:+.3f} s "
+                f"(video {meta.duration:.3f} s, audio {track.duration:.3f} s)"
+            )
+        return track
+
+    def _open(self, source: str | Path, fps: float | None, audio_path: str | Path | None):
+        """(reader, meta, audio track or None) of ``source``; nothing left open on error."""
+        source = Path(source)
+        fps = self.options.fps if fps is None else fps
+        reader = open_video(source, fps=fps, on_warning=self.warn)
+        meta = reader.meta
+        try:
+            track = self._open_audio(meta, source, audio_path) if self.audio else None
+        except BaseException:
+            reader.close()
+            raise
+        return reader, meta, track
+
+    def _raw_maps(self, reader, meta: VideoMeta, track, *, keep_rgb: bool = False):
+        """(frame, raw model map (h, w)) for every frame, in order, before post-processing.
+
+        Frames are decoded (and on CUDA transformed) on a background thread; with
+        ``keep_rgb`` each frame keeps its picture for the writers that show it.
+        """
+        size = self.input_size
+        transform = self.family.transform
+        device = self.device if self.gpu_resize else None
+
+        def decoded() -> Iterator[Frame]:  # on the prefetch thread
+            for f in reader:
+                if device is not None:  # GPU kernels: no CPU thread pool to fight over
+                    f.tensor = transform(f.rgb, size, device=device)
+                    f.rgb = f.rgb if keep_rgb else None
+                yield f
+
+        def prepared(frames: Iterator[Frame]) -> Iterator[Frame]:
+            # On the CPU the resize runs here, on the model's thread: torch's OpenMP pool
+            # is process-wide, and a second team working beside the model's slows both.
+            for f in frames:
+                if f.tensor is None:
+                    f.tensor = transform(f.rgb, size)
+                    f.rgb = f.rgb if keep_rgb else None
+                yield f
+
+        def predict(clips: list[list[Frame]]) -> np.ndarray:
+            sound = None
+            if track is not None:
+                a = self.family.audio
+                excerpts = [a.excerpt(track, *c.audio_span, meta.fps) for c in clips]
+                sound = a.batch(np.stack(excerpts))
+            return self.engine(clips, sound)
+
+        decoding = prefetch(decoded(), maxsize=PREFETCH_FRAMES)
+        frames = prepared(decoding)
+        clips = iter_clips(frames, self.schedule)
+        try:
+            yield from predict_key_frames(
+                clips, predict, stride=self.stride, batch_size=self.batch_size
+            )
+        finally:
+            frames.close()
+            decoding.close()
+            reader.close()
+            if track is not None:
+                track.close()
+
+    def stream(
+        self, source: str | Path, *, fps: float | None = None, audio_path: str | Path | None = None
+    ) -> tuple[VideoMeta, Iterator[tuple[int, float, np.ndarray]]]:
+        """Open ``source`` and return (meta, iterator of (index, time, map)).
+
+        Maps are post-processed (frame size, blurred, min-max [0, 1]), float32, in frame
+        order. Errors in opening the file are raised here, before any map.
+        """
+        reader, meta, track = self._open(source, fps, audio_path)
+        post = self.family.postprocess
+
+        def maps() -> Iterator[tuple[int, float, np.ndarray]]:
+            for frame, raw in self._raw_maps(reader, meta, track):
+                yield frame.index, frame.time, post(raw, frame.height, frame.width)
+
+        return meta, maps()
+
+    def iter_maps(
+        self, source: str | Path, *, fps: float | None = None, audio_path: str | Path | None = None
+    ) -> Iterator[tuple[int, np.ndarray]]:
+        """(0-based frame index, map (H, W) float32 in [0, 1]) for every frame of ``source``
+        (a media file, or a folder of frames at ``fps``)."""
+        _, maps = self.stream(source, fps=fps, audio_path=audio_path)
+        for index, _, m in maps:
+            yield index, m
+
+    def predict(
+        self, source: str | Path, *, fps: float | None = None, audio_path: str | Path | None = None
+    ) -> np.ndarray:
+        """Every frame's map of ``source`` as one (N, H, W) float32 array (holds them all)."""
+        maps = [m for _, m in self.iter_maps(source, fps=fps, audio_path=audio_path)]
+        return np.stack(maps)
+
+    def write(
+        self,
+        source: str | Path,
+        out_dir: str | Path,
+        formats: Sequence[str] | None = None,
+        *,
+        fps: float | None = None,
+        audio_path: str | Path | None = None,
+        progress: Callable[[int, int | None], None] | None = None,
+        record: bool = True,
+    ) -> VideoResult:
+        """Predict ``source`` and write its maps in every format of ``formats`` (default:
+        the options') under ``out_dir``, then its completion record (``record``; see
+        salcli.corpus.records: formats finished earlier with the same settings stay listed).
+
+        Outputs appear only complete (temporary names, then a rename); on any error every
+        partial output is removed, as is an output folder this call created, and the
+        error is re-raised. The source is decoded once: the overlay writer gets the
+        decoded frames from the pipeline.
+        """
+        from salcli.corpus import records
+        from salcli.media.writers import WriterThread, make_writer
+        from salcli.options import parse_formats
+
+        started = time.perf_counter()
+        out_dir = Path(out_dir)
+        formats = parse_formats(formats) if formats is not None else self.options.formats
+        created = records.missing_parents(out_dir)
+        reader, meta, track = self._open(source, fps, audio_path)
+        writers = []
+        sink = None
+        maps = None
+        n = 0
+        post = self.family.postprocess
+
+        def write_one(job: tuple[Frame, np.ndarray]) -> None:  # on the writer thread
+            frame, raw = job
+            m = post(raw, frame.height, frame.width)
+            for w in writers:
+                w.write(frame.index, m, frame.time, rgb=frame.rgb)
+            frame.rgb = None
+
+        try:
+            run, writer_options = self.run_info(source), self.options.writer_options()
+            for fmt in formats:
+                writers.append(make_writer(fmt, out_dir, meta, run, **writer_options))
+            keep_rgb = any(w.needs_frames for w in writers)
+            maps = self._raw_maps(reader, meta, track, keep_rgb=keep_rgb)
+            sink = WriterThread(write_one, WRITE_QUEUE_MAPS)
+            for job in maps:
+                sink.put(job)
+                n += 1
+                if progress is not None:
+                    progress(n, meta.n_frames)
+            sink.close()
+            previous = records.read_record(out_dir, meta.stem) if record else None
+            if record:  # from here until the new record, a killed run redoes the video
+                records.remove_record(out_dir, meta.stem)
+            outputs: list[str] = []
+            for w in writers:
+                outputs.extend(str(p) for p in w.close())
+        except BaseException:
+            if maps is not None:
+                maps.close()
+            with contextlib.suppress(Exception):
+                reader.close()  # an unstarted ``maps`` does not close it
+                if track is not None:
+                    track.close()
+            if sink is not None:
+                sink.abort()
+            for w in writers:
+                with contextlib.suppress(Exception):
+                    w.abort()
+            records.remove_empty(created)
+            raise
+        result = VideoResult(
+            source=str(source),
+            status="done",
+            frames=n,
+            fps=meta.fps,
+            seconds=time.perf_counter() - started,
+            outputs=outputs,
+        )
+        if record:
+            records.write_record(
+                out_dir,
+                meta.stem,
+                records.merged(
+                    previous,
+                    out_dir=out_dir,
+                    stem=meta.stem,
+                    source=str(source),
+                    formats=list(formats),
+                    outputs=outputs,
+                    frames=n,
+                    fps=meta.fps,
+                    settings=self.settings(source),
+                    salcli_version=__version__,
+                ),
+            )
+        return result
+
+
+def predict(source: str | Path, weights: str | Path | None = None, **options) -> np.ndarray:
+    """Saliency maps of every frame of ``source``: (N, H, W) float32 in [0, 1].
+
+    ``options`` are those of ``Predictor`` (audio, fusion, device, precision,
+    batch_size, warmup, fps, ...) plus ``audio_path`` for frame folders.
+    """
+    audio_path = options.pop("audio_path", None)
+    return Predictor(weights, **options).predict(source, audio_path=audio_path)
+
+
+__all__ = ["Predictor", "VideoResult", "predict"]

@@ -32,8 +32,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from salcli.defaults import BLUR_KSIZE, CLIP_LEN, IMAGENET_MEAN, IMAGENET_STD, INPUT_H, INPUT_W
 from salcli.media.decode import open_video
+from salcli.models.vinet_procedure import (
+    BLUR_KSIZE,
+    CLIP_LEN,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    INPUT_H,
+    INPUT_W,
+)
 
 JPEG_QUALITY = 95  # cv2.IMWRITE_JPEG_QUALITY of the extracted frames
 FRAME_NAME = "{:05d}.{}"  # 1-based frame files, as img_00001.jpg ... in the AV datasets

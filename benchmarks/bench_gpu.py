@@ -53,7 +53,7 @@ import torch._dynamo
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
-from salcli.defaults import CLIP_LEN, INPUT_H, INPUT_W  # noqa: E402
+from salcli.models.vinet_procedure import CLIP_LEN, INPUT_H, INPUT_W  # noqa: E402
 
 DATA = ROOT / "tests" / "data"
 MANIFESTS = {  # model -> the key manifest its deterministic checkpoint is built from

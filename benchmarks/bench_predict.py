@@ -55,7 +55,7 @@ import torch
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path[:0] = [str(HERE), str(ROOT), str(ROOT / "tests")]
-from salcli.defaults import CLIP_LEN  # noqa: E402
+from salcli.models.vinet_procedure import CLIP_LEN  # noqa: E402
 
 MANIFEST = ROOT / "tests" / "data" / "vinet.keys.json"
 T = CLIP_LEN  # frames per ViNet clip

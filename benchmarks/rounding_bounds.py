@@ -54,7 +54,7 @@ def _stavis(audiovisual: bool):
 
 
 def _vinet(arch: str):
-    from salcli.models.vinet import build_model
+    from salcli.models.registry import build_model
     from salcli.testing import (
         absolute_error,
         deterministic_state_dict,

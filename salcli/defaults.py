@@ -1,25 +1,11 @@
-"""One table of defaults and constants, read by the model, the API, the CLI and the docs.
+"""The run-time defaults and choices the options tables, the API and the CLI share.
 
-Every figure here follows the published ViNet / AViNet pipeline (see the README,
-"Conventions"). Change one here and it changes everywhere.
+What a model family's published procedure fixes (clip length, input size, audio buffer)
+lives with the family (``salcli.models``); the checkpoints, default files included, in
+``salcli.models.registry``.
 """
 
 from __future__ import annotations
-
-# --- clips -----------------------------------------------------------------
-CLIP_LEN = 32  # frames per clip (T)
-INPUT_H = 224  # pixels, model input height
-INPUT_W = 384  # pixels, model input width
-IMAGENET_MEAN = (0.485, 0.456, 0.406)  # RGB, on [0, 1] values
-IMAGENET_STD = (0.229, 0.224, 0.225)  # RGB
-
-# --- maps out --------------------------------------------------------------
-BLUR_KSIZE = 11  # pixels, Gaussian kernel side; sigma derived as OpenCV does (2.0)
-
-# --- audio (AViNet) --------------------------------------------------------
-AUDIO_RATE = 22_050  # Hz, SoundNet's input rate
-AUDIO_SCALE = 256.0  # SoundNet input range is [-256, 256] (16-bit PCM v -> v * 2**-7)
-AUDIO_BUFFER = 70_560  # samples: AUDIO_RATE / 10 fps * CLIP_LEN
 
 # --- run-time defaults (CLI and API) -----------------------------------------
 DEFAULT_FORMATS = ("png",)
@@ -46,13 +32,3 @@ H5_DTYPES = ("float16", "float32")
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 FUSIONS = ("bilinear", "transformer", "concat")
-
-# --- weights ----------------------------------------------------------------
-DEFAULT_WEIGHTS = {
-    "vinet": "ViNet_DHF1K.pt",
-    "bilinear": "AViNet_bilinear.pt",
-    "transformer": "AViNet_transformer.pt",
-    "concat": "AViNet_concat.pt",
-    "soundnet": "soundnet8_final.pth",
-}
-WEIGHTS_ENV = "SALCLI_WEIGHTS"  # a folder searched for weights (and the cache)

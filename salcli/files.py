@@ -15,7 +15,7 @@ TEMP_SUFFIX = ".tmp"
 
 def temp_name(path: Path) -> Path:
     """A hidden sibling of ``path`` for this process: ``.<name>.<pid>-<random>.tmp``,
-    the form salcli.corpus.records recognises as a killed run's leftover."""
+    the form salcli.media.records recognises as a killed run's leftover."""
     return path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(3)}{TEMP_SUFFIX}")
 
 

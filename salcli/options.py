@@ -97,6 +97,19 @@ def parse_size(value: str | Sequence[int] | None) -> tuple[int, int] | None:
     return h, w
 
 
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    """ "K/N" -> (K, N) with 1 <= K <= N; None or "" -> None."""
+    if not text:
+        return None
+    try:
+        k, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise OptionError("shard", f"{text!r}: expected K/N, e.g. 3/8") from None
+    if not 1 <= k <= n:
+        raise OptionError("shard", f"{text!r}: K must be between 1 and N")
+    return k, n
+
+
 def _check_fps(value: float | None) -> None:
     if value is not None and not (0 < value <= MAX_FPS):
         raise OptionError("fps", f"must be in (0, {MAX_FPS:g}] frames/s, got {value!r}")
@@ -244,13 +257,8 @@ class BatchOptions:
     )
 
     def __post_init__(self) -> None:
-        from salcli.corpus.inputs import parse_shard
-
         if isinstance(self.shard, str):
-            try:
-                object.__setattr__(self, "shard", parse_shard(self.shard))
-            except UsageError as err:
-                raise OptionError("shard", str(err).removeprefix("--shard ")) from None
+            object.__setattr__(self, "shard", parse_shard(self.shard))
 
 
 RAY_LOCAL = "local"  # --ray local: start a Ray instance on this machine

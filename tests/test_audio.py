@@ -8,15 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from salcli.defaults import AUDIO_BUFFER, AUDIO_RATE, AUDIO_SCALE, CLIP_LEN
 from salcli.errors import InputError, NoAudioError
-from salcli.media.audio import (
-    AudioTrack,
-    clip_batch,
-    clip_excerpt,
-    duration_mismatch,
-    frame_span,
-)
+from salcli.media.audio import AUDIO_RATE, AUDIO_SCALE, AudioTrack, duration_mismatch, frame_span
+from salcli.models.vinet_procedure import AUDIO_BUFFER, CLIP_LEN, clip_batch, clip_excerpt
 
 FS = AUDIO_RATE  # Hz
 MID = AUDIO_BUFFER // 2  # buffer index of an excerpt's middle sample

@@ -20,7 +20,7 @@ from conftest import moving_frames, write_audio_only, write_video
 from test_batch import errors, fast_model, h5_frames, lines, predict, temps, use_fast_model  # noqa: F401
 from test_decode import MARK, bright_corner, encode, marked
 
-import salcli.corpus.records
+import salcli.media.records
 from salcli.media.writers import H5Writer, PngWriter
 
 FORMATS = "png,h5,mp4"
@@ -220,14 +220,14 @@ def test_full_disk_fails_that_video_only(tmp_path, vinet_checkpoint, fast_model,
 
     monkeypatch.setattr(PngWriter, "_write", full_on_a)
     # the completion record of c cannot be written either
-    real_replace = salcli.corpus.records.os.replace
+    real_replace = salcli.media.records.os.replace
 
     def full_on_c_record(src, dst):
         if Path(dst).name == "c.salcli.json":
             raise OSError(errno.ENOSPC, "No space left on device", str(dst))
         real_replace(src, dst)
 
-    monkeypatch.setattr(salcli.corpus.records.os, "replace", full_on_c_record)
+    monkeypatch.setattr(salcli.media.records.os, "replace", full_on_c_record)
     r = predict(*videos, "-o", out, "-f", "png,h5", "--jsonl", weights=vinet_checkpoint)
     monkeypatch.undo()
     assert r.exit_code == 1 and "Traceback" not in r.output

@@ -9,6 +9,7 @@ network at the small test input size.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import signal
@@ -25,9 +26,9 @@ from conftest import SMALL_INPUT, write_video
 from typer.testing import CliRunner
 
 import salcli.inference.engine
-import salcli.models.checkpoints
+import salcli.inference.predictor
 from salcli.cli import app
-from salcli.corpus.inputs import collect_jobs, expand_inputs, in_shard, select_shard
+from salcli.corpus.inputs import expand_inputs, in_shard, select_shard
 from salcli.media.writers import H5Writer
 from salcli.models.vinet import ViNet
 
@@ -35,8 +36,8 @@ runner = CliRunner()
 SIZE = f"{SMALL_INPUT[0]}x{SMALL_INPUT[1]}"
 JSONL_KEYS = {"path", "status", "frames", "fps", "seconds", "outputs", "error"}
 
-_real_load_model = salcli.models.checkpoints.load_model
-_real_sha256 = salcli.models.checkpoints.sha256_file
+_real_load = salcli.inference.predictor.load_checkpoint
+_real_sha256 = salcli.inference.predictor.sha256_file
 _loaded: dict = {}
 
 
@@ -46,13 +47,15 @@ def _fake_forward(self, clip: torch.Tensor) -> torch.Tensor:
 
 
 def use_fast_model(monkeypatch) -> None:
-    """ViNet's forward replaced by ``_fake_forward``; checkpoints read once per session."""
+    """ViNet's forward replaced by ``_fake_forward``; each checkpoint read and hashed once
+    per session (the predictor gets a copy of the loaded model: it folds it in place)."""
 
-    def load_model(path, *args, **kwargs):
-        key = (str(path), args, tuple(sorted(kwargs.items())))
+    def load_checkpoint(path, **kwargs):
+        key = (str(path), tuple(sorted(kwargs.items())))
         if key not in _loaded:
-            _loaded[key] = _real_load_model(path, *args, **kwargs)
-        return _loaded[key]
+            _loaded[key] = _real_load(path, **kwargs)
+        family, variant, model = _loaded[key]
+        return family, variant, copy.deepcopy(model)
 
     def sha256_file(path, *args, **kwargs):
         key = ("sha", str(path))
@@ -60,8 +63,8 @@ def use_fast_model(monkeypatch) -> None:
             _loaded[key] = _real_sha256(path, *args, **kwargs)
         return _loaded[key]
 
-    monkeypatch.setattr(salcli.models.checkpoints, "load_model", load_model)
-    monkeypatch.setattr(salcli.models.checkpoints, "sha256_file", sha256_file)
+    monkeypatch.setattr(salcli.inference.predictor, "load_checkpoint", load_checkpoint)
+    monkeypatch.setattr(salcli.inference.predictor, "sha256_file", sha256_file)
     monkeypatch.setattr(ViNet, "forward", _fake_forward)
     # the stand-in is ViNet.forward: batches must not take the overlap-reuse path
     monkeypatch.setattr(salcli.inference.engine, "resolve_reuse", lambda *args: False)
@@ -351,15 +354,15 @@ def test_sigterm_stops_the_batch_cleanly(tmp_path, vinet_checkpoint, fast_model,
 
 def test_shards_partition_the_inputs_exactly(tmp_path):
     names = [str(tmp_path / f"d{i % 7}" / f"video_{i:03d}.mp4") for i in range(200)]
-    everything = collect_jobs(names, tmp_path / "out")
+    everything = expand_inputs(names, tmp_path / "out")
     assert len(everything) == 200
     for n in (1, 2, 3, 8):
-        shards = [collect_jobs(names, tmp_path / "out", shard=(k, n)) for k in range(1, n + 1)]
+        shards = [select_shard(everything, (k, n)) for k in range(1, n + 1)]
         sources = [[j.source for j in s] for s in shards]
         assert sorted(p for s in sources for p in s) == sorted(j.source for j in everything)
         assert sum(len(s) for s in sources) == 200  # disjoint
         assert sources == [  # deterministic
-            [j.source for j in collect_jobs(names, tmp_path / "out", shard=(k, n))]
+            [j.source for j in select_shard(expand_inputs(names, tmp_path / "out"), (k, n))]
             for k in range(1, n + 1)
         ]
         # each shard keeps the output folder the whole run would give

@@ -29,7 +29,7 @@ from test_datasets import make_av_dataset
 from typer.testing import CliRunner
 
 from salcli.cli import app
-from salcli.corpus.records import pid_alive
+from salcli.media.records import pid_alive
 
 runner = CliRunner()
 SIZE = f"{SMALL_INPUT[0]}x{SMALL_INPUT[1]}"

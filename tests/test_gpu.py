@@ -13,13 +13,12 @@ import pytest
 import torch
 from conftest import SMALL_INPUT
 
-from salcli.defaults import CLIP_LEN, INPUT_H, INPUT_W
 from salcli.inference import engine as E
 from salcli.inference import hardware as H
 from salcli.inference.predictor import Predictor
 from salcli.media.decode import Frame
 from salcli.models.vinet import ViNet, cast_for_precision, fold_batchnorm
-from salcli.models.vinet_procedure import frame_to_tensor
+from salcli.models.vinet_procedure import CLIP_LEN, INPUT_H, INPUT_W, frame_to_tensor
 
 pytestmark = [
     pytest.mark.cuda,

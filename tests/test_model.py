@@ -8,9 +8,10 @@ import torch
 from conftest import DATA
 from helpers import VINET_PUBLISHED_TOLERANCE as TOL
 
+from salcli.models.registry import build_model
 from salcli.models.s3d import S3DBackbone
 from salcli.models.soundnet import SoundNet8
-from salcli.models.vinet import AViNet, ViNet, build_model
+from salcli.models.vinet import AViNet, ViNet
 from salcli.testing import deterministic_state_dict, load_manifest, reference_inputs
 
 

@@ -3,7 +3,6 @@ checks) and verify, through the API and through `salcli weights`."""
 
 from __future__ import annotations
 
-import fnmatch
 import hashlib
 import json
 import os
@@ -20,14 +19,16 @@ from typer.testing import CliRunner
 
 from salcli.cli import app as main_app
 from salcli.cli import weights as cli_weights
-from salcli.defaults import DEFAULT_WEIGHTS
+from salcli.cli._console import flag_of
 from salcli.errors import WeightsError
 from salcli.inference.predictor import Predictor
-from salcli.models.checkpoints import model_name
+from salcli.models.registry import CHECKPOINTS, build_model
+from salcli.models.registry import DEFAULT_FILES as DEFAULT_WEIGHTS
+from salcli.models.registry import label as model_name
 from salcli.models.s3d import S3DBackbone
 from salcli.models.soundnet import SoundNet8
-from salcli.models.vinet import build_model
 from salcli.weights import cache as registry
+from salcli.weights import store
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -91,9 +92,9 @@ def _run(*args: str):
 # ---------------------------------------------------------------------------
 
 
-def test_builtin_registry_ships_in_the_package_and_names_the_published_files():
-    assert registry.REGISTRY_FILE.parent == Path(registry.__file__).parent
+def test_the_declared_checkpoints_are_the_registry_and_name_the_published_files():
     reg = registry.load_registry()
+    assert list(reg.values()) == list(CHECKPOINTS)  # one table: the declarations
     assert reg["vinet-dhf1k"].file == DEFAULT_WEIGHTS["vinet"]
     assert reg["vinet-dhf1k"].manual and "samyak0210/ViNet" in reg["vinet-dhf1k"].page
     assert reg["soundnet8"].file == DEFAULT_WEIGHTS["soundnet"] == "soundnet8_final.pth"
@@ -109,20 +110,19 @@ def test_builtin_registry_ships_in_the_package_and_names_the_published_files():
         assert f"avinet-{fusion}-diem" in names and len(names) == 6
     # no invented checksums: none of the published files has a known full digest
     assert all(e.sha256 is None for e in reg.values())
-    # every entry says how to get it
+    # every entry says how to get it, what it was trained on and its licence
     assert all(e.urls or e.page for e in reg.values())
+    assert all(e.trained_on and e.licence for e in reg.values())
 
 
-def test_pyproject_ships_the_registry_and_states_the_license_as_spdx():
-    """The registry JSON is package data, and the licence is an SPDX string (the TOML
-    table form makes setuptools >= 77 print a deprecation warning on every install)."""
+def test_pyproject_states_the_license_as_spdx():
+    """The licence is an SPDX string (the TOML table form makes setuptools >= 77 print a
+    deprecation warning on every install)."""
     tomllib = pytest.importorskip("tomllib")
     doc = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text(encoding="utf-8"))
     assert doc["project"]["license"] == "MIT"
     floors = [r for r in doc["build-system"]["requires"] if r.startswith("setuptools")]
     assert floors == ["setuptools>=77"]  # the first setuptools that accepts the string
-    patterns = doc["tool"]["setuptools"]["package-data"]["salcli"]
-    assert any(fnmatch.fnmatch(registry.REGISTRY_FILE.name, p) for p in patterns)
 
 
 def test_extra_registry_from_the_environment(tmp_path, monkeypatch):
@@ -261,12 +261,12 @@ def test_the_readme_commands_find_what_import_filed(tmp_path, meta_models, vinet
     and an AViNet fine-tune by its file name."""
     src = tmp_path / "vinet.pt"
     src.write_bytes(vinet_checkpoint.read_bytes())
-    filed = registry.import_weights(src).path
+    filed = store.import_weights(src).path
     assert filed == _cache(tmp_path) / "ViNet_DHF1K.pt"
     p = Predictor(weights="ViNet_DHF1K.pt", device="cpu", precision="fp32")
     assert p.weights_path == filed and p.arch == "vinet"
     diem = _save(shape_only(meta_models["bilinear"]), tmp_path / "fine-tune.pt")
-    res = registry.import_weights(diem, "avinet-bilinear-diem")
+    res = store.import_weights(diem, "avinet-bilinear-diem")
     assert registry.resolve_weights("AViNet_bilinear_DIEM.pt", "bilinear") == res.path
 
 
@@ -308,7 +308,8 @@ def test_no_weights_message_reads_right_and_names_import(tmp_path, arch):
     default = DEFAULT_WEIGHTS[arch]
     assert msg.startswith(f"no {model_name(arch)} weights: {default} not found in ")
     assert str(_cache(tmp_path)) in msg and "\n" not in msg
-    assert "salcli weights import FILE --name " in msg and "--weights PATH" in msg
+    assert "salcli weights import FILE --name " in msg and "(or pass weights PATH|NAME)" in msg
+    assert "(or pass --weights PATH|NAME)" in err.value.spelled(flag_of)  # the CLI's line
     assert f"from {default}" not in msg and ": the zip" not in msg
     if arch in ("vinet", "bilinear", "transformer"):
         assert "from the zip linked from the README of https://github.com/samyak0210/ViNet" in msg
@@ -322,8 +323,11 @@ def test_no_default_weights_points_at_the_fine_tunes_that_are_there(tmp_path):
     cache = _cache(tmp_path)
     cache.mkdir()
     (cache / "AViNet_bilinear_DIEM.pt").write_bytes(b"b")
-    with pytest.raises(WeightsError, match=r"these are there: --weights avinet-bilinear-diem$"):
+    with pytest.raises(
+        WeightsError, match=r"these are there: weights avinet-bilinear-diem$"
+    ) as err:
         registry.resolve_weights(None, "bilinear")
+    assert err.value.spelled(flag_of).endswith("these are there: --weights avinet-bilinear-diem")
 
 
 def test_resolve_registry_name_not_cached_says_what_to_fetch(tmp_path):
@@ -357,7 +361,7 @@ def test_resolve_unknown_word_is_refused_with_a_suggestion():
 def test_import_real_soundnet_state_dict(tmp_path):
     torch.manual_seed(0)
     src = _save(SoundNet8().state_dict(), tmp_path / "downloaded.pth")
-    result = registry.import_weights(src)
+    result = store.import_weights(src)
     assert result.arch == "soundnet" and result.entry.name == "soundnet8"
     assert result.path == _cache(tmp_path) / "soundnet8_final.pth"
     assert result.path.read_bytes() == src.read_bytes()  # the very bytes, not re-saved
@@ -378,7 +382,7 @@ def test_imported_file_gets_the_umask_permissions(tmp_path, meta_models, umask, 
     src.chmod(0o600)  # the mode of the file given does not carry over, the umask decides
     old = os.umask(umask)
     try:
-        result = registry.import_weights(src)
+        result = store.import_weights(src)
     finally:
         os.umask(old)
     assert stat.S_IMODE(result.path.stat().st_mode) == mode
@@ -387,15 +391,15 @@ def test_imported_file_gets_the_umask_permissions(tmp_path, meta_models, umask, 
 
 def test_import_under_a_registry_name_or_file_name(tmp_path, meta_models):
     src = _save(shape_only(meta_models["vinet"]), tmp_path / "ViNet_UCF.pt")
-    assert registry.import_weights(src, "vinet-ucf").path.name == "ViNet_UCFSports.pt"
-    assert registry.import_weights(src).path.name == DEFAULT_WEIGHTS["vinet"]
-    mine = registry.import_weights(src, "my_vinet.pt")
+    assert store.import_weights(src, "vinet-ucf").path.name == "ViNet_UCFSports.pt"
+    assert store.import_weights(src).path.name == DEFAULT_WEIGHTS["vinet"]
+    mine = store.import_weights(src, "my_vinet.pt")
     assert mine.entry is None and mine.path.name == "my_vinet.pt"
     wrapped = _save(
         {"state_dict": {f"module.{k}": v for k, v in shape_only(meta_models["bilinear"]).items()}},
         tmp_path / "wrapped.pt",
     )
-    res = registry.import_weights(wrapped, "avinet-bilinear-avad")
+    res = store.import_weights(wrapped, "avinet-bilinear-avad")
     assert res.arch == "bilinear" and res.path.name == "AViNet_bilinear_AVAD.pt"
     assert _cached_files(tmp_path) == sorted(
         ["ViNet_UCFSports.pt", "ViNet_DHF1K.pt", "my_vinet.pt", "AViNet_bilinear_AVAD.pt"]
@@ -405,11 +409,11 @@ def test_import_under_a_registry_name_or_file_name(tmp_path, meta_models):
 def test_import_refuses_wrong_architecture_for_the_name(tmp_path, meta_models):
     src = _save(shape_only(meta_models["soundnet"]), tmp_path / "s.pth")
     with pytest.raises(WeightsError, match="a soundnet checkpoint, but vinet-dhf1k is vinet"):
-        registry.import_weights(src, "vinet-dhf1k")
+        store.import_weights(src, "vinet-dhf1k")
     with pytest.raises(WeightsError, match="must end in .pt"):
-        registry.import_weights(src, "notaname")
+        store.import_weights(src, "notaname")
     with pytest.raises(WeightsError, match="plain file name"):
-        registry.import_weights(src, "../escape.pt")
+        store.import_weights(src, "../escape.pt")
     assert _cached_files(tmp_path) == []
 
 
@@ -422,9 +426,9 @@ def test_import_checks_the_registry_checksum(tmp_path, monkeypatch, meta_models)
     ]
     monkeypatch.setenv("SALCLI_REGISTRY", str(_registry(tmp_path, extra)))
     with pytest.raises(WeightsError, match="not the registry's for pinned"):
-        registry.import_weights(src, "pinned")
+        store.import_weights(src, "pinned")
     # without --name, a file whose digest the registry knows is filed under that entry
-    assert registry.import_weights(src).entry.name == "by-digest"
+    assert store.import_weights(src).entry.name == "by-digest"
 
 
 @pytest.mark.parametrize(
@@ -443,7 +447,7 @@ def test_import_checks_the_registry_checksum(tmp_path, monkeypatch, meta_models)
 def test_import_refuses_bad_checkpoints(tmp_path, meta_models, make, message):
     src = _save(make(meta_models["soundnet"]), tmp_path / "bad.pth")
     with pytest.raises(WeightsError, match=message) as err:
-        registry.import_weights(src)
+        store.import_weights(src)
     assert "\n" not in str(err.value)
     assert _cached_files(tmp_path) == []
 
@@ -464,7 +468,7 @@ def test_import_refuses_unreadable_files(tmp_path, meta_models, kind):
     else:
         src.write_bytes(b"" if kind == "empty" else "<html>Sign in · Microsoft</html>".encode())
     with pytest.raises(WeightsError, match="not a readable PyTorch checkpoint") as err:
-        registry.import_weights(src)
+        store.import_weights(src)
     assert "\n" not in str(err.value)
     assert _cached_files(tmp_path) == []
 
@@ -492,7 +496,7 @@ def test_import_refuses_a_pickle_that_runs_code(tmp_path, container):
     # sanity: the file really is armed (an unsafe load would create the marker)
     assert b"open" in src.read_bytes() or b"builtins" in src.read_bytes()
     with pytest.raises(WeightsError) as err:
-        registry.import_weights(src)
+        store.import_weights(src)
     assert "refused" in str(err.value) and "\n" not in str(err.value)
     assert not marker.exists()
     assert _cached_files(tmp_path) == []
@@ -515,27 +519,27 @@ def test_import_s3d_backbones_in_their_three_namings(tmp_path):
     ref = _s3d_shapes()
     head = {"fc.0.weight": torch.zeros(400, 1024, 1, 1, 1), "fc.0.bias": torch.zeros(400)}
     vinet_names = _save({**ref, **head}, tmp_path / "a.pt")
-    assert registry.import_weights(vinet_names).path.name == "S3D_kinetics400.pt"
+    assert store.import_weights(vinet_names).path.name == "S3D_kinetics400.pt"
 
     stage_start = {"base1": 0, "base2": 5, "base3": 8, "base4": 14}
     flat = {}
     for k, v in ref.items():
         stage, idx, rest = k.split(".", 2)
         flat[f"module.base.{stage_start[stage] + int(idx)}.{rest}"] = v
-    res = registry.import_weights(_save({**flat, **head}, tmp_path / "b.pt"))
+    res = store.import_weights(_save({**flat, **head}, tmp_path / "b.pt"))
     assert res.arch == "s3d"
 
     tv = {f"features.{i}.w": v for i, v in enumerate(ref.values())}
     tv["classifier.1.weight"] = torch.zeros(400, 1024, 1, 1, 1)
-    res = registry.import_weights(_save(tv, tmp_path / "c.pth"))
+    res = store.import_weights(_save(tv, tmp_path / "c.pth"))
     assert res.arch == "s3d-torchvision" and res.path.name == "s3d-d76dad2f.pth"
 
     bad = dict(list(tv.items())[:-10])
     with pytest.raises(WeightsError, match="torchvision-style S3D features"):
-        registry.import_weights(_save(bad, tmp_path / "d.pth"))
+        store.import_weights(_save(bad, tmp_path / "d.pth"))
     partial = dict(list(ref.items())[:100])
     with pytest.raises(WeightsError, match="incomplete S3D backbone"):
-        registry.import_weights(_save(partial, tmp_path / "e.pt"))
+        store.import_weights(_save(partial, tmp_path / "e.pt"))
 
 
 # ---------------------------------------------------------------------------
@@ -565,7 +569,7 @@ def test_verify_ok_mismatch_unknown_missing(tmp_path, monkeypatch):
     (cache / "good.pt.part").write_bytes(b"ignored")
     (cache / "good.pt.lock").write_bytes(b"")
 
-    by_name = {r.name: r for r in registry.verify()}
+    by_name = {r.name: r for r in store.verify()}
     assert {n: r.status for n, r in by_name.items()} == {
         "good": "ok",
         "bad": "mismatch",
@@ -574,7 +578,7 @@ def test_verify_ok_mismatch_unknown_missing(tmp_path, monkeypatch):
     }
     assert by_name["pref"].partial and not by_name["good"].partial
     assert by_name["bad"].sha256 == hashlib.sha256(bad).hexdigest()
-    assert [r.status for r in registry.verify(["good", "absent"])] == ["ok", "missing"]
+    assert [r.status for r in store.verify(["good", "absent"])] == ["ok", "missing"]
 
     result = _run("verify")
     assert result.exit_code == 3
@@ -587,7 +591,7 @@ def test_verify_ok_mismatch_unknown_missing(tmp_path, monkeypatch):
 
 
 def test_verify_empty_cache():
-    assert registry.verify() == []
+    assert store.verify() == []
     result = _run("verify")
     assert result.exit_code == 0 and "no weights in the cache" in result.output
 
@@ -599,7 +603,7 @@ def test_verify_empty_cache():
 
 def test_cli_list_shows_entries_and_cache_state(tmp_path, meta_models):
     src = _save(shape_only(meta_models["soundnet"]), tmp_path / "s.pth")
-    registry.import_weights(src)
+    store.import_weights(src)
     result = _run("list")
     assert result.exit_code == 0
     rows = {line.split()[0]: line.split() for line in result.output.splitlines()[2:]}
@@ -614,14 +618,10 @@ def test_cli_list_shows_entries_and_cache_state(tmp_path, meta_models):
 def test_cli_list_shows_every_cached_file_registered_or_not(tmp_path, meta_models):
     """Issue 15, item 2: a file `import` filed under a default name (AViNet_bilinear.pt,
     which no registry entry has) and any other file in the cache are listed, marked."""
-    bilinear = registry.import_weights(
-        _save(shape_only(meta_models["bilinear"]), tmp_path / "b.pt")
-    )
+    bilinear = store.import_weights(_save(shape_only(meta_models["bilinear"]), tmp_path / "b.pt"))
     assert bilinear.entry is None and bilinear.path.name == "AViNet_bilinear.pt"
-    registry.import_weights(
-        _save(shape_only(meta_models["soundnet"]), tmp_path / "s.pth"), "my.pth"
-    )
-    registry.import_weights(_save(shape_only(meta_models["vinet"]), tmp_path / "v.pt"))
+    store.import_weights(_save(shape_only(meta_models["soundnet"]), tmp_path / "s.pth"), "my.pth")
+    store.import_weights(_save(shape_only(meta_models["vinet"]), tmp_path / "v.pt"))
     cache = _cache(tmp_path)
     (cache / "notes.pt").write_text("not a checkpoint")
     (cache / "AViNet_bilinear.pt.part").write_bytes(b"half")  # a download in progress
@@ -645,7 +645,7 @@ def test_cli_list_shows_every_cached_file_registered_or_not(tmp_path, meta_model
         "cached": True, "path": str(bilinear.path), "default": True,
     }  # fmt: skip
     assert others["notes.pt"]["arch"] is None and not others["my.pth"]["default"]
-    assert [f.path.name for f in registry.cached()] == sorted(
+    assert [f.path.name for f in store.cached()] == sorted(
         ["AViNet_bilinear.pt", "my.pth", "notes.pt", "ViNet_DHF1K.pt"]
     )
 

@@ -16,6 +16,8 @@ from helpers import STAVIS_ENVELOPE, STAVIS_PUBLISHED_TOLERANCE
 from salcli.errors import WeightsError
 from salcli.media.audio import AudioTrack
 from salcli.metrics import imresize_matlab
+from salcli.models.checkpoints import load_file
+from salcli.models.registry import load_checkpoint
 from salcli.models.stavis import (
     ACTIVITYNET_MEAN,
     AUDIO_BUFFER,
@@ -24,10 +26,8 @@ from salcli.models.stavis import (
     LOOK_AHEAD,
     TARGET_INDEX,
     Stavis,
+    detect,
     fold_batchnorm,
-    load_checkpoint,
-    load_model,
-    recognize,
     spatial_softmax,
     unwrap_checkpoint,
 )
@@ -102,6 +102,18 @@ def models(published_file):
     """Both variants with the filled weights (both manifests have the same keys, so the
     fill rule gives both the same tensors), loaded through ``load_model``."""
     return {av: load_model(published_file, audiovisual=av) for av in (False, True)}
+
+
+def load_model(path, *, audiovisual: bool) -> Stavis:
+    """The model of a STAViS file as predict loads it (``salcli.models.registry``)."""
+    family, variant, model = load_checkpoint(path, audio=audiovisual)
+    assert family.name == "stavis" and variant.hears is audiovisual
+    return model
+
+
+def read_state(path) -> dict:
+    """The state_dict of a STAViS file, unwrapped as the family unwraps it."""
+    return unwrap_checkpoint(load_file(path))
 
 
 @pytest.fixture(scope="module")
@@ -269,7 +281,7 @@ def test_published_snapshot_loads_unchanged(published_file, models):
         list(obj)
         == json.loads((DATA / MANIFESTS["audiovisual"]).read_text())["checkpoint"]["entries"]
     )
-    sd = load_checkpoint(published_file)
+    sd = read_state(published_file)
     assert not any(k.startswith(PREFIX) for k in sd)
     torch.testing.assert_close(sd["conv1.weight"], obj["state_dict"]["module.conv1.weight"])
     for av in (False, True):
@@ -277,7 +289,7 @@ def test_published_snapshot_loads_unchanged(published_file, models):
 
 
 def test_snapshot_with_or_without_prefix_and_bare_state_dicts(tmp_path, published_file):
-    sd = load_checkpoint(published_file)
+    sd = read_state(published_file)
     small = {k: sd[k] for k in list(sd)[:3]}  # enough to tell the unwrapping apart
     for obj in (
         snapshot({PREFIX + k: v for k, v in sd.items()}),
@@ -285,9 +297,9 @@ def test_snapshot_with_or_without_prefix_and_bare_state_dicts(tmp_path, publishe
         dict(sd),
         {PREFIX + k: v for k, v in sd.items()},
     ):
-        assert recognize(obj) == "stavis"
+        assert detect(obj) == "stavis"
         assert list(unwrap_checkpoint(obj)) == list(sd)
-    assert recognize(small) is None
+    assert detect(small) is None
     bare = tmp_path / "bare.pth"
     torch.save(dict(sd), bare)
     assert load_model(bare, audiovisual=True).fuseav.weight.shape == (1, 128, 1, 1)
@@ -298,14 +310,14 @@ def test_snapshot_with_or_without_prefix_and_bare_state_dicts(tmp_path, publishe
 )
 def test_other_families_are_not_recognized(manifest):
     keys = load_manifest(DATA / manifest)
-    assert recognize({k: torch.zeros(1) for k in keys}) is None
-    assert recognize({PREFIX + k: torch.zeros(1) for k in keys}) is None
+    assert detect({k: torch.zeros(1) for k in keys}) is None
+    assert detect({PREFIX + k: torch.zeros(1) for k in keys}) is None
     with pytest.raises(WeightsError, match="not STAViS"):
         unwrap_checkpoint({k: torch.zeros(1) for k in keys})
 
 
 def test_bad_checkpoints_are_one_line_errors(tmp_path, published_file):
-    sd = load_checkpoint(published_file)
+    sd = read_state(published_file)
     cases = {
         "arch.pth": (snapshot(dict(sd)) | {"arch": "resnet-101"}, "arch is 'resnet-101'"),
         "shape.pth": (dict(sd) | {"fuse.weight": torch.zeros(1, 32, 1, 1)}, "fuse.weight"),
@@ -322,7 +334,7 @@ def test_bad_checkpoints_are_one_line_errors(tmp_path, published_file):
             load_model(path, audiovisual=True)
         assert "\n" not in str(err.value) and name in str(err.value)
     with pytest.raises(WeightsError, match="not found"):
-        load_checkpoint(tmp_path / "absent.pth")
+        load_model(tmp_path / "absent.pth", audiovisual=True)
 
 
 class _Payload:
@@ -333,7 +345,7 @@ def test_pickled_objects_are_refused(tmp_path):
     path = tmp_path / "evil.pth"
     torch.save({"epoch": 61, "arch": "resnet-50", "state_dict": {}, "x": _Payload()}, path)
     with pytest.raises(WeightsError, match="refused, the file holds Python objects"):
-        load_checkpoint(path)
+        load_model(path, audiovisual=True)
 
 
 # --- frames in ----------------------------------------------------------------------------

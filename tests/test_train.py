@@ -206,7 +206,7 @@ def test_a_few_dozen_steps_lower_the_validation_loss_and_raise_cc(trained):
 
 
 def test_checkpoints_have_the_published_keys_and_load_strictly(trained):
-    from salcli.models.checkpoints import load_model
+    from salcli.models.registry import load_checkpoint
 
     _, out, _ = trained
     manifest = load_manifest(DATA / "vinet.keys.json")
@@ -214,8 +214,8 @@ def test_checkpoints_have_the_published_keys_and_load_strictly(trained):
         sd = torch.load(out / name, map_location="cpu", weights_only=True)
         assert list(sd) == list(manifest)  # plain state_dict, published names, not folded
         assert all(list(sd[k].shape) == manifest[k] for k in sd)
-        model, arch, _ = load_model(out / name)
-        assert arch == "vinet"
+        _, variant, _ = load_checkpoint(out / name, audio=False)
+        assert variant.arch == "vinet"
     state = torch.load(out / "state.pt", map_location="cpu", weights_only=True)
     assert state["epoch"] == 2 and state["step"] == 0 and len(state["history"]) == 3
 

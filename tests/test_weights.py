@@ -1,4 +1,5 @@
-"""Published-format checkpoints load unchanged; bad ones give one clear line."""
+"""Published-format checkpoints load unchanged through the model families; bad ones give
+one clear line."""
 
 from __future__ import annotations
 
@@ -6,8 +7,10 @@ import pytest
 import torch
 
 from salcli.errors import WeightsError
-from salcli.models.checkpoints import describe, detect_arch, load_model, model_name, read_checkpoint
+from salcli.models.checkpoints import read_checkpoint
+from salcli.models.registry import arch_of, describe, label, load_checkpoint
 from salcli.models.soundnet import SoundNet8
+from salcli.weights.store import inspect_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -25,25 +28,28 @@ def soundnet_sd():
     ],
     ids=["plain", "dataparallel", "state_dict", "model+module"],
 )
-def test_wrapped_checkpoints_load_strictly(tmp_path, soundnet_sd, wrap):
+def test_wrapped_checkpoints_are_read_and_checked_unchanged(tmp_path, soundnet_sd, wrap):
     path = tmp_path / "w.pt"
     torch.save(wrap(soundnet_sd), path)
-    model, arch, sd = load_model(path)
-    assert arch == "soundnet"
-    for k, v in model.state_dict().items():
+    arch, sd = inspect_checkpoint(path)
+    assert arch == "soundnet" and list(sd) == list(soundnet_sd)
+    for k, v in sd.items():
         assert torch.equal(v, soundnet_sd[k])
 
 
 def test_published_vinet_layout_loads(vinet_checkpoint):
-    model, arch, _ = load_model(vinet_checkpoint, expect="vinet")
-    assert arch == "vinet" and not model.training
+    family, variant, model = load_checkpoint(vinet_checkpoint, audio=False)
+    assert (family.name, variant.arch) == ("vinet", "vinet") and not model.training
+    want = torch.load(vinet_checkpoint, weights_only=True)
+    assert all(torch.equal(v, want[k]) for k, v in model.state_dict().items())
 
 
 def test_avinet_checkpoints_are_told_apart(avinet_checkpoints):
     for fusion, path in avinet_checkpoints.items():
-        assert detect_arch(read_checkpoint(path)) == fusion
-    with pytest.raises(WeightsError, match="not ViNet"):
-        load_model(avinet_checkpoints["bilinear"], expect="vinet")
+        assert arch_of(read_checkpoint(path)) == fusion
+        assert load_checkpoint(path, audio=True)[1].arch == fusion
+    with pytest.raises(WeightsError, match="listens to the soundtrack"):
+        load_checkpoint(avinet_checkpoints["bilinear"], audio=False)
 
 
 def test_missing_and_extra_keys_are_refused(tmp_path, soundnet_sd):
@@ -52,7 +58,7 @@ def test_missing_and_extra_keys_are_refused(tmp_path, soundnet_sd):
     path = tmp_path / "broken.pt"
     torch.save(sd, path)
     with pytest.raises(WeightsError, match="1 missing"):
-        load_model(path)
+        inspect_checkpoint(path)
 
 
 def test_wrong_shape_is_refused(tmp_path, soundnet_sd):
@@ -61,7 +67,7 @@ def test_wrong_shape_is_refused(tmp_path, soundnet_sd):
     path = tmp_path / "shape.pt"
     torch.save(sd, path)
     with pytest.raises(WeightsError, match="shape"):
-        load_model(path)
+        inspect_checkpoint(path)
 
 
 def test_not_a_checkpoint(tmp_path):
@@ -93,18 +99,20 @@ def test_describe_names_what_a_checkpoint_is_with_its_article():
         "a SoundNet-8 checkpoint (AViNet's audio branch alone, not a saliency model)"
     )
     assert describe("s3d").startswith("an S3D checkpoint (") and "not a saliency" in describe("s3d")
-    assert [model_name(a) for a in ("vinet", "transformer", "soundnet")] == [
+    assert [label(a) for a in ("vinet", "transformer", "soundnet", "stavis")] == [
         "ViNet",
         "AViNet (transformer)",
         "SoundNet-8",
+        "STAViS",
     ]
 
 
 def test_wrong_kind_of_checkpoint_is_named_in_the_refusal(tmp_path, soundnet_sd):
     path = tmp_path / "soundnet8_final.pth"
     torch.save(soundnet_sd, path)
-    with pytest.raises(WeightsError) as err:
-        load_model(path, expect="vinet")
-    assert str(err.value) == f"{path}: this is {describe('soundnet')}, not ViNet"
-    with pytest.raises(WeightsError, match=r"checkpoint \(AViNet's audio .*\), not AViNet$"):
-        load_model(path, expect="avinet")
+    for audio in (False, True):
+        with pytest.raises(WeightsError) as err:
+            load_checkpoint(path, audio=audio)
+        assert str(err.value) == (
+            f"{path}: this is {describe('soundnet')}; use an AViNet checkpoint, which holds it"
+        )

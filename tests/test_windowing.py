@@ -6,7 +6,8 @@ import weakref
 
 import pytest
 
-from salcli.inference.clips import LastFrameClips, clip_indices, clip_span, iter_clips
+from salcli.inference.clips import iter_clips
+from salcli.models.vinet_procedure import LastFrameClips, clip_indices, clip_span
 
 T = 32
 

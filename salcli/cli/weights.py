@@ -16,6 +16,7 @@ from salcli.cli._console import exits
 from salcli.cli._progress import Bars
 from salcli.errors import EXIT_OK, EXIT_WEIGHTS
 from salcli.weights import cache as registry
+from salcli.weights import store
 from salcli.weights.download import DEFAULT_TIMEOUT
 
 UNREGISTERED = "unregistered"  # SOURCE of a cached file the registry does not know
@@ -47,7 +48,7 @@ def list_cmd(
     then every other checkpoint file in the cache (SOURCE: unregistered)."""
     with _one_line_errors():
         reg = registry.load_registry()
-        files = registry.cached(reg)
+        files = store.cached(reg)
         in_cache = {f.path.name for f in files}
         others = [f for f in files if f.entry is None]
         if as_json:
@@ -58,7 +59,7 @@ def list_cmd(
                     "file": e.file,
                     "registered": True,
                     "cached": e.file in in_cache,
-                    "path": str(e.cache_path()),
+                    "path": str(registry.cache_path(e)),
                     "urls": list(e.urls),
                     "sha256": e.sha256,
                     "sha256_prefix": e.sha256_prefix,
@@ -110,7 +111,7 @@ def download_cmd(
     with _one_line_errors(), Bars(show, bytes=True) as bars:
         for name in names:
             entry = registry.get(name)
-            already = entry.cache_path().is_file() and not force
+            already = registry.cache_path(entry).is_file() and not force
             bar = None
 
             def report(label: str, done: int, total: int | None) -> None:
@@ -118,7 +119,7 @@ def download_cmd(
                 bar = bar or bars.add(label, total=total)
                 bar.update(completed=done, total=total)
 
-            path = registry.fetch(name, force=force, on_progress=report, timeout=timeout)
+            path = store.fetch(name, force=force, on_progress=report, timeout=timeout)
             if bar is not None:
                 bar.remove()
             verb = "already in the cache" if already else "downloaded"
@@ -134,7 +135,7 @@ def import_cmd(
 ) -> None:
     """Check that FILE is a state_dict of a known architecture and copy it into the cache."""
     with _one_line_errors():
-        result = registry.import_weights(file, name)
+        result = store.import_weights(file, name)
         label = result.entry.name if result.entry is not None else result.path.name
         typer.echo(f"imported {file} as {label} ({result.arch}): {result.path}")
 
@@ -150,7 +151,7 @@ def verify_cmd(
     Exit status 3 when a file does not match (or a named one is missing).
     """
     with _one_line_errors():
-        results = registry.verify(names or None)
+        results = store.verify(names or None)
         if not results:
             typer.echo(f"no weights in the cache ({registry.cache_dir()})")
         bad = False

@@ -51,6 +51,7 @@ from salcli.errors import (
     OptionError,
     SalcliError,
     UsageError,
+    escape,
     one_line,
     os_reason,
 )
@@ -97,9 +98,10 @@ def connect(address: str) -> bool:
             import grpc  # noqa: F401 - Ray Client's transport
         except ImportError:
             raise ClusterError(
-                f"--ray {address}: ray:// addresses go through Ray Client, which needs "
-                'pip install "ray[client]==2.60.0"; or run salcli on a node of the cluster '
-                "with --ray auto"
+                f"{{ray}} {escape(address)}: ray:// addresses go through Ray Client, which "
+                'needs pip install "ray[client]==2.60.0"; or run salcli on a node of the '
+                "cluster with {ray} auto",
+                options=("ray",),
             ) from None
     elif address not in (RAY_LOCAL, "auto"):
         _probe(address)
@@ -117,12 +119,13 @@ def connect(address: str) -> bool:
     except ConnectionError as err:
         if address == "auto":
             raise ClusterError(
-                "--ray auto: no Ray cluster runs on this machine (and RAY_ADDRESS is not "
-                "set); start one with `ray start --head`, or use --ray local"
+                "{ray} auto: no Ray cluster runs on this machine (and RAY_ADDRESS is not "
+                "set); start one with `ray start --head`, or use {ray} local",
+                options=("ray",),
             ) from None
-        raise ClusterError(f"--ray {address}: {one_line(err)}") from None
+        raise _ray_error(address, one_line(err)) from None
     except Exception as err:  # noqa: BLE001 - a version mismatch, a refused client...
-        raise ClusterError(f"--ray {address}: {type(err).__name__}: {one_line(err)}") from None
+        raise _ray_error(address, f"{type(err).__name__}: {one_line(err)}") from None
     finally:
         if term is not None:  # ray.init sets its own SIGTERM handler (sys.exit)
             signal.signal(signal.SIGTERM, term)
@@ -153,9 +156,12 @@ def _probe(address: str) -> None:
     try:
         socket.create_connection((host.strip("[]"), int(port)), CONNECT_TIMEOUT_S).close()
     except OSError as err:
-        raise ClusterError(
-            f"--ray {address}: cannot reach the head node ({os_reason(err)})"
-        ) from None
+        raise _ray_error(address, f"cannot reach the head node ({os_reason(err)})") from None
+
+
+def _ray_error(address: str, reason: str) -> ClusterError:
+    """A ClusterError about the cluster at ``address`` (``ray``)."""
+    return ClusterError(f"{{ray}} {escape(address)}: {escape(reason)}", options=("ray",))
 
 
 def _ray_messages_to_stderr() -> None:
@@ -251,7 +257,7 @@ class VideoWorker:
         """What this worker runs, or its start-up error (``{"error": ...}``). ``after``:
         the video its previous process died on: its temporaries are removed first."""
         if after is not None:
-            from salcli.corpus.records import clean_stale_temps
+            from salcli.media.records import clean_stale_temps
 
             clean_stale_temps(after.out_dir, after.stem)
         if self.predictor is None:
@@ -479,7 +485,7 @@ class Cluster:
                 actor,
                 f"the Ray worker on {state['host']} would make other maps (another "
                 f"{', '.join(changed)}); it is left out: make the workers agree "
-                "(e.g. --precision)",
+                "(e.g. the precision)",
             )
             return
         self._idle.append(actor)
@@ -751,8 +757,9 @@ class ClusterModel:
                 nodes = [n for n in self.cluster.ray.nodes() if n.get("Alive")]
                 if len(nodes) > 1:
                     raise UsageError(
-                        f"--ray: the cluster has {len(nodes)} machines: --maps-dir must name "
-                        "a folder they all can write (the maps pass through it)"
+                        f"{{ray}}: the cluster has {len(nodes)} machines: {{maps_dir}} must "
+                        "name a folder they all can write (the maps pass through it)",
+                        options=("ray", "maps_dir"),
                     )
                 maps_dir = tempfile.mkdtemp(prefix="salcli-maps-")
         except BaseException:
@@ -799,8 +806,8 @@ class ClusterModel:
     def iter_maps(
         self, frames: str | Path, *, fps: float | None = None, audio_path: str | Path | None = None
     ) -> Iterator[tuple[int, Any]]:
-        from salcli.corpus.records import remove_record
         from salcli.evaluation.evaluate import H5_DATASET, DiskSource
+        from salcli.media.records import remove_record
         from salcli.media.writers import output_paths
 
         key = Path(frames)

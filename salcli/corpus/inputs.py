@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import TextIO
 
 from salcli.defaults import OVERLAY_SUFFIX, RECORD_SUFFIX
-from salcli.errors import UsageError
+from salcli.errors import UsageError, escape
 from salcli.media.decode import GENERIC_FRAME_FOLDERS, IMAGE_SUFFIXES, folder_stem
 
 VIDEO_SUFFIXES = (
@@ -62,19 +62,6 @@ class Job:
     @property
     def stem(self) -> str:
         return source_stem(self.source)
-
-
-def parse_shard(text: str | None) -> tuple[int, int] | None:
-    """ "K/N" -> (K, N) with 1 <= K <= N."""
-    if not text:
-        return None
-    try:
-        k, n = (int(v) for v in text.split("/"))
-    except ValueError:
-        raise UsageError(f"--shard {text!r}: expected K/N, e.g. 3/8") from None
-    if not 1 <= k <= n:
-        raise UsageError(f"--shard {text!r}: K must be between 1 and N")
-    return k, n
 
 
 def in_shard(path: Path, shard: tuple[int, int] | None) -> bool:
@@ -201,9 +188,9 @@ def expand_inputs(
             entries.append((path, None))
     if not entries:
         if empty:
-            hint = "" if recursive else "; --recursive descends into sub-folders"
+            hint = "" if recursive else "; {recursive} descends into sub-folders"
             what = ", ".join(str(p) for p in empty[:3]) + (" ..." if len(empty) > 3 else "")
-            raise UsageError(f"no videos found in {what}{hint}")
+            raise UsageError(f"no videos found in {escape(what)}{hint}", options=("recursive",))
         raise UsageError("no inputs to process")
 
     singles = [_location(p).parent for p, folder in entries if folder is None]
@@ -224,28 +211,6 @@ def expand_inputs(
             assert common is not None
             jobs.append(Job(path, out_dir / _location(path).parent.relative_to(common)))
     return _separate_clashes(jobs)
-
-
-def collect_jobs(
-    inputs: Iterable[str],
-    out_dir: Path | None,
-    *,
-    recursive: bool = False,
-    pattern: str | None = None,
-    shard: tuple[int, int] | None = None,
-    default_subdir: str = "saliency",
-    stdin: TextIO | None = None,
-) -> list[Job]:
-    """``expand_inputs``, then the jobs of ``shard``."""
-    jobs = expand_inputs(
-        inputs,
-        out_dir,
-        recursive=recursive,
-        pattern=pattern,
-        default_subdir=default_subdir,
-        stdin=stdin,
-    )
-    return select_shard(jobs, shard)
 
 
 def _location(path: Path) -> Path:

@@ -1,5 +1,5 @@
 """One video of a corpus, shared by local runs (``salcli.corpus.local``) and the workers of
-``salcli.corpus.cluster``: is it finished (its completion record, ``salcli.corpus.records``),
+``salcli.corpus.cluster``: is it finished (its completion record, ``salcli.media.records``),
 the temporaries killed runs left of it, and its prediction, with a failure returned as a
 result rather than raised.
 """
@@ -11,7 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from salcli.corpus.inputs import Job
-from salcli.corpus.records import (
+from salcli.errors import OutputError, SalcliError, escape, one_line, os_reason, spell
+from salcli.inference.predictor import Predictor, VideoResult
+from salcli.media.records import (
     clean_stale_temps,
     is_complete,
     other_source,
@@ -19,8 +21,6 @@ from salcli.corpus.records import (
     same_source,
     settings_changed,
 )
-from salcli.errors import OutputError, SalcliError, escape, one_line, os_reason, spell
-from salcli.inference.predictor import Predictor, VideoResult
 
 
 def check_finished(
@@ -41,8 +41,10 @@ def check_finished(
         changed = settings_changed(rec, settings)
         if changed:
             raise OutputError(
-                f"{job.out_dir / job.stem}*: made with another {', '.join(changed)}; "
-                "overwrite (--overwrite) redoes them, or choose another output folder"
+                f"{escape(str(job.out_dir / job.stem))}*: made with another "
+                f"{', '.join(changed)}; {{overwrite}} redoes them, or choose another output "
+                "folder",
+                options=("overwrite",),
             )
         if is_complete(job.out_dir, job.stem, formats, job.source):
             return VideoResult(
@@ -55,8 +57,9 @@ def check_finished(
         return None
     owner = other_source(job.out_dir, job.stem, job.source)
     raise OutputError(
-        f"{job.out_dir / job.stem}*: these outputs belong to {owner}; choose another "
-        "output folder (or overwrite, --overwrite, to replace them)"
+        f"{escape(str(job.out_dir / job.stem))}*: these outputs belong to {escape(str(owner))}; "
+        "choose another output folder (or {overwrite} to replace them)",
+        options=("overwrite",),
     )
 
 

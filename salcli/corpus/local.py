@@ -10,7 +10,7 @@ layer over this module:
 
 - inputs and output folders: ``salcli.corpus.inputs`` (folders mirrored below the output
   folder, ``-`` for paths on stdin, ``shard=(K, N)`` or ``"K/N"``);
-- a video whose completion record (``salcli.corpus.records``) matches its source and the
+- a video whose completion record (``salcli.media.records``) matches its source and the
   settings that shape the maps, and whose outputs all exist, is skipped; one made from
   the same source with other settings fails with a line suggesting ``overwrite``;
   outputs that belong to another source are never overwritten silently;
@@ -28,11 +28,11 @@ from typing import Any, TextIO
 from salcli.corpus.cluster import ClusterBatch
 from salcli.corpus.inputs import Job, expand_inputs, select_shard
 from salcli.corpus.jobs import predict_job, prepare_job
-from salcli.corpus.records import StaleTemps
 from salcli.defaults import DEFAULT_OUTPUT_SUBDIR
 from salcli.errors import UsageError
 from salcli.inference.predictor import Predictor, VideoResult
 from salcli.media.decode import Warn
+from salcli.media.records import StaleTemps
 from salcli.options import split_cluster, split_options
 
 # progress(stem) -> (update(done, total), finish()) or None: a per-video progress display

@@ -1,26 +1,10 @@
 """From a stream of frames to clips, one clip per frame to predict, and to their maps.
 
-Frame t (0-based) is predicted from the clip whose **last** frame is t:
-frames t-T+1 ... t. The first T-1 frames have no full past; two warm-up policies:
-
-- ``mirror`` (default, the design card's): the video is preceded by its own frames
-  T-1 ... 1 in reverse, s = reverse(frames[1:T]) ++ frames, and frame t uses
-  s[t ... t+T-1]; i.e. a past position p < 0 reads frame -p. One pass, easy to batch.
-- ``reference`` (the authors' pipeline, for comparing with published numbers): frame
-  t < T-1 is predicted from frames t ... t+T-1 **reversed in time**, so that t is last.
-
-Videos shorter than needed:
-
-- ``mirror`` with fewer than T frames: past positions keep reflecting off both ends
-  of the video (..., 2, 1, 0, 1, 2, ..., n-1, n-2, ...); a 1-frame video repeats it.
-- ``reference`` with fewer than 2T-1 frames: as the paper does, the first frame is
-  repeated at the front until there are 2T-1 frames; only the real frames get maps.
-
-Either way every frame gets exactly one map. Memory: at most 2T-1 frames are held.
-
 The streaming (``iter_clips``) is the same for every model family: a family declares
 its ``ClipSchedule`` (clip length, which frames each clip holds, how far ahead it
-reads); ``LastFrameClips`` is ViNet's.
+reads): ViNet's is ``salcli.models.vinet_procedure.LastFrameClips``, STAViS's
+``salcli.models.stavis_procedure.CentredClips``. Memory: a schedule's ``keep_behind``
+plus its look-ahead bound the frames held.
 
 Key frames and batches (``predict_key_frames``, the pure part between the clips and the
 maps): with ``stride`` K, frames t = 0, K, 2K, ... and the last one are *key* frames whose
@@ -39,47 +23,8 @@ from typing import Generic, Protocol, TypeVar
 
 import numpy as np
 
-from salcli.defaults import CLIP_LEN, WARMUP_POLICIES
-
 X = TypeVar("X")
 _END = object()
-
-
-def _reflect(p: int, n: int | None) -> int:
-    """Frame read at position p (may be negative) of a video of n frames, mirrored."""
-    if p < 0:
-        p = -p
-    if n is None or p < n:
-        return p
-    if n == 1:
-        return 0
-    period = 2 * (n - 1)
-    p %= period
-    return p if p < n else period - p
-
-
-def clip_indices(
-    t: int, n: int | None, clip_len: int = CLIP_LEN, policy: str = "mirror"
-) -> list[int]:
-    """Indices of the frames of the clip that predicts frame ``t``, oldest first.
-
-    ``n`` is the number of frames of the video, or None when it is known to be at
-    least 2T-1 (a streaming reader does not know it up front).
-    """
-    if policy not in WARMUP_POLICIES:
-        raise ValueError(f"unknown warm-up policy {policy!r}")
-    T = clip_len
-    if n is not None and not 0 <= t < n:
-        raise IndexError(f"frame {t} out of range for {n} frames")
-    if policy == "mirror":
-        return [_reflect(p, n) for p in range(t - T + 1, t + 1)]
-    pad = 0 if n is None else max(0, 2 * T - 1 - n)
-    u = t + pad  # position in the padded video
-    if u >= T - 1:
-        padded = list(range(u - T + 1, u + 1))
-    else:
-        padded = list(range(u + T - 1, u - 1, -1))  # frames u ... u+T-1, reversed
-    return [max(0, i - pad) for i in padded]
 
 
 class Clip(list):
@@ -113,31 +58,6 @@ class ClipSchedule(Protocol):
     def plan(self, t: int, n: int | None) -> tuple[list[int], tuple[int, int]]: ...
 
 
-@dataclass(frozen=True)
-class LastFrameClips:
-    """ViNet / AViNet: the clip of frame t ends with t; ``policy`` fills the first T-1
-    (see the module docstring)."""
-
-    length: int = CLIP_LEN
-    policy: str = "mirror"
-
-    def __post_init__(self) -> None:
-        if self.policy not in WARMUP_POLICIES:
-            raise ValueError(f"unknown warm-up policy {self.policy!r}")
-
-    @property
-    def keep_behind(self) -> int:
-        return self.length - 1
-
-    def lookahead(self, t: int) -> int:
-        # the first 2T-1 frames decide how a short video is padded
-        return max(0, 2 * self.length - 2 - t)
-
-    def plan(self, t: int, n: int | None) -> tuple[list[int], tuple[int, int]]:
-        indices = clip_indices(t, n, self.length, self.policy)
-        return indices, clip_span(indices)
-
-
 def iter_clips(frames: Iterable[X], schedule: ClipSchedule) -> Iterator[tuple[int, X, Clip]]:
     """Stream (t, frame t, its clip) for every frame t of ``frames``, in order.
 
@@ -165,11 +85,6 @@ def iter_clips(frames: Iterable[X], schedule: ClipSchedule) -> Iterator[tuple[in
         while held and first < t - schedule.keep_behind:
             held.popleft()
             first += 1
-
-
-def clip_span(indices: list[int]) -> tuple[int, int]:
-    """First and last frame whose audio a clip listens to: the range its frames cover."""
-    return min(indices), max(indices)
 
 
 # --- key frames, batches, interpolation -----------------------------------------------

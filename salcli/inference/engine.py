@@ -21,12 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from salcli.defaults import (
-    DEFAULT_BATCH_SIZE,
-    DEFAULT_REUSE_BATCH_SIZE,
-    INPUT_H,
-    INPUT_W,
-)
+from salcli.defaults import DEFAULT_BATCH_SIZE, DEFAULT_REUSE_BATCH_SIZE
 from salcli.errors import UsageError
 from salcli.inference.hardware import (
     PRECISION_NAMES,
@@ -35,6 +30,7 @@ from salcli.inference.hardware import (
     resolve_device,
     resolve_precision,
 )
+from salcli.models.vinet_procedure import INPUT_H, INPUT_W
 
 FP32_BYTES = torch.finfo(torch.float32).bits // 8  # bytes per fp32 activation
 CHANNELS_LAST_DEVICES = ("cpu", "cuda")  # device types where channels-last 3-D pays off

@@ -35,12 +35,18 @@ import numpy as np
 from torch import nn
 
 from salcli import __version__
-from salcli.errors import NoAudioError, OptionError, WeightsError
+from salcli.defaults import DEFAULT_FUSION
+from salcli.errors import NoAudioError, OptionError, WeightsError, escape
 from salcli.inference.clips import iter_clips, predict_key_frames
 from salcli.inference.engine import Engine
+from salcli.media import records
+from salcli.media.audio import AudioTrack, duration_mismatch
 from salcli.media.decode import DEFAULT_FOLDER_FPS, Frame, VideoMeta, Warn, open_video, prefetch
+from salcli.media.writers import RunInfo, WriterThread, make_writer
+from salcli.models.checkpoints import sha256_file
 from salcli.models.registry import ModelFamily, Variant, load_checkpoint, model_family
-from salcli.options import PredictOptions, make_options, map_settings_names
+from salcli.options import PredictOptions, make_options, map_settings_names, parse_formats
+from salcli.weights.cache import resolve_weights
 
 PREFETCH_FRAMES = 64  # frames decoded ahead of the model (bounded queue): 2 ViNet clips
 WRITE_QUEUE_MAPS = 16  # maps waiting for the writer thread (bounded queue)
@@ -167,10 +173,6 @@ class Predictor:
         return str(self.weights_path) if self.weights_path else "the model"
 
     def _load(self, opts: PredictOptions) -> tuple[ModelFamily, Variant, nn.Module]:
-        from salcli.defaults import DEFAULT_FUSION
-        from salcli.models.checkpoints import sha256_file
-        from salcli.weights.cache import resolve_weights
-
         wanted = (opts.fusion or DEFAULT_FUSION) if opts.audio else "vinet"
         path = resolve_weights(opts.weights, wanted)  # an existing file, or a WeightsError
         family, variant, model = load_checkpoint(path, audio=opts.audio)
@@ -202,7 +204,7 @@ class Predictor:
     def settings(self, source: str | Path | None = None) -> dict[str, Any]:
         """The settings that shape the maps of ``source``: the model, its weights, and
         every option marked ``shapes_maps`` as this predictor resolved it. A re-run
-        takes earlier outputs for its own only when these are equal (salcli.corpus.records)."""
+        takes earlier outputs for its own only when these are equal (salcli.media.records)."""
         resolved = {
             "precision": self.precision,
             "input_size": f"{self.input_size[0]}x{self.input_size[1]}",
@@ -219,8 +221,6 @@ class Predictor:
         return out
 
     def run_info(self, source: str | Path | None = None):
-        from salcli.media.writers import RunInfo
-
         settings = self.settings(source)
         extra = {k: v for k, v in settings.items() if k not in ("model", "weights_sha256")}
         return RunInfo(
@@ -242,21 +242,21 @@ class Predictor:
     # -- running -------------------------------------------------------------------------
 
     def _open_audio(self, meta: VideoMeta, source: Path, audio_path):
-        from salcli.media import audio as audio_mod
-
         path = Path(audio_path) if audio_path is not None else source
         # a separate audio file starts with the first frame; the video's own track is
         # placed by its timestamps relative to the first frame's
         start = 0.0 if audio_path is not None else meta.start_time
         try:
-            track = audio_mod.AudioTrack.open(path, video_start=start)
+            track = AudioTrack.open(path, video_start=start)
         except NoAudioError as err:
             if not self.allow_silence:
-                raise NoAudioError(f"{err}; allow_silence (--allow-silence) goes on with "
-                                   "silence") from None  # fmt: skip
+                raise NoAudioError(
+                    f"{escape(str(err))}; {{allow_silence}} goes on with silence",
+                    options=("allow_silence",),
+                ) from None
             self.warn(f"{path}: no audio track; going on with silence")
-            return audio_mod.AudioTrack.silence()
-        gap = audio_mod.duration_mismatch(meta, track)
+            return AudioTrack.silence()
+        gap = duration_mismatch(meta, track)
         if gap is not None:
             self.warn(
                 f"{source}: audio and video durations differ by {gap:+.3f} s "
@@ -371,63 +371,35 @@ class Predictor:
     ) -> VideoResult:
         """Predict ``source`` and write its maps in every format of ``formats`` (default:
         the options') under ``out_dir``, then its completion record (``record``; see
-        salcli.corpus.records: formats finished earlier with the same settings stay listed).
+        salcli.media.records: formats finished earlier with the same settings stay listed).
 
         Outputs appear only complete (temporary names, then a rename); on any error every
         partial output is removed, as is an output folder this call created, and the
         error is re-raised. The source is decoded once: the overlay writer gets the
         decoded frames from the pipeline.
         """
-        from salcli.corpus import records
-        from salcli.media.writers import WriterThread, make_writer
-        from salcli.options import parse_formats
-
         started = time.perf_counter()
         out_dir = Path(out_dir)
         formats = parse_formats(formats) if formats is not None else self.options.formats
         created = records.missing_parents(out_dir)
         reader, meta, track = self._open(source, fps, audio_path)
-        writers = []
-        sink = None
-        maps = None
-        n = 0
-        post = self.family.postprocess
-
-        def write_one(job: tuple[Frame, np.ndarray]) -> None:  # on the writer thread
-            frame, raw = job
-            m = post(raw, frame.height, frame.width)
-            for w in writers:
-                w.write(frame.index, m, frame.time, rgb=frame.rgb)
-            frame.rgb = None
-
         try:
-            run, writer_options = self.run_info(source), self.options.writer_options()
-            for fmt in formats:
-                writers.append(make_writer(fmt, out_dir, meta, run, **writer_options))
-            keep_rgb = any(w.needs_frames for w in writers)
-            maps = self._raw_maps(reader, meta, track, keep_rgb=keep_rgb)
-            sink = WriterThread(write_one, WRITE_QUEUE_MAPS)
-            for job in maps:
-                sink.put(job)
-                n += 1
-                if progress is not None:
-                    progress(n, meta.n_frames)
-            sink.close()
+            writers = [
+                make_writer(fmt, out_dir, meta, self.run_info(source),
+                            **self.options.writer_options())
+                for fmt in formats
+            ]  # fmt: skip
+        except BaseException:
+            _close_quietly(reader, track)
+            records.remove_empty(created)
+            raise
+        try:
+            n = self._write_maps(reader, meta, track, writers, progress)
             previous = records.read_record(out_dir, meta.stem) if record else None
             if record:  # from here until the new record, a killed run redoes the video
                 records.remove_record(out_dir, meta.stem)
-            outputs: list[str] = []
-            for w in writers:
-                outputs.extend(str(p) for p in w.close())
+            outputs = [str(path) for w in writers for path in w.close()]
         except BaseException:
-            if maps is not None:
-                maps.close()
-            with contextlib.suppress(Exception):
-                reader.close()  # an unstarted ``maps`` does not close it
-                if track is not None:
-                    track.close()
-            if sink is not None:
-                sink.abort()
             for w in writers:
                 with contextlib.suppress(Exception):
                     w.abort()
@@ -442,23 +414,58 @@ class Predictor:
             outputs=outputs,
         )
         if record:
-            records.write_record(
-                out_dir,
-                meta.stem,
-                records.merged(
-                    previous,
-                    out_dir=out_dir,
-                    stem=meta.stem,
-                    source=str(source),
-                    formats=list(formats),
-                    outputs=outputs,
-                    frames=n,
-                    fps=meta.fps,
-                    settings=self.settings(source),
-                    salcli_version=__version__,
-                ),
+            record_of_run = records.merged(
+                previous,
+                out_dir=out_dir,
+                stem=meta.stem,
+                source=str(source),
+                formats=list(formats),
+                outputs=outputs,
+                frames=n,
+                fps=meta.fps,
+                settings=self.settings(source),
+                salcli_version=__version__,
             )
+            records.write_record(out_dir, meta.stem, record_of_run)
         return result
+
+    def _write_maps(self, reader, meta: VideoMeta, track, writers: list, progress) -> int:
+        """Every frame's map, post-processed on the writer thread and handed to
+        ``writers``; the number of maps. On any error the pipeline is stopped and the
+        writer thread aborted (the caller aborts the writers)."""
+        post = self.family.postprocess
+
+        def write_one(job: tuple[Frame, np.ndarray]) -> None:  # on the writer thread
+            frame, raw = job
+            m = post(raw, frame.height, frame.width)
+            for w in writers:
+                w.write(frame.index, m, frame.time, rgb=frame.rgb)
+            frame.rgb = None
+
+        keep_rgb = any(w.needs_frames for w in writers)
+        maps = self._raw_maps(reader, meta, track, keep_rgb=keep_rgb)
+        sink = WriterThread(write_one, WRITE_QUEUE_MAPS)
+        n = 0
+        try:
+            for job in maps:
+                sink.put(job)
+                n += 1
+                if progress is not None:
+                    progress(n, meta.n_frames)
+            sink.close()
+        except BaseException:
+            maps.close()
+            _close_quietly(reader, track)  # an unstarted ``maps`` does not close them
+            sink.abort()
+            raise
+        return n
+
+
+def _close_quietly(reader, track) -> None:
+    with contextlib.suppress(Exception):
+        reader.close()
+        if track is not None:
+            track.close()
 
 
 def predict(source: str | Path, weights: str | Path | None = None, **options) -> np.ndarray:

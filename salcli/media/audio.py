@@ -25,16 +25,17 @@ region re-decodes the file from its beginning (correct, only slower).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from functools import lru_cache
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
-from salcli.defaults import AUDIO_BUFFER, AUDIO_RATE, AUDIO_SCALE
 from salcli.errors import InputError, NoAudioError, one_line
 
-KEEP_BEHIND = AUDIO_BUFFER  # samples kept before the latest request's start (3.2 s)
+AUDIO_RATE = 22_050  # Hz, SoundNet's input rate: every family's soundtrack is resampled to it
+AUDIO_SCALE = 256.0  # SoundNet's input range is [-256, 256] (16-bit PCM v -> v * 2**-7)
+KEEP_BEHIND_S = 3.2  # s of audio kept before the latest request's start
+KEEP_BEHIND = int(AUDIO_RATE * KEEP_BEHIND_S)  # samples
 GAP_TOLERANCE = 0.005  # s; timestamp jumps larger than this are filled with silence
 MAX_GAP_CHUNK = AUDIO_RATE  # samples (at the source rate) of silence made at a time
 MAX_CORRUPT_PACKETS = 1000  # corrupt packets skipped before giving up on a track
@@ -407,68 +408,6 @@ def frame_span(n: int, fps: float, length: int | None) -> tuple[int, int]:
     if length is not None:
         end = min(length, end)
     return int(max(0.0, centre - half)), int(end)
-
-
-@lru_cache(maxsize=16)
-def _hann(size: int) -> np.ndarray:
-    """numpy.hanning(size), float64, read-only (a video's clips have few distinct sizes)."""
-    window = np.hanning(size)
-    window.flags.writeable = False
-    return window
-
-
-def _place(windowed: np.ndarray) -> np.ndarray:
-    """Centre ``windowed`` in a zero buffer of AUDIO_BUFFER samples (see clip_excerpt)."""
-    out = np.zeros(AUDIO_BUFFER, dtype=np.float32)
-    size = windowed.shape[0]
-    off = AUDIO_BUFFER // 2 - size // 2  # buffer index of windowed[0]; < 0 when longer
-    lo, hi = max(0, off), min(AUDIO_BUFFER, off + size)
-    if hi > lo:
-        out[lo:hi] = windowed[lo - off : hi - off]
-    return out
-
-
-def clip_excerpt(track: AudioTrack, first: int, last: int, fps: float) -> np.ndarray:
-    """(70560,) float32: the audio input of the clip of frames ``first`` ... ``last``.
-
-    The excerpt runs from the start of ``first``'s span to the end (inclusive) of
-    ``last``'s span (``frame_span`` with the track's ``length``; when the length is not
-    known yet, the track is decoded through the unclamped end first, and clamped only if
-    the stream ended before it). Samples at or past ``length`` are not part of it (the
-    authors sliced ``wav[start:end+1]`` of a ``length``-sample array). It is multiplied
-    by ``numpy.hanning`` of its own length L (in float64, then rounded to float32) and
-    placed centred in a zero buffer of 70 560 samples: excerpt sample L//2 lands at
-    buffer index 35 280, i.e. the excerpt starts at 35 280 - L//2. When L is odd the
-    extra zero is on the left (before the excerpt), as in the authors' placement.
-
-    Longer than the buffer (L > 70 560, frame rates under 10 fps): the window is made
-    over the whole excerpt, then only the centred 70 560 samples are kept (excerpt
-    samples L//2 - 35 280 ... L//2 + 35 279), so the clip's middle stays at the
-    buffer's middle and what is cut are the ends, already attenuated by the window.
-    An empty excerpt (frames past the end of the audio) gives an all-zero buffer.
-    """
-    if last < first:
-        raise ValueError(f"clip ends ({last}) before it starts ({first})")
-    start = frame_span(first, fps, None)[0]
-    stop = frame_span(last, fps, None)[1] + 1  # exclusive, unclamped
-    excerpt = track.samples(start, max(start, stop))
-    length = track.length  # known now if the stream ended before `stop`
-    if length is not None:
-        stop = min(stop, length)
-    if stop <= start:
-        return np.zeros(AUDIO_BUFFER, dtype=np.float32)
-    excerpt = excerpt[: stop - start]
-    windowed = (excerpt.astype(np.float64) * _hann(excerpt.shape[0])).astype(np.float32)
-    return _place(windowed)
-
-
-def clip_batch(track: AudioTrack, clips: Sequence[tuple[int, int]], fps: float) -> np.ndarray:
-    """(B, 1, 70560, 1) float32, SoundNet's input layout: ``clip_excerpt`` of each
-    (first, last) frame pair, in the order given (ask in increasing order of ``first``)."""
-    out = np.zeros((len(clips), 1, AUDIO_BUFFER, 1), dtype=np.float32)  # (B, 1, N, 1)
-    for i, (first, last) in enumerate(clips):
-        out[i, 0, :, 0] = clip_excerpt(track, first, last, fps)
-    return out
 
 
 CODEC_PADDING = 2 * 1024 / 44_100  # s: an AAC encoder's priming frame plus its last, padded one

@@ -1,19 +1,24 @@
-"""Model families: everything that differs between ViNet-like models, declared once each.
+"""Every model family and every published checkpoint, declared once.
 
-A ``ModelFamily`` carries, together (in the spirit of torchvision's weights entries):
+- ``ModelFamily``: everything that differs between families, in the spirit of
+  torchvision's weights entries: the clip (its length and ``clips(policy)``, the
+  family's ``salcli.inference.clips.ClipSchedule``), the warm-up policies, the frames in
+  (input size, transform), the sound in (audio-visual families: ``AudioInput``), the maps
+  out (post-processing), how a checkpoint is recognised (``detect``) and unwrapped, the
+  inference rewrite (BatchNorm folding) and the weight cast for a precision; its
+  ``variants``, each with its module, the file used when no weights are named, and what
+  its checkpoints hold (``arch``).
+- ``Part``: a checkpoint of a part of a model, not a saliency model (SoundNet-8, S3D):
+  what training starts from.
+- ``Checkpoint``: one declaration per published file: its registry name, file name,
+  what it holds, what it was trained on, where it comes from (the page, direct URLs and
+  SHA-256 where known) and its licence.
 
-- the clip: its length, which frames make the clip of each frame (``clips(policy)``:
-  a ``salcli.inference.clips.ClipSchedule``), the warm-up policies and how far ahead a clip
-  reads (latency);
-- the frames in: the model's input size and the frame transform;
-- the sound in (audio-visual families): the excerpt of each clip and its layout;
-- the maps out: the post-processing;
-- the checkpoints: how one is recognised (``detect``) and unwrapped, the variants it
-  can hold (each with its module, default file and where the published file comes
-  from), and the inference rewrite (BatchNorm folding).
-
-The pipeline (``salcli.inference.predictor``) reads the family of the checkpoint it loads and
-nothing else: adding a family is a model module and a declaration here.
+The pipeline (``salcli.inference.predictor``) reads the family of the checkpoint it
+loads and nothing else; the weights look-up and cache (``salcli.weights.cache``),
+``salcli weights``, default files, training's ``--init`` and evaluate's per-split
+weights read ``CHECKPOINTS`` and the variants' default files. Adding a family is a model
+module (network and procedure) and a declaration here.
 """
 
 from __future__ import annotations
@@ -26,28 +31,21 @@ import numpy as np
 import torch
 from torch import nn
 
-from salcli.defaults import (
-    AUDIO_BUFFER,
-    AUDIO_RATE,
-    BLUR_KSIZE,
-    CLIP_LEN,
-    DEFAULT_FUSION,
-    DEFAULT_WEIGHTS,
-    FUSIONS,
-    INPUT_H,
-    INPUT_W,
-    WARMUP_POLICIES,
-)
-from salcli.errors import WeightsError
+from salcli.defaults import DEFAULT_FUSION, FUSIONS, WARMUP_POLICIES
+from salcli.errors import WeightsError, escape
+from salcli.models import stavis, stavis_procedure, vinet, vinet_procedure
+from salcli.models.checkpoints import check_keys, load_file, unwrap_state_dict
+from salcli.models.s3d import S3DBackbone
+from salcli.models.soundnet import SoundNet8
+from salcli.models.soundnet import detect as detect_soundnet
+
+# --- declarations ----------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class AudioInput:
     """How an audio-visual family hears a clip."""
 
-    rate: int  # Hz; the soundtrack is resampled to it (salcli.media.audio.AudioTrack)
-    buffer: int  # samples of one clip's input
-    layout: str  # the model input's layout, for the docs, e.g. "(B, 1, N, 1)"
     # (track, first frame, last frame, fps) -> (buffer,): the excerpt of a clip whose
     # audio span (salcli.inference.clips.Clip) is first ... last
     excerpt: Callable[..., np.ndarray]
@@ -56,20 +54,16 @@ class AudioInput:
 
 @dataclass(frozen=True)
 class Variant:
-    """One kind of checkpoint of a family."""
+    """One kind of model of a family."""
 
-    name: str  # recorded as the outputs' "model": "vinet", "bilinear", ...
+    name: str  # recorded as the outputs' "model": "vinet", "bilinear", "stavis-visual", ...
     label: str  # for people: "ViNet", "AViNet (bilinear)"
-    build: Callable[[], nn.Module]  # a fresh model with the checkpoint's module tree
-    default_file: str | None  # the published file looked for when no weights are named
-    source: str  # where the published file comes from
+    build: Callable[[], nn.Module]  # a fresh model with the checkpoints' module tree
+    arch: str  # what its checkpoints hold, as the family's ``detect`` names it
+    default_file: str | None = None  # looked for when no weights are named
     hears: bool = False  # takes the soundtrack
-    detects: str = ""  # what the family's ``detect`` says of its checkpoints [its name]
     fixed_input: tuple[int, int] | None = None  # the only input size it works at
-
-    @property
-    def detected_as(self) -> str:
-        return self.detects or self.name
+    article: str = "a"  # "a ViNet checkpoint", "an AViNet (bilinear) checkpoint"
 
 
 @dataclass(frozen=True)
@@ -77,7 +71,6 @@ class ModelFamily:
     name: str
     label: str
     clip_len: int  # frames per clip (T)
-    latency: int  # frames after a frame that its clip reads (0: causal)
     input_size: tuple[int, int]  # (H, W) the published models take
     size_multiple: int  # an input size must be a multiple of this (pixels)
     warmups: tuple[str, ...]  # policies for the frames without a full clip; first = default
@@ -86,13 +79,20 @@ class ModelFamily:
     postprocess: Callable[[np.ndarray, int, int], np.ndarray]  # raw (h, w) -> map (H, W)
     postprocess_doc: str  # what ``postprocess`` does, for the outputs' metadata
     variants: tuple[Variant, ...]
-    detect: Callable[[Mapping[str, torch.Tensor]], str | None]  # state_dict -> what it is
+    detect: Callable[[Mapping[str, torch.Tensor]], str | None]  # state_dict -> an arch
     audio: AudioInput | None = None  # how the variants that hear take the sound
     fold: Callable[[nn.Module], nn.Module] = lambda model: model  # inference rewrite
     # (folded model, the run's dtype) -> the model with its weights stored for that dtype
     cast: Callable[[nn.Module, torch.dtype], nn.Module] = lambda model, dtype: model
-    unwrap: Callable[[object], dict] | None = None  # loaded file -> state_dict [generic]
+    unwrap: Callable[[object], dict] = unwrap_state_dict  # loaded file -> state_dict
     published_unmapped: int = 0  # first frames the published procedure gives no map
+    trainable: bool = False  # salcli train trains it
+
+    def holds(self, state_dict: Mapping[str, torch.Tensor]) -> str | None:
+        """The arch of one of this family's variants that ``state_dict`` holds, or None
+        (``detect`` may name a sibling family's: ViNet's and AViNet's share a module)."""
+        found = self.detect(state_dict)
+        return found if any(v.arch == found for v in self.variants) else None
 
     def variant(self, name: str) -> Variant:
         for v in self.variants:
@@ -100,116 +100,122 @@ class ModelFamily:
                 return v
         raise KeyError(name)
 
-    def variant_for(self, detected: str, audio: bool) -> Variant | None:
-        """The variant a checkpoint ``detect`` calls ``detected`` runs as, with the sound
-        (``audio``) or without; None when it cannot run so."""
-        for v in self.variants:
-            if v.detected_as == detected and v.hears == audio:
-                return v
-        return None
+    def variant_for(self, arch: str, audio: bool) -> Variant | None:
+        """The variant a checkpoint holding ``arch`` runs as, with the sound (``audio``)
+        or without; None when it cannot run so."""
+        return next((v for v in self.variants if v.arch == arch and v.hears == audio), None)
 
-    def can_hear(self, detected: str) -> bool | None:
-        """Whether checkpoints ``detected`` so take the sound: True, False, or None when
+    def can_hear(self, arch: str) -> bool | None:
+        """Whether checkpoints holding ``arch`` take the sound: True, False, or None when
         they run either way (the user chooses)."""
-        hears = {v.hears for v in self.variants if v.detected_as == detected}
+        hears = {v.hears for v in self.variants if v.arch == arch}
         return hears.pop() if len(hears) == 1 else None
 
 
-# --- ViNet and AViNet ----------------------------------------------------------------
+@dataclass(frozen=True)
+class Part:
+    """A checkpoint kind that holds a part of a model, not a saliency model."""
+
+    arch: str
+    label: str
+    what: str  # what it is, for messages
+    article: str = "a"
+    default_file: str | None = None
+    build: Callable[[], nn.Module] | None = None
 
 
-def _last_frame_clips(policy: str):
-    from salcli.inference.clips import LastFrameClips
+@dataclass(frozen=True)
+class Source:
+    """Where published files come from, for people."""
 
-    return LastFrameClips(CLIP_LEN, policy)
-
-
-def _vinet_transform(rgb: np.ndarray, size: tuple[int, int], device=None) -> torch.Tensor:
-    from salcli.models.vinet_procedure import frame_to_tensor
-
-    return frame_to_tensor(rgb, size, device=device)
+    page: str  # the page a person goes to
+    where: str  # "the zip linked from the README of ...": a person gets the file from it
+    licence: str
 
 
-def _vinet_postprocess(raw: np.ndarray, height: int, width: int) -> np.ndarray:
-    from salcli.models.vinet_procedure import postprocess
+@dataclass(frozen=True)
+class Checkpoint:
+    """One known checkpoint file (published, or added by ``$SALCLI_REGISTRY``).
 
-    return postprocess(raw, height, width)
+    ``sha256``: the full hex digest or None; ``sha256_prefix``: leading hex digits where
+    only those are known. Without ``urls`` it is ``manual``: got from ``page``.
+    """
+
+    name: str  # registry name: --weights NAME, salcli weights download/import --name
+    arch: str  # what it holds: a variant's arch or a part's
+    file: str  # its file name, in the weights folders and the cache
+    trained_on: str = ""
+    page: str | None = None
+    where: str = ""  # what a person gets the file from
+    licence: str = ""
+    urls: tuple[str, ...] = ()
+    sha256: str | None = None
+    sha256_prefix: str | None = None
+    note: str = ""  # how it is used
+
+    @property
+    def checksum(self) -> str | None:
+        """What a file must match: the full digest, else the prefix, else None."""
+        return self.sha256 or self.sha256_prefix
+
+    @property
+    def downloadable(self) -> bool:
+        return bool(self.urls)
+
+    @property
+    def manual(self) -> bool:
+        return not self.urls
+
+    @property
+    def description(self) -> str:
+        """One line: what it holds and was trained on, where it is, how it is used."""
+        what = label(self.arch) if self.arch in KINDS else self.arch
+        parts = [f"{what}, {self.trained_on}" if self.trained_on else what]
+        if self.where:
+            parts.append(f"from {self.where}")
+        if self.note:
+            parts.append(self.note)
+        return "; ".join(parts)
+
+    def where_to_get(self) -> str:
+        """One phrase: how a user obtains this file."""
+        if self.urls:
+            return (
+                f"run `salcli weights download {self.name}`, or `salcli weights import FILE "
+                f"--name {self.name}` with a copy you have"
+            )
+        page = self.page or "its publisher"
+        return (
+            f"get {self.file} from {page}, then run `salcli weights import FILE --name {self.name}`"
+        )
 
 
-def _soundnet_excerpt(track, first: int, last: int, fps: float) -> np.ndarray:
-    from salcli.media.audio import clip_excerpt
+# --- ViNet and AViNet ------------------------------------------------------------------
 
-    return clip_excerpt(track, first, last, fps)
-
-
-def _soundnet_batch(excerpts: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(excerpts, np.float32))[:, None, :, None]
-
-
-def _detect_s3d(state_dict: Mapping[str, torch.Tensor]) -> str | None:
-    from salcli.models.checkpoints import detect_arch
-
-    try:
-        return detect_arch(state_dict)
-    except WeightsError:
-        return None
-
-
-def _fold(model: nn.Module) -> nn.Module:
-    from salcli.models.vinet import fold_batchnorm
-
-    return fold_batchnorm(model)
-
-
-def _cast(model: nn.Module, dtype: torch.dtype) -> nn.Module:
-    from salcli.models.vinet import cast_for_precision
-
-    return cast_for_precision(model, dtype)
-
-
-def _build(arch: str) -> Callable[[], nn.Module]:
-    def build() -> nn.Module:
-        from salcli.models.vinet import build_model
-
-        return build_model(arch)
-
-    return build
-
-
-_VINET_SOURCE = (
-    "the zip behind the 'pretrained models' link in the README of github.com/samyak0210/ViNet"
-)
 _VINET_POSTPROCESS = (
-    f"model map resized (bilinear) to the frame's size, {BLUR_KSIZE}x{BLUR_KSIZE} Gaussian "
-    "blur (sigma 2.0), min-max normalized to [0, 1] per frame"
+    f"model map resized (bilinear) to the frame's size, {vinet_procedure.BLUR_KSIZE}x"
+    f"{vinet_procedure.BLUR_KSIZE} Gaussian blur (sigma 2.0), min-max normalized to [0, 1] "
+    "per frame"
 )
 _VINET_COMMON = dict(
-    clip_len=CLIP_LEN,
-    latency=0,
-    input_size=(INPUT_H, INPUT_W),
+    clip_len=vinet_procedure.CLIP_LEN,
+    input_size=(vinet_procedure.INPUT_H, vinet_procedure.INPUT_W),
     size_multiple=32,
     warmups=WARMUP_POLICIES,
-    clips=_last_frame_clips,
-    transform=_vinet_transform,
-    postprocess=_vinet_postprocess,
+    clips=lambda policy: vinet_procedure.LastFrameClips(vinet_procedure.CLIP_LEN, policy),
+    transform=vinet_procedure.frame_to_tensor,
+    postprocess=vinet_procedure.postprocess,
     postprocess_doc=_VINET_POSTPROCESS,
-    fold=_fold,
-    cast=_cast,
+    detect=vinet.detect,
+    fold=vinet.fold_batchnorm,
+    cast=vinet.cast_for_precision,
+    trainable=True,
 )
 
 VINET = ModelFamily(
     name="vinet",
     label="ViNet",
-    variants=(
-        Variant(
-            "vinet",
-            "ViNet",
-            _build("vinet"),
-            DEFAULT_WEIGHTS["vinet"],
-            f"ViNet_DHF1K.pt, in {_VINET_SOURCE}",
-        ),
-    ),  # fmt: skip
-    detect=lambda sd: "vinet" if _detect_s3d(sd) == "vinet" else None,
+    variants=(Variant("vinet", "ViNet", vinet.ViNet, "vinet", "ViNet_DHF1K.pt"),),
     **_VINET_COMMON,
 )
 
@@ -220,135 +226,35 @@ AVINET = ModelFamily(
         Variant(
             fusion,
             f"AViNet ({fusion})",
-            _build(fusion),
-            DEFAULT_WEIGHTS[fusion],
-            "no published AViNet (concat) weights exist: train them with salcli"
-            if fusion == "concat"
-            else f"the AViNet ({fusion}) fine-tunes, in {_VINET_SOURCE}",
+            lambda fusion=fusion: vinet.AViNet(fusion),
+            fusion,
+            f"AViNet_{fusion}.pt",
             hears=True,
-            fixed_input=(INPUT_H, INPUT_W) if fusion == "bilinear" else None,
+            fixed_input=(vinet_procedure.INPUT_H, vinet_procedure.INPUT_W)
+            if fusion == "bilinear"
+            else None,
+            article="an",
         )
         for fusion in (DEFAULT_FUSION, *(f for f in FUSIONS if f != DEFAULT_FUSION))
     ),
-    detect=lambda sd: found if (found := _detect_s3d(sd)) in FUSIONS else None,
-    audio=AudioInput(
-        rate=AUDIO_RATE,
-        buffer=AUDIO_BUFFER,
-        layout="(B, 1, N, 1)",
-        excerpt=_soundnet_excerpt,
-        batch=_soundnet_batch,
-    ),
+    audio=AudioInput(excerpt=vinet_procedure.clip_excerpt, batch=vinet_procedure.excerpt_batch),
     **_VINET_COMMON,
 )
 
-# --- STAViS ---------------------------------------------------------------------------
+# --- STAViS ----------------------------------------------------------------------------
 
-
-@dataclass(frozen=True)
-class _CentredClips:
-    """STAViS: frame t from frames t-8 ... t+7 (salcli.models.stavis_procedure.clip_plan)."""
-
-    policy: str
-
-    @property
-    def length(self) -> int:
-        from salcli.models.stavis import CLIP_LEN
-
-        return CLIP_LEN
-
-    @property
-    def keep_behind(self) -> int:
-        from salcli.models.stavis import TARGET_INDEX
-
-        return TARGET_INDEX
-
-    def lookahead(self, t: int) -> int:
-        from salcli.models.stavis import CLIP_LEN, LOOK_AHEAD, TARGET_INDEX
-
-        # the end's loop padding needs to know whether t+7 exists; for frames 0-7 the
-        # mirror warm-up reaches frame 8 - t, the reference one frame 8's clip (0 ... 15)
-        if t >= TARGET_INDEX:
-            return LOOK_AHEAD
-        if self.policy == "reference":
-            return CLIP_LEN - 1 - t
-        return max(LOOK_AHEAD, TARGET_INDEX - t)
-
-    def plan(self, t: int, n: int | None) -> tuple[list[int], tuple[int, int]]:
-        from salcli.models.stavis_procedure import clip_plan
-
-        # n None: at least t + 1 + lookahead(t) frames, which no clip of t looks past
-        plan = clip_plan(t, t + 1 + self.lookahead(t) if n is None else n, self.policy)
-        return list(plan.indices), (plan.audio_first, plan.audio_last)
-
-
-def _stavis_clips(policy: str):
-    return _CentredClips(policy)
-
-
-def _stavis_transform(rgb: np.ndarray, size: tuple[int, int], device=None) -> torch.Tensor:
-    from salcli.models.stavis_procedure import frame_to_tensor
-
-    x = frame_to_tensor(rgb)  # (3, 112, 112)
-    return x if device is None else x.to(device)
-
-
-def _stavis_postprocess(raw: np.ndarray, height: int, width: int) -> np.ndarray:
-    from salcli.models.stavis_procedure import postprocess
-
-    return postprocess(raw, height, width)
-
-
-def _stavis_excerpt(track, first: int, last: int, fps: float) -> np.ndarray:
-    from salcli.models.stavis_procedure import ClipPlan, clip_audio
-
-    return clip_audio(track, ClipPlan(first, (), first, last), fps)
-
-
-def _stavis_batch(excerpts: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(excerpts, np.float32))[:, None, None, :]
-
-
-def _stavis_detect(state_dict: Mapping[str, torch.Tensor]) -> str | None:
-    from salcli.models.stavis import recognize
-
-    return recognize(state_dict)
-
-
-def _stavis_unwrap(obj: object) -> dict:
-    from salcli.models.stavis import unwrap_checkpoint
-
-    return unwrap_checkpoint(obj)
-
-
-def _stavis_fold(model: nn.Module) -> nn.Module:
-    from salcli.models.stavis import fold_batchnorm
-
-    return fold_batchnorm(model)
-
-
-def _stavis_build(audiovisual: bool) -> Callable[[], nn.Module]:
-    def build() -> nn.Module:
-        from salcli.models.stavis import Stavis
-
-        return Stavis(audiovisual=audiovisual)
-
-    return build
-
-
-_STAVIS_SIZE = (112, 112)  # salcli.models.stavis.INPUT_SIZE, square
-_STAVIS_ARCHIVE = "pretrained_models.tar.gz (linked from http://cvsp.cs.ntua.gr/research/stavis/)"
+_STAVIS_SIZE = (stavis.INPUT_SIZE, stavis.INPUT_SIZE)
 
 STAVIS = ModelFamily(
     name="stavis",
     label="STAViS",
-    clip_len=16,
-    latency=7,
+    clip_len=stavis.CLIP_LEN,
     input_size=_STAVIS_SIZE,
     size_multiple=16,
     warmups=WARMUP_POLICIES,
-    clips=_stavis_clips,
-    transform=_stavis_transform,
-    postprocess=_stavis_postprocess,
+    clips=stavis_procedure.CentredClips,
+    transform=stavis_procedure.transform,
+    postprocess=stavis_procedure.postprocess,
     postprocess_doc=(
         "model map min-max normalized, 13x13 Gaussian blur (sigma 2, symmetric borders) at "
         "112x112, resized to the frame's size with MATLAB's bicubic imresize, min-max "
@@ -358,37 +264,198 @@ STAVIS = ModelFamily(
         Variant(
             "stavis-visual",
             "STAViS (visual)",
-            _stavis_build(False),
-            None,
-            f"visual_split{{1,2,3}}_save_60.pth in {_STAVIS_ARCHIVE}",
-            detects="stavis",
+            lambda: stavis.Stavis(audiovisual=False),
+            "stavis",
             fixed_input=_STAVIS_SIZE,
         ),
         Variant(
             "stavis-audiovisual",
             "STAViS (audio-visual)",
-            _stavis_build(True),
-            None,
-            f"audiovisual_split{{1,2,3}}_save_60.pth in {_STAVIS_ARCHIVE}",
+            lambda: stavis.Stavis(audiovisual=True),
+            "stavis",
             hears=True,
-            detects="stavis",
             fixed_input=_STAVIS_SIZE,
         ),
     ),  # fmt: skip
-    detect=_stavis_detect,
-    audio=AudioInput(
-        rate=AUDIO_RATE,
-        buffer=35_280,  # salcli.models.stavis.AUDIO_BUFFER
-        layout="(B, 1, 1, N)",
-        excerpt=_stavis_excerpt,
-        batch=_stavis_batch,
-    ),
-    fold=_stavis_fold,
-    unwrap=_stavis_unwrap,
-    published_unmapped=8,  # frames 1-8: their clips start at frame 1 and map frame 9
+    detect=stavis.detect,
+    audio=AudioInput(excerpt=stavis_procedure.excerpt, batch=stavis_procedure.excerpt_batch),
+    fold=stavis.fold_batchnorm,
+    unwrap=stavis.unwrap_checkpoint,
+    published_unmapped=stavis.TARGET_INDEX,  # frames 1-8: their first clip maps frame 9
 )
 
 FAMILIES: tuple[ModelFamily, ...] = (VINET, AVINET, STAVIS)
+
+# --- parts -----------------------------------------------------------------------------
+
+_BACKBONE_ALONE = "ViNet's video backbone alone, not a saliency model"
+PARTS: tuple[Part, ...] = (
+    Part("soundnet", "SoundNet-8", "AViNet's audio branch alone, not a saliency model",
+         default_file="soundnet8_final.pth", build=SoundNet8),
+    Part("s3d", "S3D", _BACKBONE_ALONE, article="an", build=S3DBackbone),
+    Part("s3d-torchvision", "S3D (torchvision)", _BACKBONE_ALONE, article="an"),
+)  # fmt: skip
+
+# --- the published checkpoints ---------------------------------------------------------
+
+_VINET_ZIP = Source(
+    page="https://github.com/samyak0210/ViNet",
+    where="the zip linked from the README of https://github.com/samyak0210/ViNet (its "
+    "'pretrained models' link: a SharePoint share, no direct URL)",
+    licence="none stated",
+)
+_VINET_REPO = Source(
+    page="https://github.com/samyak0210/ViNet",
+    where="the root of https://github.com/samyak0210/ViNet",
+    licence="none stated",
+)
+_S3D_AUTHOR = Source(
+    page="https://github.com/kylemin/S3D",
+    where="the file linked from the README of https://github.com/kylemin/S3D",
+    licence="none stated for the weights (code MIT)",
+)
+_TORCHVISION = Source(
+    page="https://pytorch.org/vision/stable/models/generated/torchvision.models.video.s3d.html",
+    where="torchvision's S3D_Weights.KINETICS400_V1",
+    licence="none stated for the weights (torchvision BSD-3-Clause)",
+)
+_STAVIS_ARCHIVE = Source(
+    page="http://cvsp.cs.ntua.gr/research/stavis/",
+    where="pretrained_models.tar.gz, linked from http://cvsp.cs.ntua.gr/research/stavis/ (no "
+    "direct URL to the file)",
+    licence="none stated for the weights (code MIT)",
+)
+_AV_SETS = ("DIEM", "Coutrot_db1", "Coutrot_db2", "AVAD", "ETMD_av", "SumMe")
+STAVIS_SPLITS = (1, 2, 3)  # one STAViS model per split of the audio-visual sets
+
+
+def _published(name: str, arch: str, file: str, trained_on: str, source: Source,
+               **kw: object) -> Checkpoint:  # fmt: skip
+    return Checkpoint(name, arch, file, trained_on, source.page, source.where,
+                      source.licence, **kw)  # fmt: skip
+
+
+CHECKPOINTS: tuple[Checkpoint, ...] = (
+    _published("vinet-dhf1k", "vinet", "ViNet_DHF1K.pt", "trained on DHF1K", _VINET_ZIP,
+               note="salcli's default ViNet weights"),
+    _published("vinet-hollywood", "vinet", "ViNet_Hollywood.pt",
+               "fine-tuned from DHF1K on Hollywood-2", _VINET_ZIP),
+    _published("vinet-ucf", "vinet", "ViNet_UCFSports.pt", "fine-tuned from DHF1K on UCF-Sports",
+               _VINET_ZIP),
+    *(
+        _published(f"avinet-{fusion}-{data.lower().replace('_', '-')}", fusion,
+                   f"AViNet_{fusion}_{data}.pt", f"fine-tuned from ViNet (DHF1K) on {data}",
+                   _VINET_ZIP)
+        for fusion in ("bilinear", "transformer")
+        for data in _AV_SETS
+    ),
+    _published("soundnet8", "soundnet", "soundnet8_final.pth", "conv1-conv8, as AViNet uses it",
+               _VINET_REPO, urls=(
+                   "https://raw.githubusercontent.com/samyak0210/ViNet/master/soundnet8_final.pth",
+                   "https://raw.githubusercontent.com/samyak0210/ViNet/main/soundnet8_final.pth",
+                   "https://github.com/samyak0210/ViNet/raw/master/soundnet8_final.pth",
+               )),
+    _published("s3d-kinetics400", "s3d", "S3D_kinetics400.pt", "trained on Kinetics-400",
+               _S3D_AUTHOR, note="the S3D author's file (ViNet's backbone layers plus a "
+               "classifier head); ViNet training starts from it"),
+    _published("s3d-kinetics400-torchvision", "s3d-torchvision", "s3d-d76dad2f.pth",
+               "trained on Kinetics-400", _TORCHVISION,
+               urls=("https://download.pytorch.org/models/s3d-d76dad2f.pth",),
+               sha256_prefix="d76dad2f",
+               note="its features.* entries are ViNet's backbone under torchvision's names, in "
+               "the same order; the 8 hex digits in the file name are the start of its SHA-256"),
+    *(
+        _published(f"stavis-{kind}-split{k}", "stavis", f"{kind}_split{k}_save_60.pth",
+                   f"trained on split {k} of the audio-visual sets", _STAVIS_ARCHIVE,
+                   note=f"folder stavis_{folder}/; predict split {k}'s test videos with it, "
+                   f"{'with' if hears else 'without'} the sound")
+        for kind, folder, hears in (("visual", "visual_only", False),
+                                    ("audiovisual", "audiovisual", True))
+        for k in STAVIS_SPLITS
+    ),
+)  # fmt: skip
+
+# --- what the declarations give --------------------------------------------------------
+
+VARIANTS: tuple[Variant, ...] = tuple(v for fam in FAMILIES for v in fam.variants)
+# arch -> what holds it: a variant, or a family whose variants share it (STAViS: both
+# variants have the same keys), or a part
+KINDS: dict[str, Variant | ModelFamily | Part] = {}
+for _fam in FAMILIES:
+    for _v in _fam.variants:
+        shared = sum(v.arch == _v.arch for v in _fam.variants) > 1
+        KINDS.setdefault(_v.arch, _fam if shared else _v)
+KINDS.update({p.arch: p for p in PARTS})
+ARCHS: tuple[str, ...] = tuple(KINDS)  # every arch a checkpoint may hold
+TRAINABLE: tuple[str, ...] = tuple(v.arch for fam in FAMILIES if fam.trainable
+                                   for v in fam.variants)  # fmt: skip
+# arch -> the file looked for when no weights are named
+DEFAULT_FILES: dict[str, str] = {
+    kind.arch: kind.default_file for kind in (*VARIANTS, *PARTS) if kind.default_file
+}
+
+
+def label(arch: str) -> str:
+    """The name of what ``arch`` checkpoints hold, in messages: "ViNet", "AViNet
+    (bilinear)", "STAViS", "SoundNet-8"."""
+    kind = KINDS.get(arch)
+    return kind.label if kind is not None else arch
+
+
+def describe(arch: str) -> str:
+    """What a checkpoint of ``arch`` is, with its article, for messages: "a ViNet
+    checkpoint", "a SoundNet-8 checkpoint (AViNet's audio branch alone, not a saliency
+    model)"."""
+    kind = KINDS.get(arch)
+    if kind is None:
+        return f"a {arch} checkpoint"
+    article = kind.variants[0].article if isinstance(kind, ModelFamily) else kind.article
+    what = f" ({kind.what})" if isinstance(kind, Part) else ""
+    return f"{article} {kind.label} checkpoint{what}"
+
+
+def published(arch: str) -> list[Checkpoint]:
+    """The published checkpoints that hold ``arch``."""
+    return [c for c in CHECKPOINTS if c.arch == arch]
+
+
+def where_published(arch: str) -> str | None:
+    """Where the published ``arch`` checkpoints are, as what a person gets them from ("the
+    zip linked from the README of ..."); None when none are published."""
+    places = list(dict.fromkeys(c.where for c in published(arch)))
+    return "; ".join(places) if places else None
+
+
+def build_model(arch: str) -> nn.Module:
+    """A fresh, randomly initialised model of what ``arch`` checkpoints hold (STAViS: the
+    audio-visual model; both variants have its keys)."""
+    kind = KINDS.get(arch)
+    build = (
+        kind.variants[-1].build if isinstance(kind, ModelFamily) else getattr(kind, "build", None)
+    )
+    if build is None:
+        raise KeyError(arch)
+    return build()
+
+
+def arch_of(state_dict: Mapping[str, torch.Tensor]) -> str | None:
+    """What a state_dict holds, by its keys: one of ``ARCHS`` but the S3D layouts (which
+    ``salcli.weights.store.s3d_layout`` tells apart), or None."""
+    for fam in FAMILIES:
+        found = fam.holds(state_dict)
+        if found is not None:
+            return found
+    return detect_soundnet(state_dict)
+
+
+def describe_state_dict(state_dict: Mapping[str, torch.Tensor]) -> str:
+    """What a checkpoint that no model family takes holds, as the end of an error line."""
+    arch = arch_of(state_dict)
+    if arch is None:
+        example = next(iter(state_dict), "")
+        return f"not a checkpoint of a saliency model salcli knows (unknown keys, e.g. {example})"
+    hint = "; use an AViNet checkpoint, which holds it" if arch == "soundnet" else ""
+    return f"this is {describe(arch)}{hint}"
 
 
 def family_of(variant_name: str) -> tuple[ModelFamily, Variant]:
@@ -401,47 +468,58 @@ def family_of(variant_name: str) -> tuple[ModelFamily, Variant]:
 
 
 def recognise(obj: object) -> tuple[ModelFamily, str, dict] | None:
-    """(family, what its ``detect`` calls it, state_dict) of a loaded checkpoint file (a
-    state_dict or a wrapper), or None when no family takes it."""
-    from salcli.models.checkpoints import unwrap_state_dict
-
+    """(family, the arch it holds, state_dict) of a loaded checkpoint file (a state_dict
+    or a wrapper), or None when no family takes it."""
     for fam in FAMILIES:
         try:
-            sd = fam.unwrap(obj) if fam.unwrap is not None else unwrap_state_dict(obj)
+            sd = fam.unwrap(obj)
         except WeightsError:
+            # the family's keys in a wrapper it refuses (a STAViS snapshot of another
+            # arch): that refusal is the answer
+            if _holds_keys_of(fam, obj):
+                raise
             continue
-        detected = fam.detect(sd)
-        if detected is not None:
-            return fam, detected, sd
+        found = fam.holds(sd)
+        if found is not None:
+            return fam, found, sd
     return None
+
+
+def _holds_keys_of(fam: ModelFamily, obj: object) -> bool:
+    try:
+        return fam.holds(unwrap_state_dict(obj)) is not None
+    except WeightsError:
+        return False
 
 
 def load_checkpoint(path: str | Path, *, audio: bool) -> tuple[ModelFamily, Variant, nn.Module]:
     """Read ``path`` (``torch.load(weights_only=True)``), recognise its family, choose the
     variant that runs with the sound (``audio``) or without, build it and load the file
-    strictly. One-line ``WeightsError`` for anything else."""
-    from salcli.models.checkpoints import (
-        check_keys,
-        describe_state_dict,
-        load_file,
-        unwrap_state_dict,
-    )
-
+    strictly (every tensor from the file: nothing is initialised at random first). A
+    one-line ``WeightsError`` for anything else."""
     obj = load_file(path)
-    found = recognise(obj)
+    try:
+        found = recognise(obj)
+    except WeightsError as err:
+        raise WeightsError(f"{escape(str(path))}: {err.template}", options=err.options) from None
     if found is None:
         raise WeightsError(f"{path}: {describe_state_dict(unwrap_state_dict(obj))}")
-    fam, detected, sd = found
-    variant = fam.variant_for(detected, audio)
+    fam, arch, sd = found
+    variant = fam.variant_for(arch, audio)
     if variant is None:
-        label = next(v.label for v in fam.variants if v.detected_as == detected)
+        name = next(v.label for v in fam.variants if v.arch == arch)
         if audio:
-            raise WeightsError(f"{path}: {label} is visual only; sound needs an "
-                               "audio-visual checkpoint")  # fmt: skip
-        raise WeightsError(f"{path}: the {label} checkpoint listens to the soundtrack: "
-                           "ask for the sound (--audio)")  # fmt: skip
-    model = variant.build()
+            raise WeightsError(f"{path}: {name} is visual only; sound needs an audio-visual "
+                               "checkpoint")  # fmt: skip
+        raise WeightsError(
+            f"{escape(str(path))}: the {name} checkpoint listens to the soundtrack: ask for "
+            "the sound ({audio})",
+            options=("audio",),
+        )
+    with torch.device("meta"):  # no random initialisation: every tensor comes from the file
+        model = variant.build()
     check_keys(model, sd, path)
+    model = model.to_empty(device="cpu")
     model.load_state_dict(sd, strict=True)
     return fam, variant, model.eval()
 
@@ -449,8 +527,7 @@ def load_checkpoint(path: str | Path, *, audio: bool) -> tuple[ModelFamily, Vari
 def model_family(model: nn.Module) -> tuple[ModelFamily, Variant]:
     """The family and variant of a model built by salcli (for models passed in as they
     are), from its ``arch`` / ``fusion`` / ``audiovisual`` attributes."""
-    arch = getattr(model, "arch", None)
-    if arch == "stavis":
-        audiovisual = bool(getattr(model, "audiovisual", True))
-        return STAVIS, STAVIS.variant("stavis-audiovisual" if audiovisual else "stavis-visual")
+    if isinstance(model, stavis.Stavis):
+        name = "stavis-audiovisual" if model.audiovisual else "stavis-visual"
+        return STAVIS, STAVIS.variant(name)
     return family_of(getattr(model, "fusion", None) or "vinet")

@@ -4,6 +4,8 @@ published ``soundnet8_final.pth``: a raw waveform (B, 1, N, 1) -> (B, 1024, N', 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -47,3 +49,8 @@ class SoundNet8(nn.Module):
             if pool > 1:
                 x = F.max_pool2d(x, (pool, 1), (pool, 1))
         return x  # (B, 1024, N', 1)
+
+
+def detect(state_dict: Mapping[str, torch.Tensor]) -> str | None:
+    """ "soundnet" when a state_dict holds SoundNet-8 alone (its conv1 ... conv7)."""
+    return "soundnet" if "conv1.weight" in state_dict and "conv7.weight" in state_dict else None

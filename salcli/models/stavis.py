@@ -33,9 +33,9 @@ What the family declaration needs (issue 14), from the published test procedure
 - **Model**: ``Stavis(audiovisual=...)``; both published files have the same keys, so the
   checkpoint cannot say which head it was trained for: the user's ``--audio`` chooses
   (``audiovisual=True`` with ``audiovisual_split*``, ``False`` with ``visual_split*``).
-  Recognise a checkpoint with ``recognize(state_dict)``; load it with
-  ``load_checkpoint(path)`` (the training-snapshot wrapper, ``arch == 'resnet-50'``
-  checked, ``module.`` removed, ``torch.load(weights_only=True)``). Fold BatchNorm for
+  Recognise a checkpoint with ``detect(state_dict)``, unwrap their training snapshot
+  with ``unwrap_checkpoint`` (``arch == 'resnet-50'`` checked, ``module.`` removed);
+  ``salcli.models.registry.load_checkpoint`` reads and loads it. Fold BatchNorm for
   inference with ``stavis.fold_batchnorm`` (``salcli.models.vinet.fold_batchnorm`` does not know
   these blocks).
 - **Clip**: ``CLIP_LEN`` = 16 frames at ``INPUT_SIZE`` = 112 x 112 (aspect not kept),
@@ -56,15 +56,13 @@ What the family declaration needs (issue 14), from the published test procedure
   ``stavis_procedure.postprocess`` (min-max, 13 x 13 Gaussian sigma 2 with symmetric
   borders at 112 x 112, then MATLAB's bicubic ``imresize`` to the frame, rescaled to
   [0, 1]); not ViNet's order (resize, then blur).
-- **Weights**: ``DEFAULT_WEIGHTS`` (split 1 of each variant; one model per split, the test
-  set of split k with the split-k file), all in ``WEIGHTS_ARCHIVE`` from ``WEIGHTS_PAGE``
-  (folders ``stavis_visual_only/`` and ``stavis_audiovisual/``). No checksums are known.
+- **Weights**: declared with the family in ``salcli.models.registry`` (one model per
+  split: the test set of split k with the split-k file).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -84,7 +82,6 @@ MAX_AUDIO_RATE = 22_050  # Hz the audio buffer is sized for
 MIN_FPS = 10  # frames/s the audio buffer is sized for
 AUDIO_BUFFER = int(MAX_AUDIO_RATE / MIN_FPS * CLIP_LEN)  # 35 280 samples
 ARCH = "resnet-50"  # the snapshot's 'arch' entry, checked as their code does
-SNAPSHOT_OPTIMIZERS = ("optimizer_global", "optimizer_sal", "optimizer_sound", "optimizer_fusion")
 
 # --- network -----------------------------------------------------------------------------
 STEM_CH = 64  # channels of conv1
@@ -106,15 +103,6 @@ SUM_CHUNK = 32  # input channels per fp32 partial sum of a side convolution (288
 # one step long.
 SOUNDNET_LAYERS = (*SoundNet8.LAYERS[:-1], (AUDIO_FEATURES, *SoundNet8.LAYERS[-1][1:3], 2))
 
-# --- weights -------------------------------------------------------------------------------
-WEIGHTS_PAGE = "http://cvsp.cs.ntua.gr/research/stavis/"
-WEIGHTS_ARCHIVE = "pretrained_models.tar.gz"  # fetch_data.sh: <page>data/pretrained_models.tar.gz
-SPLITS = (1, 2, 3)
-WEIGHTS_FILES = {
-    "visual": tuple(f"stavis_visual_only/visual_split{k}_save_60.pth" for k in SPLITS),
-    "audiovisual": tuple(f"stavis_audiovisual/audiovisual_split{k}_save_60.pth" for k in SPLITS),
-}
-DEFAULT_WEIGHTS = {v: Path(files[0]).name for v, files in WEIGHTS_FILES.items()}
 # A key only STAViS has, and one per part that the strict load then checks in full.
 _SIGNATURE_KEYS = ("score_dsn.0.side_prep.weight", "fusion3.w_a_rgb.weight", "soundnet8.0.weight")
 _PREFIX = "module."
@@ -510,7 +498,7 @@ def _strip(sd: Mapping[str, object]) -> dict:
     return dict(sd)
 
 
-def recognize(obj: Mapping) -> str | None:
+def detect(obj: Mapping) -> str | None:
     """``"stavis"`` when ``obj`` (a state_dict, with or without ``module.``, or their
     training snapshot) has STAViS's keys, else None (e.g. ViNet's, AViNet's). Both
     variants have the same keys: which head to run is the caller's choice."""
@@ -540,59 +528,18 @@ def unwrap_checkpoint(obj: object) -> dict[str, torch.Tensor]:
     sd = _strip(sd)
     if not all(isinstance(v, torch.Tensor) for v in sd.values()):
         raise WeightsError("the state_dict holds entries that are not tensors")
-    if recognize(sd) is None:
+    if detect(sd) is None:
         raise WeightsError("the checkpoint is not STAViS (unknown keys)")
     return sd
-
-
-def load_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
-    """Read a STAViS file (``salcli.models.checkpoints.load_file``:
-    ``torch.load(weights_only=True)``) and unwrap it; every failure is a one-line
-    ``WeightsError``."""
-    from salcli.models.checkpoints import load_file
-
-    try:
-        return unwrap_checkpoint(load_file(path))
-    except WeightsError as exc:
-        text = str(exc)
-        raise WeightsError(text if text.startswith(str(path)) else f"{path}: {text}") from None
-
-
-def load_model(path: str | Path, *, audiovisual: bool) -> Stavis:
-    """A ``Stavis`` in eval mode with the weights of ``path``, loaded strictly (a key or
-    shape that does not match is a one-line ``WeightsError``)."""
-    sd = load_checkpoint(path)
-    with torch.device("meta"):  # no random initialisation: every tensor comes from the file
-        model = Stavis(audiovisual=audiovisual)
-    own = model.state_dict()
-    missing = [k for k in own if k not in sd]
-    extra = [k for k in sd if k not in own]
-    if missing or extra:
-        example = (missing or extra)[0]
-        raise WeightsError(
-            f"{path}: keys do not match STAViS: {len(missing)} missing, {len(extra)} "
-            f"unexpected (e.g. {example})"
-        )
-    for k, v in own.items():
-        if tuple(sd[k].shape) != tuple(v.shape):
-            raise WeightsError(
-                f"{path}: {k} has shape {tuple(sd[k].shape)}, expected {tuple(v.shape)}"
-            )
-    model.load_state_dict(sd, strict=True, assign=True)
-    return model.eval()
 
 
 __all__ = [
     "ACTIVITYNET_MEAN",
     "AUDIO_BUFFER",
     "CLIP_LEN",
-    "DEFAULT_WEIGHTS",
     "INPUT_SIZE",
     "LOOK_AHEAD",
     "TARGET_INDEX",
-    "WEIGHTS_ARCHIVE",
-    "WEIGHTS_FILES",
-    "WEIGHTS_PAGE",
     "AudioVisualFusion",
     "Bottleneck3d",
     "SaliencyModule",
@@ -600,9 +547,7 @@ __all__ = [
     "attend",
     "center_crop",
     "fold_batchnorm",
-    "load_checkpoint",
-    "load_model",
-    "recognize",
+    "detect",
     "soundnet8",
     "spatial_softmax",
     "unwrap_checkpoint",

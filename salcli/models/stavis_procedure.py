@@ -26,17 +26,22 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-from salcli.defaults import AUDIO_RATE
-from salcli.media.audio import AudioTrack, frame_span
+from salcli.defaults import DEFAULT_WARMUP, WARMUP_POLICIES
+from salcli.media.audio import AUDIO_RATE, AudioTrack, frame_span
 from salcli.metrics import imresize_matlab
-from salcli.models.stavis import ACTIVITYNET_MEAN, AUDIO_BUFFER, CLIP_LEN, INPUT_SIZE, TARGET_INDEX
+from salcli.models.stavis import (
+    ACTIVITYNET_MEAN,
+    AUDIO_BUFFER,
+    CLIP_LEN,
+    INPUT_SIZE,
+    LOOK_AHEAD,
+    TARGET_INDEX,
+)
 
 LOAD_SIZE = (240, 320)  # (H, W) their frame loader resizes every frame to (Pillow: 320 x 240)
 PRECISION_BITS = 32 - 8 - 2  # Pillow's fixed-point bits for 8-bit resampling coefficients
 BLUR_SIGMA = 2.0  # pixels at 112 x 112: postprocessMap(map, 2)
 BLUR_SIZE = 2 * math.ceil(3 * BLUR_SIGMA) + 1  # 13 pixels, fspecial's kernel side
-WARMUPS = ("mirror", "reference")
-DEFAULT_WARMUP = "mirror"
 CONSTANT_MAP_VALUE = 0.5  # their normalizeImage1: a constant map becomes 0.5 everywhere
 
 _MEAN = np.asarray(ACTIVITYNET_MEAN, dtype=np.float32)  # (3,)
@@ -238,8 +243,10 @@ def clip_plan(frame: int, n: int, warmup: str = DEFAULT_WARMUP) -> ClipPlan:
         raise ValueError(f"a video has at least one frame, got n = {n}")
     if not 0 <= frame < n:
         raise ValueError(f"frame {frame} is outside a video of {n} frames")
-    if warmup not in WARMUPS:
-        raise ValueError(f"unknown warm-up policy {warmup!r}; use one of {', '.join(WARMUPS)}")
+    if warmup not in WARMUP_POLICIES:
+        raise ValueError(
+            f"unknown warm-up policy {warmup!r}; use one of {', '.join(WARMUP_POLICIES)}"
+        )
     start = frame - TARGET_INDEX
     if start >= 0 or warmup == "reference":
         indices = published_clip(max(start, 0), n)
@@ -253,6 +260,30 @@ def clip_plan(frame: int, n: int, warmup: str = DEFAULT_WARMUP) -> ClipPlan:
 # ---------------------------------------------------------------------------
 # Audio in
 # ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CentredClips:
+    """STAViS's clips as a ``salcli.inference.clips.ClipSchedule``: frame t from frames
+    t-8 ... t+7 (``clip_plan``), under a warm-up ``policy`` for frames 0-7."""
+
+    policy: str
+    length: int = CLIP_LEN
+    keep_behind: int = TARGET_INDEX
+
+    def lookahead(self, t: int) -> int:
+        # the end's loop padding needs to know whether t+7 exists; for frames 0-7 the
+        # mirror warm-up reaches frame 8 - t, the reference one frame 8's clip (0 ... 15)
+        if t >= TARGET_INDEX:
+            return LOOK_AHEAD
+        if self.policy == "reference":
+            return CLIP_LEN - 1 - t
+        return max(LOOK_AHEAD, TARGET_INDEX - t)
+
+    def plan(self, t: int, n: int | None) -> tuple[list[int], tuple[int, int]]:
+        # n None: at least t + 1 + lookahead(t) frames, which no clip of t looks past
+        plan = clip_plan(t, t + 1 + self.lookahead(t) if n is None else n, self.policy)
+        return list(plan.indices), (plan.audio_first, plan.audio_last)
 
 
 def _span_start(k: int, fps: float) -> int:
@@ -386,7 +417,7 @@ __all__ = [
     "BLUR_SIZE",
     "DEFAULT_WARMUP",
     "LOAD_SIZE",
-    "WARMUPS",
+    "WARMUP_POLICIES",
     "ClipPlan",
     "audio_batch",
     "clip_audio",
@@ -400,3 +431,24 @@ __all__ = [
     "resize_bilinear",
     "resize_nearest",
 ]
+
+
+# ---------------------------------------------------------------------------
+# The procedure as the model family declares it (salcli.models.registry)
+# ---------------------------------------------------------------------------
+
+
+def transform(rgb: np.ndarray, size: tuple[int, int], device=None) -> torch.Tensor:
+    """The family's frame transform: ``frame_to_tensor`` (its size is fixed), on ``device``."""
+    x = frame_to_tensor(rgb)  # (3, 112, 112)
+    return x if device is None else x.to(device)
+
+
+def excerpt(track: AudioTrack, first: int, last: int, fps: float) -> np.ndarray:
+    """(35280,) float32: the sound of the clip whose audio spans frames first ... last."""
+    return clip_audio(track, ClipPlan(first, (), first, last), fps)
+
+
+def excerpt_batch(excerpts: np.ndarray) -> torch.Tensor:
+    """(B, 35280) excerpts -> the model's input (B, 1, 1, 35280), time last."""
+    return torch.from_numpy(np.ascontiguousarray(excerpts, np.float32))[:, None, None, :]

@@ -17,6 +17,7 @@ Shapes at a 224x384 input, T = 32 (batch first, channels second)::
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import torch
 import torch.nn.functional as F
@@ -279,11 +280,16 @@ def cast_for_precision(model: nn.Module, dtype: torch.dtype) -> nn.Module:
     return model
 
 
-def build_model(arch: str) -> nn.Module:
-    """A fresh, randomly initialised model: "vinet", "bilinear", "transformer", "concat"
-    or "soundnet"."""
-    if arch == "vinet":
-        return ViNet()
-    if arch == "soundnet":
-        return SoundNet8()
-    return AViNet(arch)
+def detect(state_dict: Mapping[str, torch.Tensor]) -> str | None:
+    """What a state_dict (``module.`` removed) holds by its keys: "vinet", or an AViNet's
+    fusion ("bilinear", "transformer", "concat"); None when it is none of them."""
+    keys = set(state_dict)
+    if "transformer.pos_encoder.pe" in keys:
+        return "transformer"
+    if "concat_conv.weight" in keys:
+        return "concat"
+    if "bilinear.weight" in keys and any(k.startswith("visual_model.") for k in keys):
+        return "bilinear"
+    if "decoder.convtsp4.8.weight" in keys and any(k.startswith("backbone.") for k in keys):
+        return "vinet"
+    return None

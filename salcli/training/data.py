@@ -22,7 +22,7 @@
   ``salcli.models.vinet_procedure.frame_to_tensor``, exactly as predict does), its target (the last
   frame's density map resized to the model input with OpenCV's bilinear ``INTER_LINEAR``,
   as the authors' loader did) and, for AViNet, its audio excerpt
-  (``salcli.media.audio.clip_excerpt`` on the dataset's wav, as predict makes it).
+  (``salcli.models.vinet_procedure.clip_excerpt`` on the dataset's wav, as predict makes it).
 - ``validation_windows``: fixed windows of the validation videos (every ``stride``-th
   frame from T-1 on, frames with an empty ground truth left out), scored after each epoch.
 """
@@ -37,7 +37,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from salcli.defaults import AUDIO_BUFFER, CLIP_LEN, INPUT_H, INPUT_W
 from salcli.errors import DatasetError, UsageError
 from salcli.evaluation.datasets import (
     AUDIO_VISUAL,
@@ -50,7 +49,14 @@ from salcli.evaluation.datasets import (
     read_fixations,
     sorted_frames,
 )
-from salcli.inference.clips import clip_indices, clip_span
+from salcli.models.vinet_procedure import (
+    AUDIO_BUFFER,
+    CLIP_LEN,
+    INPUT_H,
+    INPUT_W,
+    clip_indices,
+    clip_span,
+)
 from salcli.training.options import VAL_STRIDE
 
 AV_SETS = ("diem", "coutrot1", "coutrot2", "avad", "etmd", "summe")  # "--dataset av"
@@ -385,7 +391,8 @@ def clip_tensor(video: TrainVideo, indices: Sequence[int], size: tuple[int, int]
 
 def audio_tensor(video: TrainVideo, indices: Sequence[int]) -> torch.Tensor:
     """The window's audio excerpt as predict makes it, (1, 70560, 1) float32."""
-    from salcli.media.audio import AudioTrack, clip_excerpt
+    from salcli.media.audio import AudioTrack
+    from salcli.models.vinet_procedure import clip_excerpt
 
     first, last = clip_span(list(indices))
     with AudioTrack.open(video.wav, video_start=0.0) as track:

@@ -16,7 +16,7 @@
 Files are looked up as ``--weights`` is (a path, or a registry name in ``./weights``, the
 checkout's ``weights/`` and the cache) and read with ``torch.load(weights_only=True)``.
 
-The model is built by architecture name (``salcli.models.vinet.build_model``): "vinet",
+The model is built by architecture name (``salcli.models.registry.build_model``): "vinet",
 "bilinear", "transformer" or "concat"; training only relies on its ``forward(clip)`` /
 ``forward(clip, audio)`` returning (B, H, W) maps in (0, 1), its ``state_dict`` having the
 published keys, and, for initialisation, ViNet's ``backbone`` and AViNet's
@@ -33,15 +33,17 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from salcli.defaults import FUSIONS
-from salcli.errors import UsageError, WeightsError
+from salcli.errors import UsageError, WeightsError, escape
+from salcli.models.checkpoints import check_keys, read_checkpoint
+from salcli.models.registry import CHECKPOINTS, TRAINABLE, arch_of, build_model
 from salcli.models.s3d import BasicConv3d, S3DBackbone, SepConv3d
-from salcli.models.vinet import build_model
+from salcli.weights.cache import resolve_weights
+from salcli.weights.store import s3d_layout
 
-ARCHS = ("vinet", *FUSIONS)
 NO_INIT = ("none", "random", "scratch")  # --init values meaning "load nothing"
-S3D_NAMES = ("s3d-kinetics400", "s3d-kinetics400-torchvision")  # registry, tried in order
-SOUNDNET_NAME = "soundnet8"  # registry entry of soundnet8_final.pth
+# the published starting points, tried in their order of declaration
+S3D_NAMES = tuple(c.name for c in CHECKPOINTS if c.arch in ("s3d", "s3d-torchvision"))
+SOUNDNET_NAME = next(c.name for c in CHECKPOINTS if c.arch == "soundnet")
 # ViNet's backbone stages -> index of their first module in the flat S3D Sequential
 # (``base.N`` in the S3D author's file, ``features.N`` in torchvision's); the indices in
 # between (4, 7, 13) are pooling layers without parameters.
@@ -135,8 +137,6 @@ def s3d_backbone_state(
     missing; they start at 0), and every source entry of the backbone's part must be
     used; anything else raises a one-line ``WeightsError``.
     """
-    from salcli.weights.cache import s3d_layout
-
     backbone = _meta_backbone()
     own = backbone.state_dict()
     keys = {k.removeprefix("module."): k for k in sd}
@@ -182,14 +182,10 @@ def s3d_backbone_state(
 
 
 def _resolve(spec: str | Path, arch: str) -> Path:
-    from salcli.weights.cache import resolve_weights
-
     return resolve_weights(spec, arch)  # an existing file, or a one-line WeightsError
 
 
 def _default_s3d() -> Path:
-    from salcli.weights.cache import resolve_weights
-
     reasons = []
     for name in S3D_NAMES:
         try:
@@ -198,14 +194,13 @@ def _default_s3d() -> Path:
             reasons.append(str(err))
     raise WeightsError(
         "no S3D Kinetics-400 weights to start ViNet from: "
-        + "; or ".join(reasons)
-        + " (or --init a checkpoint, or --init none)"
+        + escape("; or ".join(reasons))
+        + " (or {init} a checkpoint, or {init} none)",
+        options=("init",),
     )
 
 
 def _load_strict(module: nn.Module, sd: Mapping[str, torch.Tensor], path: Path) -> None:
-    from salcli.models.checkpoints import check_keys
-
     check_keys(module, sd, path)
     module.load_state_dict(sd, strict=True)
 
@@ -215,16 +210,15 @@ def initial_model(
 ) -> tuple[nn.Module, InitReport]:
     """A model of ``arch`` ("vinet" or a fusion) with its starting weights (see the module
     docstring). Unseeded parts use PyTorch's default initialisation: seed torch first."""
-    from salcli.models.checkpoints import detect_arch, read_checkpoint
-
-    if arch not in ARCHS:
-        raise UsageError(f"unknown architecture {arch!r} (choose from {', '.join(ARCHS)})")
+    if arch not in TRAINABLE:
+        choices = ", ".join(TRAINABLE)
+        raise UsageError(f"unknown architecture {arch!r} (choose from {choices})")
     model = build_model(arch)
     lines: list[str] = []
     audio = arch != "vinet"
     if init is not None and str(init).lower() in NO_INIT:
         part = "visual part (S3D + decoder)" if audio else "all"
-        lines.append(f"{part}: random (--init none)")
+        lines.append(f"{part}: random (init none)")
         init_path = None
     elif init is None:
         init_path = _default_s3d() if not audio else _resolve(None, "vinet")
@@ -233,10 +227,7 @@ def initial_model(
     whole = False
     if init_path is not None:
         sd = read_checkpoint(init_path)
-        try:
-            kind = detect_arch(sd)
-        except WeightsError:
-            kind = None
+        kind = arch_of(sd)
         if kind is None:
             backbone_of(model).load_state_dict(s3d_backbone_state(sd, init_path), strict=True)
             lines.append(f"S3D backbone: {init_path} (Kinetics-400, mapped by name)")
@@ -249,7 +240,10 @@ def initial_model(
             whole = True
             lines.append(f"all: {init_path}")
         elif kind == "soundnet":
-            raise WeightsError(f"{init_path}: SoundNet-8 weights go to --soundnet, not --init")
+            raise WeightsError(
+                f"{escape(str(init_path))}: SoundNet-8 weights go to {{soundnet}}, not {{init}}",
+                options=("soundnet", "init"),
+            )
         else:
             want = "ViNet or S3D" if not audio else f"ViNet or AViNet ({arch})"
             raise WeightsError(
@@ -257,16 +251,14 @@ def initial_model(
             )
     if audio and not whole:
         if soundnet is not None and str(soundnet).lower() in NO_INIT:
-            lines.append("SoundNet-8: random (--soundnet none)")
+            lines.append("SoundNet-8: random (soundnet none)")
         else:
             if soundnet is None:
-                from salcli.weights.cache import resolve_weights
-
                 sn_path = resolve_weights(SOUNDNET_NAME, "soundnet")
             else:
                 sn_path = _resolve(soundnet, "soundnet")
             sd = read_checkpoint(sn_path)
-            if detect_arch(sd) != "soundnet":
+            if arch_of(sd) != "soundnet":
                 raise WeightsError(f"{sn_path}: not SoundNet-8 weights")
             _load_strict(audio_part(model), sd, sn_path)
             lines.append(f"SoundNet-8: {sn_path}")

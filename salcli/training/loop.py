@@ -64,9 +64,9 @@ import torch
 from torch import nn
 
 from salcli import __version__
-from salcli.defaults import CLIP_LEN
 from salcli.errors import DatasetError, OutputError, UsageError, WeightsError
 from salcli.files import write_atomic, write_text_atomic
+from salcli.models.vinet_procedure import CLIP_LEN
 from salcli.training.data import (
     TrainingSets,
     ValDataset,

@@ -10,16 +10,9 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from salcli.defaults import (
-    CLIP_LEN,
-    DEFAULT_DEVICE,
-    DEFAULT_FUSION,
-    DEFAULT_PRECISION,
-    FUSIONS,
-    INPUT_H,
-    INPUT_W,
-)
+from salcli.defaults import DEFAULT_DEVICE, DEFAULT_FUSION, DEFAULT_PRECISION, FUSIONS
 from salcli.errors import OptionError, UsageError
+from salcli.models.vinet_procedure import CLIP_LEN, INPUT_H, INPUT_W
 from salcli.options import option, parse_size
 
 DEFAULT_EPOCHS = 40

@@ -44,9 +44,8 @@ def escape(text: str) -> str:
 
 
 def spell(template: str, options: Sequence[str], spelling: Callable[[str], str] = str) -> str:
-    """A message template with each option it names (``{name}``) spelled by ``spelling``."""
-    if not options:
-        return template
+    """A message template with each option it names (``{name}``) spelled by ``spelling``
+    (and its doubled braces single again)."""
     return template.format_map({name: spelling(name) for name in options})
 
 

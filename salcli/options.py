@@ -36,7 +36,7 @@ from salcli.defaults import (
     PRECISIONS,
     WARMUP_POLICIES,
 )
-from salcli.errors import OptionError, UsageError
+from salcli.errors import OptionError, UsageError, escape
 
 
 def option(
@@ -272,8 +272,9 @@ def _check_ray_address(address: str) -> None:
     if not (sep and host and port.isdigit() and "/" not in host):
         raise OptionError(
             "ray",
-            f"{address!r}: expected local, auto, HOST:PORT or ray://HOST:PORT "
-            "(the option takes a value: --ray local starts Ray on this machine)",
+            f"{escape(repr(address))}: expected local, auto, HOST:PORT or ray://HOST:PORT "
+            "(the option takes a value: {ray} local starts Ray on this machine)",
+            options=("ray",),
         )
 
 
@@ -319,7 +320,9 @@ class ClusterOptions:
         if self.ray is None:
             given = [f.name for f in fields(self) if getattr(self, f.name) != f.default]
             if given:
-                raise OptionError(given[0], "needs --ray (a Ray cluster to run on)")
+                raise OptionError(
+                    given[0], "needs {ray} (a Ray cluster to run on)", options=("ray",)
+                )
 
 
 def split_cluster(options: Mapping[str, Any]) -> tuple[ClusterOptions | None, dict[str, Any]]:

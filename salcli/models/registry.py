@@ -527,7 +527,7 @@ def load_checkpoint(path: str | Path, *, audio: bool) -> tuple[ModelFamily, Vari
 def model_family(model: nn.Module) -> tuple[ModelFamily, Variant]:
     """The family and variant of a model built by salcli (for models passed in as they
     are), from its ``arch`` / ``fusion`` / ``audiovisual`` attributes."""
-    if isinstance(model, stavis.Stavis):
-        name = "stavis-audiovisual" if model.audiovisual else "stavis-visual"
-        return STAVIS, STAVIS.variant(name)
+    if getattr(model, "arch", None) == "stavis":
+        hears = bool(getattr(model, "audiovisual", True))
+        return STAVIS, STAVIS.variant("stavis-audiovisual" if hears else "stavis-visual")
     return family_of(getattr(model, "fusion", None) or "vinet")

@@ -1,5 +1,6 @@
 """What the tests and benchmarks share: deterministic checkpoints from key/shape manifests,
-and the fp32 rounding model their numerical bounds come from.
+the fp32 rounding model their numerical bounds come from, and the faults a test sets off
+in a cluster's workers.
 
 Each tensor is filled from its own key (the rule of the reference manifests), so any
 implementation with the same ``state_dict`` keys rebuilds the very same weights:
@@ -13,6 +14,9 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
+import signal
+import threading
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -221,3 +225,40 @@ def rounding_envelope(
             with fp32_rounding(seed):
                 sampled.append(measure(run().numpy(), exact))
     return exact, ENVELOPE_MARGIN * max(sampled), sampled
+
+
+# --- faults in a cluster's workers ------------------------------------------------------
+#
+# ``SALCLI_TEST_FAULT=MODE:STEM[:MARKER][,...]``, read on the driver and acted on by the
+# workers (salcli.corpus.cluster) at video STEM's map ``FAULT_FRAME``. MODE: ``fail``
+# raises an error in the video; ``kill`` kills the worker's process (every attempt);
+# ``kill-once`` kills it while the file MARKER does not exist, writing into MARKER first
+# the hidden temporaries then in the output folder; ``stall`` waits until the run is
+# stopped.
+
+FAULT_ENV = "SALCLI_TEST_FAULT"
+FAULT_FRAME = 2  # the map at which a fault strikes
+FAULT_POLL_S = 0.5  # s between looks at the stop request of a stalled video
+
+
+def strike(faults: str, stem: str, out_dir: Path, stopping: threading.Event, stopped: type) -> None:
+    """Set off the faults ``faults`` names for video ``stem`` (``stopped``: the exception
+    a stalled video raises once the run is stopped)."""
+    for fault in faults.split(","):
+        mode, _, rest = fault.partition(":")
+        name, _, marker = rest.partition(":")
+        if name != stem:
+            continue
+        if mode == "fail":
+            raise RuntimeError(f"test fault ({FAULT_ENV})")
+        if mode == "stall":
+            while not stopping.wait(FAULT_POLL_S):
+                pass
+            raise stopped()
+        if mode == "kill-once":
+            if Path(marker).exists():
+                continue
+            hidden = sorted(e.name for e in os.scandir(out_dir) if e.name.startswith("."))
+            Path(marker).write_text("\n".join(hidden) + "\n")
+        if mode in ("kill", "kill-once"):
+            os.kill(os.getpid(), signal.SIGKILL)

@@ -27,9 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 import authors_pipeline as ap  # noqa: E402
 
-from salcli.models.vinet_procedure import clip_indices  # noqa: E402
 from salcli.inference.predictor import Predictor  # noqa: E402
 from salcli.models.vinet import ViNet  # noqa: E402
+from salcli.models.vinet_procedure import clip_indices  # noqa: E402
 from salcli.testing import deterministic_state_dict, load_manifest  # noqa: E402
 
 MIN_CC = 0.999  # per frame, issue 5

@@ -30,10 +30,11 @@ from typer.testing import CliRunner
 
 from salcli.cli import app
 from salcli.media.records import pid_alive
+from salcli.testing import FAULT_ENV
 
 runner = CliRunner()
 SIZE = f"{SMALL_INPUT[0]}x{SMALL_INPUT[1]}"
-FAULT_ENV = "SALCLI_TEST_FAULT"  # salcli.corpus.cluster's test hook
+
 # Ray takes the loopback address for its node with its multi-machine mode off (its own
 # default on macOS / Windows): the test instance listens on 127.0.0.1 only
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")

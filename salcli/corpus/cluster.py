@@ -58,6 +58,7 @@ from salcli.errors import (
 from salcli.inference.predictor import Predictor, VideoResult
 from salcli.models.registry import family_of
 from salcli.options import RAY_LOCAL, ClusterOptions, PredictOptions
+from salcli.testing import FAULT_ENV, FAULT_FRAME, strike
 
 RAY_INSTALL = 'pip install "salcli[ray]"'
 VIDEO_RETRIES = 2  # further attempts at a video whose worker died mid-video
@@ -67,8 +68,6 @@ CONNECT_TIMEOUT_S = 5.0  # seconds to reach a head node's port before giving up
 OBJECT_STORE_BYTES = 128 * 2**20  # a local Ray's object store: results are small
 AHEAD_PER_WORKER = 2  # evaluate: videos predicted ahead of the scoring, per worker
 CONTROL_GROUP = "control"  # the actor thread that takes stop() while a video runs
-FAULT_ENV = "SALCLI_TEST_FAULT"  # test hook, see ``_strike``
-FAULT_FRAME = 2  # the map at which a test fault strikes
 
 
 def import_ray():
@@ -266,7 +265,7 @@ class VideoWorker:
         return {
             # the settings a video's record must match: a frame folder's hold its fps
             # (``Predictor.settings``), so the driver gets both kinds (the root is a folder)
-            "settings": {"file": p.settings(None), "folder": p.settings(Path(os.sep))},
+            "settings": {"file": p.settings(folder=False), "folder": p.settings(folder=True)},
             "label": p.variant.label,
             "variant": p.variant.name,
             "warmup": p.warmup,
@@ -287,11 +286,9 @@ class VideoWorker:
             return failed_result(str(job.source), self._error["message"]), []
         self._take_warnings()
         p = self.predictor
-        if work.fps is not None and work.fps != p.options.fps:
-            # a frame folder's rate (evaluate's fold lists) as an option, not a call's
-            # argument: the record's settings then hold the rate the maps were made at
-            p.options = p.options.replace(fps=work.fps)
-        early = prepare_job(p, job, self.formats, overwrite=self.overwrite)
+        # a frame folder's rate (evaluate's fold lists) goes with the video: the record's
+        # settings hold the rate the maps were made at
+        early = prepare_job(p, job, self.formats, overwrite=self.overwrite, fps=work.fps)
         if early is not None:
             return early, self._take_warnings()
 
@@ -299,11 +296,11 @@ class VideoWorker:
             if self._stopping.is_set():
                 raise _Stopped()
             if self._fault and done == FAULT_FRAME:
-                _strike(self._fault, job, self._stopping)
+                strike(self._fault, job.stem, job.out_dir, self._stopping, _Stopped)
 
         try:
             result = predict_job(
-                p, job, self.formats, progress=progress, audio_path=work.audio_path
+                p, job, self.formats, progress=progress, fps=work.fps, audio_path=work.audio_path
             )
         except _Stopped:
             return None, []
@@ -312,36 +309,6 @@ class VideoWorker:
     def stop(self) -> None:
         """Stop the video in progress at its next map (runs beside ``run``)."""
         self._stopping.set()
-
-
-def _strike(faults: str, job: Job, stopping: threading.Event) -> None:
-    """The test hook ``SALCLI_TEST_FAULT=MODE:STEM[:MARKER][,...]``, read on the driver
-    and acted on by the workers at video STEM's map ``FAULT_FRAME``. MODE: ``fail``
-    raises an error in the video; ``kill`` kills the worker's process (every attempt);
-    ``kill-once`` kills it while the file MARKER does not exist, writing into MARKER
-    first the hidden temporaries then in the output folder; ``stall`` waits until the
-    run is stopped."""
-    for fault in faults.split(","):
-        mode, _, rest = fault.partition(":")
-        stem, _, marker = rest.partition(":")
-        if stem == job.stem:
-            _strike_one(mode, job, marker, stopping)
-
-
-def _strike_one(mode: str, job: Job, marker: str, stopping: threading.Event) -> None:
-    if mode == "fail":
-        raise RuntimeError(f"test fault ({FAULT_ENV})")
-    if mode == "stall":
-        while not stopping.wait(POLL_S):
-            pass
-        raise _Stopped()
-    if mode == "kill-once":
-        if Path(marker).exists():
-            return
-        hidden = sorted(e.name for e in os.scandir(job.out_dir) if e.name.startswith("."))
-        Path(marker).write_text("\n".join(hidden) + "\n")
-    if mode in ("kill", "kill-once"):
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 @functools.cache

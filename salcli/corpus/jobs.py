@@ -70,6 +70,7 @@ def prepare_job(
     *,
     overwrite: bool = False,
     sweep: Callable[[Path, str], Any] | None = None,
+    fps: float | None = None,
 ) -> VideoResult | None:
     """Before a video is predicted: remove the temporaries killed runs left of it
     (``sweep(out_dir, stem)``, default ``records.clean_stale_temps``), then
@@ -77,7 +78,8 @@ def prepare_job(
     or None when the video is to be predicted."""
     try:
         (sweep or clean_stale_temps)(job.out_dir, job.stem)
-        return check_finished(job, predictor.settings(job.source), formats, overwrite=overwrite)
+        settings = predictor.settings(job.source, fps=fps)
+        return check_finished(job, settings, formats, overwrite=overwrite)
     except (SalcliError, OSError) as err:
         return failed_result(str(job.source), err)
 

@@ -201,10 +201,22 @@ class Predictor:
 
     # -- what the outputs record ---------------------------------------------------------
 
-    def settings(self, source: str | Path | None = None) -> dict[str, Any]:
+    def settings(
+        self,
+        source: str | Path | None = None,
+        *,
+        fps: float | None = None,
+        folder: bool | None = None,
+    ) -> dict[str, Any]:
         """The settings that shape the maps of ``source``: the model, its weights, and
         every option marked ``shapes_maps`` as this predictor resolved it. A re-run
-        takes earlier outputs for its own only when these are equal (salcli.media.records)."""
+        takes earlier outputs for its own only when these are equal (salcli.media.records).
+
+        A folder of frames (``folder``; default: whether ``source`` is one) has its rate
+        among them (``fps``, else the option's, else 30 frames/s); a video file has its
+        own."""
+        if folder is None:
+            folder = source is not None and Path(source).is_dir()
         resolved = {
             "precision": self.precision,
             "input_size": f"{self.input_size[0]}x{self.input_size[1]}",
@@ -213,15 +225,15 @@ class Predictor:
         }
         out: dict[str, Any] = {"model": self.arch, "weights_sha256": self.weights_sha256}
         for name in map_settings_names():
-            if name == "fps":  # a video file has its own rate; a folder's is an option
-                if source is not None and Path(source).is_dir():
-                    out["fps"] = float(self.options.fps or DEFAULT_FOLDER_FPS)
+            if name == "fps":  # a video file has its own rate; a folder's is a setting
+                if folder:
+                    out["fps"] = float(fps or self.options.fps or DEFAULT_FOLDER_FPS)
                 continue
             out[name] = resolved.get(name, getattr(self.options, name))
         return out
 
-    def run_info(self, source: str | Path | None = None):
-        settings = self.settings(source)
+    def run_info(self, source: str | Path | None = None, *, fps: float | None = None) -> RunInfo:
+        settings = self.settings(source, fps=fps)
         extra = {k: v for k, v in settings.items() if k not in ("model", "weights_sha256")}
         return RunInfo(
             model=self.arch,
@@ -385,7 +397,7 @@ class Predictor:
         reader, meta, track = self._open(source, fps, audio_path)
         try:
             writers = [
-                make_writer(fmt, out_dir, meta, self.run_info(source),
+                make_writer(fmt, out_dir, meta, self.run_info(source, fps=fps),
                             **self.options.writer_options())
                 for fmt in formats
             ]  # fmt: skip
@@ -423,7 +435,7 @@ class Predictor:
                 outputs=outputs,
                 frames=n,
                 fps=meta.fps,
-                settings=self.settings(source),
+                settings=self.settings(source, fps=fps),
                 salcli_version=__version__,
             )
             records.write_record(out_dir, meta.stem, record_of_run)

@@ -33,8 +33,8 @@ audio-visual sets) or as the root itself. A folder that has some of the layout's
 top-level folders but not what scoring needs is reported with what is missing.
 
 A video whose ground truth is missing (no annotation folder, or no annotation files)
-is still listed, with ``VideoItem.problem`` saying what is missing; salcli.evaluation.evaluate
-warns about it and does not score it.
+is still listed, with ``VideoItem.problem`` saying what is missing; the scoring
+(salcli.evaluation.scoring) warns about it and does not score it.
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ class DatasetSpec:
     name: str  # salcli's name (evaluate's dataset)
     layout: str  # FRAME_FOLDER or AUDIO_VISUAL
     folders: tuple[str, ...]  # folder names on disk, the published one first
-    protocol: str  # "dhf1k" or "av" (see salcli.evaluation.evaluate)
+    protocol: str  # "dhf1k" or "av" (see salcli.evaluation.protocols)
     splits: tuple[str, ...]  # the evaluable splits
     fps: float | None = None  # frame rate of the frame-folder sets (no fold list)
 

@@ -303,6 +303,17 @@ def test_model_built_lazily_from_salcli_predict(av, monkeypatch):
     assert made == [("w.pt", False)]
 
 
+def test_a_model_is_a_predictor_or_a_model_run(av):
+    root, _ = av
+
+    class Maps:  # iter_maps alone does not make a model run
+        def iter_maps(self, source, *, fps=None, audio_path=None):
+            yield from FakePredictor().iter_maps(source, fps=fps, audio_path=audio_path)
+
+    with pytest.raises(TypeError, match="Predictor or a ModelRun, not Maps"):
+        E.evaluate("coutrot2", root=root, split="1", predictor=Maps())
+
+
 @pytest.mark.slow
 def test_real_predictor_on_a_tiny_dataset(tmp_path):
     """The real model (random deterministic weights) over a 2-frame dataset."""
@@ -404,6 +415,63 @@ def test_cli_default_root_and_errors(av, tmp_path, monkeypatch):
         ["evaluate", "-d", "coutrot2", "--root", str(root), "--baseline", "center", "--split", "9"],
     )
     assert r.exit_code == EXIT_USAGE and r.stderr.startswith("salcli: error: --split")
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (["--seed", "-1"], "--seed must be a non-negative integer, not -1"),
+        (["--baseline", "middle"], "--baseline must be 'center', not 'middle'"),
+        (["--predictions", "."], "--baseline and --predictions exclude each other"),
+        (["--weights", "w.pt"], "--weights / --audio run the model; they do not apply to "
+         "--predictions"),
+        (["--precision", "fp32"], "--warmup / --precision run the model; they do not apply "
+         "to --predictions"),
+        (["--metrics", " , "], "--metrics names no metric"),
+        (["--split", "7"], "--split must be 1, 2, 3 or all, not '7'"),
+    ],
+)  # fmt: skip
+def test_cli_names_the_flags_of_option_errors(av, args, line):
+    root, _ = av
+    base = ["evaluate", "-d", "coutrot2", "--root", str(root), "--baseline", "center"]
+    if args[0] == "--baseline":
+        base = base[:-2]
+    r = CliRunner().invoke(_app(), base + args)
+    assert r.exit_code == EXIT_USAGE and r.stderr == f"salcli: error: {line}\n"
+
+
+def test_cli_names_the_ray_flag_of_a_cluster_model(av, tmp_path, monkeypatch):
+    """The model on a cluster (evaluate's ``model_source``) is --ray on the command line."""
+    import contextlib
+
+    import salcli.cli.evaluate as cli
+
+    def on_cluster(cluster, maps_dir, warn):  # a cluster asked for, none started
+        return (lambda *a, **kw: None), contextlib.nullcontext()
+
+    monkeypatch.setattr(cli, "_on_cluster", on_cluster)
+    args = ["evaluate", "-d", "coutrot2", "--root", str(av[0]), "--predictions", str(tmp_path)]
+    r = CliRunner().invoke(_app(), args)
+    assert r.exit_code == EXIT_USAGE
+    assert r.stderr == (
+        "salcli: error: --ray runs the model; it does not apply to --predictions / --baseline\n"
+    )
+
+
+def test_progress_goes_to_on_progress(av, tmp_path):
+    """Each split's fixations are read, then each video's maps, frame by frame."""
+    root, truth = av
+    pred = write_png_predictions(tmp_path / "pred", truth)
+    seen = []
+    E.evaluate("coutrot2", root=root, split="1", predictions=pred, on_progress=seen.append)
+    steps = [(p.videos_done, p.video, p.frames_done, p.frames_total) for p in seen]
+    assert {p.videos_total for p in seen} == {2}
+    assert steps == [
+        (0, None, 0, 2), (0, None, 1, 2), (0, None, 2, 2),
+        (0, "v1", 0, 3), (0, "v1", 1, 3), (0, "v1", 2, 3), (0, "v1", 3, 3), (1, "v1", 3, 3),
+        (1, "v2", 0, 4), (1, "v2", 1, 4), (1, "v2", 2, 4), (1, "v2", 3, 4), (1, "v2", 4, 4),
+        (2, "v2", 4, 4),
+    ]  # fmt: skip
 
 
 # --- the DHF1K benchmark loop: empty frames, float resize, random streams ------------

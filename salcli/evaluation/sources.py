@@ -45,12 +45,11 @@ class ModelRun(ABC):
     """A model as evaluate runs it: its maps of a frame folder, and what the conventions
     say of it. A subclass sets the attributes that apply to it."""
 
-    label: str | None = None  # the model for people, "AViNet (bilinear)"; None: unknown
+    label: str | None = None  # the model for people, "AViNet (bilinear)"; None: not known
     family_label: str = ""  # its family, "STAViS"
     weights_path: str | Path | None = None  # the checkpoint it runs, when known
     warmup: str | None = None  # its warm-up policy, when known
-    unmapped: int = 0  # first frames of each video its published procedure never maps
-    # (under the "reference" warm-up): they are not scored
+    unmapped: int = 0  # first frames of each video it leaves unscored (published_unmapped)
 
     @abstractmethod
     def iter_maps(
@@ -130,9 +129,8 @@ class Source(ABC):
     description: str = ""  # how the conventions name it ("predictions DIR", ...)
     label: str = ""  # the same without the weights of a model
     warmup: str | None = None  # the model run's warm-up policy; None: not a model run
-    unmapped: int = 0  # first frames of each video left unscored: the published
-    # procedure maps none of them
-    unmapped_by: str = ""  # whose published procedure that is ("STAViS")
+    unmapped: int = 0  # first frames of each video left unscored (no published map)
+    unmapped_by: str = ""  # whose published procedure maps none of them ("STAViS")
 
     def __init__(self) -> None:
         self.kinds: set[str] = set()  # "8-bit images", "16-bit images", "floats"

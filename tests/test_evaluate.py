@@ -21,7 +21,8 @@ from test_datasets import H, W, make_av_dataset, make_frame_dataset
 from typer.testing import CliRunner
 
 from salcli import metrics as M
-from salcli.cli.evaluate import register
+from salcli.cli._console import flag_of
+from salcli.cli.evaluate import caption, register, table
 from salcli.errors import (
     EXIT_USAGE,
     DatasetError,
@@ -32,6 +33,10 @@ from salcli.errors import (
     WeightsError,
 )
 from salcli.evaluation import evaluate as E
+from salcli.evaluation.datasets import Dataset
+from salcli.evaluation.report import write_output
+from salcli.evaluation.scoring import frame_rng, to_float
+from salcli.evaluation.sources import ModelRun, center_map
 
 
 def write_png_predictions(folder, truth, shape=None):
@@ -93,7 +98,7 @@ def test_per_video_scores_equal_the_metric_functions(av, tmp_path):
     pred = write_png_predictions(tmp_path / "pred", truth)
     res = E.evaluate("coutrot2", root=root, split="2", predictions=pred, metrics="cc,kld,nss")
     assert res.split == "2" and res.metrics == ("cc", "kld", "nss")
-    (item,) = [v for v in E.Dataset("coutrot2", root).videos("2") if v.name == "v2"]
+    (item,) = [v for v in Dataset("coutrot2", root).videos("2") if v.name == "v2"]
     want = []
     for gt in item.iter_ground_truth():
         p = cv2.imread(str(pred / "v2" / f"{gt.index + 1:04d}.png"), cv2.IMREAD_UNCHANGED)
@@ -226,7 +231,7 @@ def test_center_baseline(av):
     res = E.evaluate("coutrot2", root=root, split="3", baseline="center")
     assert res.conventions["source"].startswith("baseline: centred Gaussian")
     assert all(math.isfinite(v) for v in res.overall.values())
-    m = E.center_map((5, 9))
+    m = center_map((5, 9))
     assert m.shape == (5, 9) and m[2, 4] == 1.0 and m[0, 0] < m[2, 0] < 1
     with pytest.raises(UsageError):
         E.evaluate("coutrot2", root=root, baseline="middle")
@@ -246,8 +251,8 @@ def test_usage_errors(av, tmp_path):
 # --- the model ---------------------------------------------------------------------
 
 
-class FakePredictor:
-    """Predictor's iter_maps: (0-based index, float32 map in [0, 1] of the frame's size)."""
+class FakePredictor(ModelRun):
+    """A model run: (0-based index, float32 map in [0, 1] of the frame's size)."""
 
     def __init__(self):
         self.calls = []
@@ -298,6 +303,17 @@ def test_model_built_lazily_from_salcli_predict(av, monkeypatch):
     assert made == [("w.pt", False)]
 
 
+def test_a_model_is_a_predictor_or_a_model_run(av):
+    root, _ = av
+
+    class Maps:  # iter_maps alone does not make a model run
+        def iter_maps(self, source, *, fps=None, audio_path=None):
+            yield from FakePredictor().iter_maps(source, fps=fps, audio_path=audio_path)
+
+    with pytest.raises(TypeError, match="Predictor or a ModelRun, not Maps"):
+        E.evaluate("coutrot2", root=root, split="1", predictor=Maps())
+
+
 @pytest.mark.slow
 def test_real_predictor_on_a_tiny_dataset(tmp_path):
     """The real model (random deterministic weights) over a 2-frame dataset."""
@@ -330,7 +346,7 @@ def test_csv_and_table(av, tmp_path):
     from rich.console import Console
 
     con = Console(record=True, width=200)
-    con.print(res.table())
+    con.print(table(res))
     text = " ".join(con.export_text().split())
     assert (
         "overall" in text
@@ -401,6 +417,63 @@ def test_cli_default_root_and_errors(av, tmp_path, monkeypatch):
     assert r.exit_code == EXIT_USAGE and r.stderr.startswith("salcli: error: --split")
 
 
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (["--seed", "-1"], "--seed must be a non-negative integer, not -1"),
+        (["--baseline", "middle"], "--baseline must be 'center', not 'middle'"),
+        (["--predictions", "."], "--baseline and --predictions exclude each other"),
+        (["--weights", "w.pt"], "--weights / --audio run the model; they do not apply to "
+         "--predictions"),
+        (["--precision", "fp32"], "--warmup / --precision run the model; they do not apply "
+         "to --predictions"),
+        (["--metrics", " , "], "--metrics names no metric"),
+        (["--split", "7"], "--split must be 1, 2, 3 or all, not '7'"),
+    ],
+)  # fmt: skip
+def test_cli_names_the_flags_of_option_errors(av, args, line):
+    root, _ = av
+    base = ["evaluate", "-d", "coutrot2", "--root", str(root), "--baseline", "center"]
+    if args[0] == "--baseline":
+        base = base[:-2]
+    r = CliRunner().invoke(_app(), base + args)
+    assert r.exit_code == EXIT_USAGE and r.stderr == f"salcli: error: {line}\n"
+
+
+def test_cli_names_the_ray_flag_of_a_cluster_model(av, tmp_path, monkeypatch):
+    """The model on a cluster (evaluate's ``model_source``) is --ray on the command line."""
+    import contextlib
+
+    import salcli.cli.evaluate as cli
+
+    def on_cluster(cluster, maps_dir, warn):  # a cluster asked for, none started
+        return (lambda *a, **kw: None), contextlib.nullcontext()
+
+    monkeypatch.setattr(cli, "_on_cluster", on_cluster)
+    args = ["evaluate", "-d", "coutrot2", "--root", str(av[0]), "--predictions", str(tmp_path)]
+    r = CliRunner().invoke(_app(), args)
+    assert r.exit_code == EXIT_USAGE
+    assert r.stderr == (
+        "salcli: error: --ray runs the model; it does not apply to --predictions / --baseline\n"
+    )
+
+
+def test_progress_goes_to_on_progress(av, tmp_path):
+    """Each split's fixations are read, then each video's maps, frame by frame."""
+    root, truth = av
+    pred = write_png_predictions(tmp_path / "pred", truth)
+    seen = []
+    E.evaluate("coutrot2", root=root, split="1", predictions=pred, on_progress=seen.append)
+    steps = [(p.videos_done, p.video, p.frames_done, p.frames_total) for p in seen]
+    assert {p.videos_total for p in seen} == {2}
+    assert steps == [
+        (0, None, 0, 2), (0, None, 1, 2), (0, None, 2, 2),
+        (0, "v1", 0, 3), (0, "v1", 1, 3), (0, "v1", 2, 3), (0, "v1", 3, 3), (1, "v1", 3, 3),
+        (1, "v2", 0, 4), (1, "v2", 1, 4), (1, "v2", 2, 4), (1, "v2", 3, 4), (1, "v2", 4, 4),
+        (2, "v2", 4, 4),
+    ]  # fmt: skip
+
+
 # --- the DHF1K benchmark loop: empty frames, float resize, random streams ------------
 
 
@@ -456,14 +529,14 @@ def test_dhf1k_empty_frames_by_hand(tmp_path):
     assert scored.overall["auc_j"] == rows[0, 4]
     c = scored.conventions
     assert (c["frames_scored"], c["frames_empty"], c["frames_skipped"]) == (3, 2, 0)
-    assert c["empty_frames"] == "scored" and "2 of them without fixations" in scored.caption()
+    assert c["empty_frames"] == "scored" and "2 of them without fixations" in caption(scored)
 
     skipped = E.evaluate("dhf1k", skip_empty=True, **kw)  # the former behaviour
     for m, want in {"cc": cc_a, "nss": nss_a, "sim": sim_a, "kld": kld_a}.items():
         assert skipped.overall[m] == pytest.approx(want, abs=1e-12)
     c = skipped.conventions
     assert (c["frames_scored"], c["frames_empty"], c["frames_skipped"]) == (1, 2, 2)
-    assert c["empty_frames"] == "skipped" and "2 without fixations skipped" in skipped.caption()
+    assert c["empty_frames"] == "skipped" and "2 without fixations skipped" in caption(skipped)
 
 
 def _edgy(rng, shape):
@@ -493,7 +566,7 @@ def test_8bit_predictions_are_resized_as_floats(tmp_path, protocol):
         cv2.imwrite(str(tmp_path / "pred" / video / f"{k + 1:04d}.png"), p)
     res = E.evaluate(name, predictions=tmp_path / "pred", metrics="nss,cc,sim", **args)
     assert res.conventions["frames_resized"] == 4
-    (item,) = E.Dataset(name, args["root"]).videos(res.split)
+    (item,) = Dataset(name, args["root"]).videos(res.split)
     floats, bytes_ = [], []
     for gt, p in zip(item.iter_ground_truth(), preds, strict=True):
         f = M.imresize_matlab(p.astype(np.float64) / 255, (H, W))  # float, no rounding
@@ -618,7 +691,7 @@ def test_dhf1k_scores_equal_the_benchmark_loop(loop_set):
     assert res.conventions["frames_resized"] == 12
 
     def streams(video, k, m):
-        return E.frame_rng(3, video, k, m)
+        return frame_rng(3, video, k, m)
 
     want = _loop_reference(gt, pred, res.metrics, streams=streams)
     for m in res.metrics:  # the same draws: every metric equal, sAUC's pool included
@@ -652,7 +725,7 @@ def test_av_scores_equal_a_plain_loop(tmp_path):
             cv2.imwrite(str(tmp_path / "pred" / name / f"{k:04d}.png"), p)
     res = E.evaluate("diem", root=root, predictions=tmp_path / "pred", seed=1)
     per_video = []
-    for item in E.Dataset("diem", root).videos("1"):
+    for item in Dataset("diem", root).videos("1"):
         gts = list(item.iter_ground_truth())
         union = np.any([g.fixations for g in gts], axis=0)
         rows = []
@@ -663,7 +736,7 @@ def test_av_scores_equal_a_plain_loop(tmp_path):
             s = M.imresize_matlab(p / 255.0, g.fixations.shape)  # im2double, then imresize
 
             def gen(m, _k=g.index, _n=item.name):
-                return E.frame_rng(1, _n, _k, m)
+                return frame_rng(1, _n, _k, m)
 
             other = union & ~g.fixations
             rows.append(
@@ -685,13 +758,13 @@ def test_av_scores_equal_a_plain_loop(tmp_path):
 
 def test_to_float_follows_each_protocols_reading():
     p8 = np.array([[0, 51], [255, 7]], np.uint8)
-    np.testing.assert_array_equal(E.to_float(p8, "dhf1k"), p8.astype(np.float64))  # double()
-    np.testing.assert_array_equal(E.to_float(p8, "av"), p8 / 255.0)  # im2double
+    np.testing.assert_array_equal(to_float(p8, "dhf1k"), p8.astype(np.float64))  # double()
+    np.testing.assert_array_equal(to_float(p8, "av"), p8 / 255.0)  # im2double
     p16 = np.array([[0, 65535]], np.uint16)
-    np.testing.assert_array_equal(E.to_float(p16, "av"), [[0.0, 1.0]])
+    np.testing.assert_array_equal(to_float(p16, "av"), [[0.0, 1.0]])
     f = np.array([[0.25, 0.5]], np.float32)
-    assert E.to_float(f, "dhf1k").dtype == np.float64
-    np.testing.assert_array_equal(E.to_float(f, "dhf1k"), f)
+    assert to_float(f, "dhf1k").dtype == np.float64
+    np.testing.assert_array_equal(to_float(f, "dhf1k"), f)
 
 
 # --- one model per split -----------------------------------------------------------
@@ -769,7 +842,7 @@ def test_diem_with_a_model_per_split_scores_its_one_list_three_times(tmp_path):
     powers = {s: float(f"1{s}") for s in "123"}  # ck_1{split}: powers 11, 12, 13
     assert res.splits["1"]["cc"] != res.splits["3"]["cc"]
     assert res.overall["cc"] == pytest.approx(np.mean([res.splits[s]["cc"] for s in powers]))
-    assert "diem's one test list scored with each split's model" in res.caption()
+    assert "diem's one test list scored with each split's model" in caption(res)
     one = E.evaluate(
         "diem",
         root=root,
@@ -817,7 +890,7 @@ def test_real_checkpoint_per_split(tmp_path, two_vinet_checkpoints):
 
     log = []
 
-    class Logged:  # the real Predictor, noting which checkpoint predicts which video
+    class Logged(ModelRun):  # the real Predictor, noting which checkpoint predicts which video
         def __init__(self, weights, audio):
             self.p = Predictor(weights, audio=audio, precision="fp32", input_size=SMALL_INPUT)
 
@@ -851,7 +924,7 @@ def test_write_output_writes_through_non_regular_files(tmp_path):
     got = []
     reader = threading.Thread(target=lambda: got.append(fifo.read_text()))
     reader.start()
-    E.write_output(link, '{"a": 1}\n')
+    write_output(link, '{"a": 1}\n')
     reader.join(timeout=10)
     assert got == ['{"a": 1}\n']
     assert link.is_symlink() and stat.S_ISFIFO(os.stat(fifo).st_mode)  # neither replaced
@@ -859,15 +932,15 @@ def test_write_output_writes_through_non_regular_files(tmp_path):
     target = tmp_path / "real.csv"
     target.write_text("old")
     (tmp_path / "alias.csv").symlink_to(target)
-    E.write_output(tmp_path / "alias.csv", "new\n")
+    write_output(tmp_path / "alias.csv", "new\n")
     assert (tmp_path / "alias.csv").is_symlink() and target.read_text() == "new\n"
     # a character device: written through (/dev/null stays a device)
-    E.write_output("/dev/null", "x")
+    write_output("/dev/null", "x")
     assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
     with pytest.raises(OutputError, match="is a folder"):
-        E.write_output(tmp_path, "x")
+        write_output(tmp_path, "x")
     with pytest.raises(OutputError, match="cannot write"):
-        E.write_output(tmp_path / "no" / "such" / "r.json", "x")
+        write_output(tmp_path / "no" / "such" / "r.json", "x")
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "alias.csv",
         "out.json",
@@ -929,7 +1002,7 @@ def test_partly_missing_annotations_warn(tmp_path):
         "a: 1 of 4 frames have no ground-truth files (the first: frame 3); they are skipped"
     ]
     assert res.unscored == [] and res.conventions["frames_missing"] == 1
-    assert "1 skipped (missing ground truth)" in res.caption()
+    assert "1 skipped (missing ground truth)" in caption(res)
 
 
 def test_missing_wav_names_the_expected_path(tmp_path):
@@ -954,9 +1027,9 @@ def test_single_split_caption_does_not_explain_split_all(tmp_path):
     root = tmp_path / "d"
     make_av_dataset(root, "DIEM", {"film": 3})
     res = E.evaluate("diem", root=root, baseline="center")
-    assert "split 'all'" not in res.caption() and "split 'all'" not in res.to_json()
+    assert "split 'all'" not in caption(res) and "split 'all'" not in res.to_json()
     res = E.evaluate("coutrot1", root=_coutrot(tmp_path), baseline="center")
-    assert "split 'all' = mean of the 3 splits" in res.caption()
+    assert "split 'all' = mean of the 3 splits" in caption(res)
 
 
 def _coutrot(tmp_path):
@@ -966,5 +1039,7 @@ def _coutrot(tmp_path):
 
 def test_negative_seed_is_a_usage_error(av):
     root, _ = av
-    with pytest.raises(UsageError, match="--seed"):
+    with pytest.raises(UsageError, match="seed must be a non-negative integer") as err:
         E.evaluate("coutrot2", root=root, baseline="center", seed=-1)
+    assert err.value.option == "seed"
+    assert err.value.spelled(flag_of) == "--seed must be a non-negative integer, not -1"

@@ -14,8 +14,11 @@ from test_datasets import make_av_dataset
 from typer.testing import CliRunner
 
 from salcli.cli import app
+from salcli.cli._console import flag_of
+from salcli.cli.evaluate import caption
 from salcli.errors import UsageError
 from salcli.evaluation import evaluate as E
+from salcli.evaluation.sources import PredictorRun
 from salcli.models.registry import STAVIS, VINET
 
 UNMAPPED = 8  # frames 1-8: STAViS's published procedure maps none of them
@@ -23,12 +26,14 @@ METRICS = ("cc", "nss", "auc_j", "sauc", "sim")  # what STAViS reports
 
 
 class FamilyPredictor:
-    """A predictor of a given family and warm-up whose maps are the frames' first channel
-    (so the scores do not depend on the warm-up: what is scored is what changes)."""
+    """A Predictor of a given family and warm-up (what ``PredictorRun`` reads of one) whose
+    maps are the frames' first channel (so the scores do not depend on the warm-up: what
+    is scored is what changes)."""
 
     def __init__(self, family, warmup: str, variant: str):
         self.family, self.warmup = family, warmup
         self.variant = family.variant(variant)
+        self.weights_path = None
 
     def iter_maps(self, source, *, fps=None, audio_path=None):
         for i, p in enumerate(sorted(source.iterdir())):
@@ -43,7 +48,8 @@ def diem(tmp_path):
 
 
 def _evaluate(root, predictor, **kw):
-    return E.evaluate("diem", root=root, predictor=predictor, metrics=METRICS, **kw)
+    run = PredictorRun(predictor)
+    return E.evaluate("diem", root=root, predictor=run, metrics=METRICS, **kw)
 
 
 def test_reference_warmup_leaves_the_published_unmapped_frames_unscored(diem):
@@ -65,12 +71,12 @@ def test_reference_warmup_leaves_the_published_unmapped_frames_unscored(diem):
     assert c["frames_scored"] == 12 - UNMAPPED and c["frames_skipped"] == UNMAPPED + 6
     assert "frames 1-8" in c["unmapped_rule"] and "STAViS" in c["unmapped_rule"]
     assert c["source"] == "model (STAViS (audio-visual), audio)"
-    assert "14 not scored" in ref.caption() and "--warmup reference" in ref.caption()
+    assert "14 not scored" in caption(ref) and "--warmup reference" in caption(ref)
     doc = json.loads(ref.to_json())
     assert doc["videos"]["short"]["skipped"] == 6 and doc["videos"]["short"]["cc"] is None
     m = mirror.conventions
     assert m["warmup"] == "mirror" and m["frames_unmapped"] == 0
-    assert m["unmapped_rule"].startswith("none") and "not scored" not in mirror.caption()
+    assert m["unmapped_rule"].startswith("none") and "not scored" not in caption(mirror)
 
 
 def test_a_family_that_maps_every_frame_keeps_them_all(diem):
@@ -82,15 +88,18 @@ def test_a_family_that_maps_every_frame_keeps_them_all(diem):
 
 
 def test_model_options_are_usage_errors_where_they_do_not_apply(diem, tmp_path):
-    with pytest.raises(UsageError, match="--warmup 'sideways'"):
+    with pytest.raises(UsageError, match="warmup 'sideways'") as err:
         E.evaluate("diem", root=diem, weights="w.pth", warmup="sideways")
-    with pytest.raises(UsageError, match="--precision 'fp8'"):
+    assert err.value.spelled(flag_of).startswith("--warmup 'sideways'")
+    with pytest.raises(UsageError, match="precision 'fp8'") as err:
         E.evaluate("diem", root=diem, weights="w.pth", precision="fp8")
-    with pytest.raises(UsageError, match="--predictions"):
+    assert err.value.spelled(flag_of).startswith("--precision 'fp8'")
+    with pytest.raises(UsageError, match="do not apply to predictions") as err:
         E.evaluate("diem", root=diem, predictions=tmp_path, warmup="reference")
+    assert err.value.spelled(flag_of).endswith("do not apply to --predictions")
+    vinet = PredictorRun(FamilyPredictor(VINET, "mirror", "vinet"))
     with pytest.raises(UsageError, match="predictor"):
-        E.evaluate("diem", root=diem, predictor=FamilyPredictor(VINET, "mirror", "vinet"),
-                   warmup="reference")  # fmt: skip
+        E.evaluate("diem", root=diem, predictor=vinet, warmup="reference")
 
 
 def test_options_reach_the_predictor_factory(diem):
@@ -98,7 +107,8 @@ def test_options_reach_the_predictor_factory(diem):
 
     def factory(weights, audio, **options):
         made.append((weights, audio, options))
-        return FamilyPredictor(STAVIS, options.get("warmup", "mirror"), "stavis-audiovisual")
+        warmup = options.get("warmup", "mirror")
+        return PredictorRun(FamilyPredictor(STAVIS, warmup, "stavis-audiovisual"))
 
     res = E.evaluate("diem", root=diem, weights="audiovisual_split{split}_save_60.pth",
                      audio=True, warmup="reference", precision="fp32",

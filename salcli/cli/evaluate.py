@@ -1,21 +1,53 @@
 """``salcli evaluate``: score predictions (or the model, or a baseline) on a dataset.
 
-``register(app)`` adds the command to the main Typer app (salcli/cli.py calls it).
+The command draws what the library reports: the progress of ``evaluate`` (its
+``on_progress``) as a "videos" bar and a bar over the current video's frames, then the
+results table with the conventions as its caption. ``register(app)`` adds the command
+to the main Typer app (``salcli.cli`` calls it).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import math
+import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from salcli.cli import _console
 from salcli.cli._console import exits
+from salcli.cli._progress import Bar, Bars
 from salcli.errors import EXIT_FAILED, UsageError
 from salcli.options import ClusterOptions
 
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from salcli.evaluation.report import EvalResult
+    from salcli.evaluation.scoring import EvalProgress
+
 MAX_TABLE_WIDTH = 160  # columns: the widest the results table is printed
 DATASET_NAMES = "dhf1k, hollywood2, ucf, diem, coutrot1, coutrot2, avad, etmd, summe"
+METRIC_NAMES = {
+    "cc": "CC",
+    "nss": "NSS",
+    "auc_j": "AUC-J",
+    "sauc": "sAUC",
+    "sim": "SIM",
+    "kld": "KLD",
+    "auc_b": "AUC-B",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class _Flags:
+    """The options of ``evaluate`` whose flag is not their name (``_console.flag_of``
+    reads a table's ``flags``): the model's maps from a Ray cluster come with --ray."""
+
+    model_source: Any = dataclasses.field(default=None, metadata={"flags": ("--ray",)})
 
 
 def evaluate_command(
@@ -108,15 +140,16 @@ def evaluate_command(
     Exit codes: 0 every listed video scored; 1 a video had no ground truth (warned, the
     others scored and written) or the dataset / predictions are unusable; 2 bad usage;
     3 weights missing or unusable; 130 interrupted."""
-    from salcli.evaluation.evaluate import evaluate, is_stdout, write_output
+    from salcli.evaluation.evaluate import evaluate
+    from salcli.evaluation.report import is_stdout, write_output
 
     outputs = [(o, f) for o, f in ((json_out, "json"), (csv_out, "csv")) if o is not None]
     to_stdout = [o for o, _ in outputs if is_stdout(o)]
-    with exits(ClusterOptions):
+    with exits(ClusterOptions, _Flags):
         if len(to_stdout) > 1:
             raise UsageError("--json and --csv cannot both go to standard output")
         model_source, connected = _on_cluster(cluster, maps_dir, _console.warn)
-        with connected:
+        with connected, Bars(not quiet and sys.stderr.isatty()) as bars:
             result = evaluate(
                 dataset,
                 root=root,
@@ -129,30 +162,135 @@ def evaluate_command(
                 seed=seed,
                 fps=fps,
                 skip_empty=skip_empty,
-                quiet=quiet,
-                on_warning=_console.warn,
                 warmup=warmup,
                 precision=precision,
                 model_source=model_source,
+                on_warning=_console.warn,
+                on_progress=_progress(bars) if bars.enabled else None,
             )
         for out, fmt in outputs:
             write_output(out, result.to_json() if fmt == "json" else result.to_csv())
-    if not quiet:
-        from rich.console import Console
-
-        # the table goes to stderr when the results themselves go to stdout; wider than
-        # the terminal (or a pipe's 80 columns) rather than fold the cells
-        console = Console(stderr=bool(to_stdout))
-        need = result.table_width()
-        if need > console.width:
-            console = Console(stderr=bool(to_stdout), width=min(need, MAX_TABLE_WIDTH))
-        console.print(result.table())
+    if not quiet:  # to stderr when the results themselves go to stdout
+        _print_table(result, stderr=bool(to_stdout))
     if result.unscored:
         _console.say(
             f"salcli: {len(result.unscored)} video(s) without ground truth not scored: "
             + ", ".join(result.unscored)
         )
         raise typer.Exit(EXIT_FAILED)
+
+
+def _progress(bars: Bars) -> Callable[[EvalProgress], None]:
+    """``evaluate``'s ``on_progress``: a "videos" bar over every split's videos, and a
+    bar over the frames of the video being scored (first in each split: over the videos
+    whose fixations are read), both added when the scoring starts."""
+    shown: list[Bar] = []
+
+    def update(p: EvalProgress) -> None:
+        if not shown:
+            shown.append(bars.add("videos", total=p.videos_total))
+            shown.append(bars.add("frames", total=0))
+        videos, frames = shown
+        videos.update(completed=p.videos_done)
+        if p.frames_done == 0:  # a new step
+            name = p.video if p.video is not None else "reading fixations"
+            frames.reset(total=p.frames_total, description=name)
+        else:
+            frames.update(completed=p.frames_done)
+
+    return update
+
+
+# --- the results table -------------------------------------------------------------
+
+
+def _print_table(result: EvalResult, *, stderr: bool) -> None:
+    """The table, wider than the terminal (or a pipe's 80 columns) rather than fold the
+    cells."""
+    from rich.console import Console
+
+    console = Console(stderr=stderr)
+    need = table_width(result)
+    if need > console.width:
+        console = Console(stderr=stderr, width=min(need, MAX_TABLE_WIDTH))
+    console.print(table(result))
+
+
+def caption(result: EvalResult) -> str:
+    """The conventions in a few lines: the table's caption."""
+    from salcli.evaluation.protocols import PROTOCOLS
+
+    c = result.conventions
+    empty, scored = c["frames_empty"], c["empty_frames"] == "scored"
+    if not empty:
+        empties = ""
+    elif scored:
+        empties = (
+            f", {empty} of them without fixations (SIM and KLD kept, CC, NSS and AUCs "
+            "NaN, as the benchmark's loop; --skip-empty skips them)"
+        )
+    else:
+        empties = f"; {empty} without fixations skipped (--score-empty scores them)"
+    missing = c["frames_missing"]
+    missing_text = f"; {missing} skipped (missing ground truth)" if missing else ""
+    unmapped = c.get("frames_unmapped", 0)
+    if unmapped:
+        missing_text += (
+            f"; {unmapped} not scored (the first frames of each video, which the "
+            "published procedure never maps: --warmup reference)"
+        )
+    return (
+        f"protocol {result.protocol}: {c['aggregation']}. sAUC negatives: "
+        f"{PROTOCOLS[result.protocol].sauc_short}. Predictions: {c['predictions']} "
+        f"({c['source']}; colour: first channel), resized as floats with MATLAB "
+        f"imresize where sizes differ ({c['frames_resized']} frames). Seed {c['seed']}, "
+        f"one random stream per video, frame and metric. {c['frames_scored']} frames scored"
+        f"{empties}{missing_text}."
+    )
+
+
+def table_width(result: EvalResult) -> int:
+    """Columns the table needs with no cell folded (cells + padding + borders)."""
+    names = [result.video_key(v) for v in result.videos] + ["overall", "split 1"]
+    widths = [max(len("video"), *map(len, names)), len("frames") + 2]
+    widths += [max(len(METRIC_NAMES[m]), 7) for m in result.metrics]  # "-0.1234"
+    return sum(w + 3 for w in widths) + 1
+
+
+def table(result: EvalResult, *, videos: bool = True) -> Table:
+    """A rich Table: one row per video, then the overall row; conventions as caption."""
+    from rich.table import Table
+
+    t = Table(
+        title=f"{result.dataset} - split {result.split}",
+        caption=caption(result),
+        caption_justify="left",
+    )
+    t.add_column("video", overflow="fold")
+    t.add_column("frames", justify="right", no_wrap=True)
+    for m in result.metrics:  # numbers are never cut: the video column folds instead
+        t.add_column(METRIC_NAMES[m], justify="right", no_wrap=True)
+    if videos:
+        for v in result.videos:
+            t.add_row(
+                result.video_key(v), str(v.frames), *(_fmt(v.scores[m]) for m in result.metrics)
+            )
+    if len(result.splits) > 1:
+        for s, sc in result.splits.items():
+            n = result.split_counts(s)[0]
+            t.add_row(f"split {s}", str(n), *(_fmt(sc[m]) for m in result.metrics), style="italic")
+    t.add_row(
+        "overall",
+        str(result.conventions["frames_scored"]),
+        *(_fmt(result.overall[m]) for m in result.metrics),
+        style="bold",
+        end_section=True,
+    )
+    return t
+
+
+def _fmt(x: float) -> str:
+    return "-" if x is None or not math.isfinite(x) else f"{x:.4f}"
 
 
 def _on_cluster(cluster: dict, maps_dir: Path | None, warn):

@@ -39,7 +39,6 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 from salcli import errors
@@ -55,7 +54,16 @@ from salcli.errors import (
     one_line,
     os_reason,
 )
+from salcli.evaluation.sources import (
+    H5_DATASET,
+    ModelRun,
+    ModelSource,
+    h5_maps,
+    published_unmapped,
+)
 from salcli.inference.predictor import Predictor, VideoResult
+from salcli.media.records import clean_stale_temps, remove_record
+from salcli.media.writers import output_paths
 from salcli.models.registry import family_of
 from salcli.options import RAY_LOCAL, ClusterOptions, PredictOptions
 from salcli.testing import FAULT_ENV, FAULT_FRAME, strike
@@ -256,8 +264,6 @@ class VideoWorker:
         """What this worker runs, or its start-up error (``{"error": ...}``). ``after``:
         the video its previous process died on: its temporaries are removed first."""
         if after is not None:
-            from salcli.media.records import clean_stale_temps
-
             clean_stale_temps(after.out_dir, after.stem)
         if self.predictor is None:
             return {"error": self._error}
@@ -691,8 +697,8 @@ def _as_given(result: VideoResult, sent: Job, job: Job) -> VideoResult:
 # --- evaluate's model on the cluster -----------------------------------------------------
 
 
-class ClusterModel:
-    """A model on the cluster with what ``evaluate.ModelSource`` asks of a predictor:
+class ClusterModel(ModelRun):
+    """A model on the cluster as ``salcli evaluate`` runs it (a ``ModelRun``):
     ``iter_maps(frames, fps=, audio_path=)`` yields (index, map), here read back from
     the HDF5 stack (float32: the maps as computed) a worker wrote into ``maps_dir``.
     ``prepare`` hands the workers a split's videos ahead of the scoring
@@ -734,11 +740,13 @@ class ClusterModel:
             raise
         self.maps_dir = Path(maps_dir)
         info = self.cluster.info
-        self.weights_path = info["weights"] or None  # what ModelSource's description names
-        # what evaluate's ModelSource reads: the label, and the family and warm-up that
-        # leave a published warm-up's frames unscored
+        self.weights_path = info["weights"] or None
         self.family, self.variant = family_of(info["variant"])
+        self.label = self.variant.label
+        self.family_label = self.family.label
         self.warmup = info.get("warmup")
+        # a published warm-up leaves the first frames its procedure never maps unscored
+        self.unmapped = published_unmapped(self.family, self.warmup)
         self._queue: deque[Work] = deque()
         self._works: dict[Path, Work] = {}
         self._results: dict[Path, VideoResult] = {}
@@ -773,10 +781,6 @@ class ClusterModel:
     def iter_maps(
         self, frames: str | Path, *, fps: float | None = None, audio_path: str | Path | None = None
     ) -> Iterator[tuple[int, Any]]:
-        from salcli.evaluation.evaluate import H5_DATASET, DiskSource
-        from salcli.media.records import remove_record
-        from salcli.media.writers import output_paths
-
         key = Path(frames)
         self.prepare([(key, fps, None if audio_path is None else Path(audio_path))])
         result = self._result(key)
@@ -785,8 +789,7 @@ class ClusterModel:
             raise InputError(result.error or f"{key}: failed on the cluster")
         stack = output_paths("h5", work.job.out_dir, work.job.stem)[0]
         try:
-            # a one-video stack read through an item named as its dataset
-            yield from DiskSource(stack).maps(SimpleNamespace(name=H5_DATASET), (0, 0))
+            yield from h5_maps(stack, H5_DATASET, whole_file=True)  # a one-video stack
         finally:
             if self._temporary:
                 stack.unlink(missing_ok=True)
@@ -806,34 +809,22 @@ def model_source(
     *,
     options: PredictOptions | None = None,
     on_warning: Callable[[str], None] | None = None,
-) -> Callable[..., Any]:
-    """``salcli.evaluation.evaluate.evaluate``'s ``model_source``: each model (one, or one per
-    split) a ``ClusterModel`` behind an ``evaluate.ModelSource``; a split's maps go to
+) -> Callable[..., ModelSource]:
+    """``salcli.evaluation.evaluate.evaluate``'s ``model_source``: each model (one, or one
+    per split) a ``ClusterModel`` behind a ``ModelSource``; a split's maps go to
     ``maps_dir/split<name>`` when each split has its own model. ``options``: how the
     workers run the model [default: as evaluate runs it, ``PredictOptions()``]."""
-    from salcli.evaluation.evaluate import ModelSource
-
-    class _Source(ModelSource):
-        def prepare(self, items: list) -> None:
-            self.predictor.prepare(
-                (item.frames, item.fps or self.fps, item.wav if self.audio else None)
-                for item in items
-                if Path(item.frames).is_dir() and (item.wav is not None or not self.audio)
-            )
-
-        def close(self) -> None:
-            self.predictor.close()
 
     def make(
         weights: str | Path | None, audio: bool, fps: float | None, split: str | None, **run: Any
-    ):
+    ) -> ModelSource:
         where = None
         if maps_dir is not None:
             where = Path(maps_dir) / f"split{split}" if split is not None else Path(maps_dir)
         # ``run``: evaluate's own model options (--warmup, --precision)
         opts = (options or PredictOptions()).replace(**run) if run else options
         model = ClusterModel(cluster, weights, audio, where, options=opts, on_warning=on_warning)
-        return _Source(model, audio=audio, fps=fps)
+        return ModelSource(model, audio=audio, fps=fps)
 
     return make
 

@@ -26,15 +26,15 @@ v7.3 (HDF5, read with h5py; MATLAB stores arrays column-major, so they come back
 transposed and are turned back). Density maps are returned as float64 on MATLAB's
 ``im2double`` scale ([0, 1] for 8-bit images).
 
-The data root: ``--root``, else the environment variable ``SALCLI_DATA``, else
+The data root: ``root``, else the environment variable ``SALCLI_DATA``, else
 ``$XDG_DATA_HOME/salcli`` (``~/.local/share/salcli``). The dataset is looked for as
 ``<root>/<DS-folder>`` (e.g. ``DIEM``, or the folder holding ``video_frames`` for the
 audio-visual sets) or as the root itself. A folder that has some of the layout's
 top-level folders but not what scoring needs is reported with what is missing.
 
 A video whose ground truth is missing (no annotation folder, or no annotation files)
-is still listed, with ``VideoItem.problem`` saying what is missing; salcli.evaluation.evaluate
-warns about it and does not score it.
+is still listed, with ``VideoItem.problem`` saying what is missing; the scoring
+(salcli.evaluation.scoring) warns about it and does not score it.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ from pathlib import Path
 
 import numpy as np
 
-from salcli.errors import DatasetError, UsageError
+from salcli.errors import DatasetError, OptionError, UsageError, escape
 
 DATA_ENV = "SALCLI_DATA"  # environment variable naming the data root
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
@@ -67,10 +67,10 @@ AUDIO_VISUAL = "av"
 class DatasetSpec:
     """What salcli knows of one published dataset."""
 
-    name: str  # salcli's name (--dataset)
+    name: str  # salcli's name (evaluate's dataset)
     layout: str  # FRAME_FOLDER or AUDIO_VISUAL
     folders: tuple[str, ...]  # folder names on disk, the published one first
-    protocol: str  # "dhf1k" or "av" (see salcli.evaluation.evaluate)
+    protocol: str  # "dhf1k" or "av" (see salcli.evaluation.protocols)
     splits: tuple[str, ...]  # the evaluable splits
     fps: float | None = None  # frame rate of the frame-folder sets (no fold list)
 
@@ -297,11 +297,12 @@ class Dataset:
         if split in (None, "all"):
             return list(spec.splits) if single else list(SPLITS_AV)
         if split not in SPLITS_AV:
-            raise UsageError(f"--split must be 1, 2, 3 or all, not {split!r}")
+            raise OptionError("split", f"must be 1, 2, 3 or all, not {split!r}")
         if single and split != "1":
             raise UsageError(
-                f"{self.name} has a single split; use --split 1 or all (or weights with "
-                "a {split} placeholder: its one test list scored with each split's model)"
+                f"{self.name} has a single split; use {{split}} 1 or all (or weights with "
+                "a {{split}} placeholder: its one test list scored with each split's model)",
+                options=("split",),
             )
         return [split]
 
@@ -490,6 +491,6 @@ def locate(spec: DatasetSpec, root: str | Path | None = None) -> Path:
         missing = _what_is_missing(spec, c)
         if missing:
             raise DatasetError(f"dataset {spec.name} is incomplete: {missing}")
-    how = "" if root is not None else f" (no --root: from ${DATA_ENV} or the user data folder)"
-    looked = ", ".join(str(c) for c in candidates[:1] + candidates[-1:])
-    raise DatasetError(f"dataset {spec.name} not found: looked in {looked}{how}")
+    how = "" if root is not None else f" (no {{root}}: from ${DATA_ENV} or the user data folder)"
+    looked = escape(", ".join(str(c) for c in candidates[:1] + candidates[-1:]))
+    raise DatasetError(f"dataset {spec.name} not found: looked in {looked}{how}", options=("root",))

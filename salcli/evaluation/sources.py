@@ -1,0 +1,296 @@
+"""Where the maps to score come from: a ``Source`` yields, video by video, the maps of its
+frames (0-based index, (H, W) map).
+
+- ``DiskSource``: predictions on disk, per-video PNG folders ``DIR/<video>/0001.png ...``
+  or HDF5 stacks ``DIR/<video>.h5`` with dataset ``saliency`` (N, H, W), as ``salcli
+  predict`` writes them, or one ``.h5`` file with a dataset per video;
+- ``ModelSource``: a model run over each test video's frame folder (and its wav with
+  ``audio``). The model is a ``ModelRun``: a salcli ``Predictor`` (``PredictorRun``), the
+  cluster's ``salcli.corpus.cluster.ClusterModel``, or any subclass;
+- ``CenterSource``: the centre baseline, one centred Gaussian for every frame.
+
+A prediction is read as the MATLAB scripts read it (:func:`read_prediction`); the
+``kinds`` of a source say what it gave ("8-bit images", "16-bit images", "floats").
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Generator, Iterable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from salcli.errors import InputError, NoAudioError
+from salcli.evaluation.datasets import VideoItem, sorted_frames
+
+if TYPE_CHECKING:
+    from salcli.inference.predictor import Predictor
+    from salcli.models.registry import ModelFamily
+
+CENTER_SIGMA_FRACTION = 0.25  # centre baseline: sigma per axis, as a fraction of that side
+H5_CHUNK = 16  # frames read from an HDF5 stack at a time
+H5_DATASET = "saliency"  # dataset name in the HDF5 stacks salcli predict writes
+REFERENCE_WARMUP = "reference"  # the warm-up policy of the published procedures
+
+Maps = Iterator[tuple[int, np.ndarray]]  # (0-based frame index, (H, W) map)
+MapStream = Generator[tuple[int, np.ndarray], None, None]  # the same, closable
+
+
+# --- the model ---------------------------------------------------------------------
+
+
+class ModelRun(ABC):
+    """A model as evaluate runs it: its maps of a frame folder, and what the conventions
+    say of it. A subclass sets the attributes that apply to it."""
+
+    label: str | None = None  # the model for people, "AViNet (bilinear)"; None: not known
+    family_label: str = ""  # its family, "STAViS"
+    weights_path: str | Path | None = None  # the checkpoint it runs, when known
+    warmup: str | None = None  # its warm-up policy, when known
+    unmapped: int = 0  # first frames of each video it leaves unscored (published_unmapped)
+
+    @abstractmethod
+    def iter_maps(
+        self, frames: Path, *, fps: float | None = None, audio_path: Path | None = None
+    ) -> Maps:
+        """(0-based index, (H, W) map) for the frames of the folder ``frames``."""
+
+    def prepare(  # noqa: B027 - a hook: nothing by default
+        self, videos: Iterable[tuple[Path, float | None, Path | None]]
+    ) -> None:
+        """(frames, fps, audio) of the videos whose maps will be asked for, in that order:
+        a model that computes ahead starts here. Nothing by default."""
+
+    def close(self) -> None:  # noqa: B027 - a hook: nothing by default
+        """Release what the run holds. Nothing by default."""
+
+
+def published_unmapped(family: ModelFamily, warmup: str | None) -> int:
+    """The first frames of each video that ``family``'s published procedure gives no map
+    (``ModelFamily.published_unmapped``) when run under ``warmup``: those of the
+    published warm-up ("reference") only."""
+    return int(family.published_unmapped) if warmup == REFERENCE_WARMUP else 0
+
+
+class PredictorRun(ModelRun):
+    """A salcli ``Predictor`` (salcli.inference.predictor) as evaluate runs it."""
+
+    def __init__(self, predictor: Predictor):
+        self.predictor = predictor
+        self.label = predictor.variant.label
+        self.family_label = predictor.family.label
+        self.weights_path = predictor.weights_path
+        self.warmup = predictor.warmup
+        self.unmapped = published_unmapped(predictor.family, predictor.warmup)
+
+    def iter_maps(
+        self, frames: Path, *, fps: float | None = None, audio_path: Path | None = None
+    ) -> Maps:
+        return self.predictor.iter_maps(frames, fps=fps, audio_path=audio_path)
+
+
+def make_predictor(weights: str | Path | None, audio: bool, **options: Any) -> Predictor:
+    """A salcli ``Predictor`` (imported here: torch loads only when a model is needed);
+    ``options``: those of ``Predictor`` evaluate passes on (``warmup``, ``precision``).
+    The one place evaluate builds a model (``evaluate``'s default ``predictor_factory``)."""
+    from salcli.inference.predictor import Predictor
+
+    return Predictor(weights, audio=audio, **options)
+
+
+def as_model_run(model: Predictor | ModelRun) -> ModelRun:
+    """``model`` as a ``ModelRun``: a salcli ``Predictor`` through ``PredictorRun``."""
+    if isinstance(model, ModelRun):
+        return model
+    from salcli.inference.predictor import Predictor
+
+    if isinstance(model, Predictor):
+        return PredictorRun(model)
+    raise TypeError(f"a model to score is a Predictor or a ModelRun, not {type(model).__name__}")
+
+
+def model_label(audio: bool, label: str | None = None) -> str:
+    """How the conventions name a model run: its family and variant when known (e.g.
+    "AViNet (bilinear)"), else what ``audio`` implies ("AViNet" / "ViNet")."""
+    if label is None:
+        label = "AViNet" if audio else "ViNet"
+    return f"model ({label}, {'audio' if audio else 'visual only'})"
+
+
+# --- sources -----------------------------------------------------------------------
+
+
+class Source(ABC):
+    """Where the maps come from. ``maps(item, shape)`` yields (0-based index, map) for
+    the frames of one video (``shape``: its ground truth's (H, W))."""
+
+    description: str = ""  # how the conventions name it ("predictions DIR", ...)
+    label: str = ""  # the same without the weights of a model
+    warmup: str | None = None  # the model run's warm-up policy; None: not a model run
+    unmapped: int = 0  # first frames of each video left unscored (no published map)
+    unmapped_by: str = ""  # whose published procedure maps none of them ("STAViS")
+
+    def __init__(self) -> None:
+        self.kinds: set[str] = set()  # "8-bit images", "16-bit images", "floats"
+
+    @abstractmethod
+    def maps(self, item: VideoItem, shape: tuple[int, int]) -> MapStream:
+        """(0-based index, map) of the frames of ``item``, as a generator (the scoring
+        closes it when it stops reading)."""
+
+    def prepare(self, items: list[VideoItem]) -> None:  # noqa: B027 - a hook
+        """The videos of a split (those with ground truth), in the order their maps
+        will be asked for: a source that computes ahead starts here. Nothing by default."""
+
+    def close(self) -> None:  # noqa: B027 - a hook: nothing by default
+        """Release what the source holds."""
+
+
+def _kind(dtype: np.dtype) -> str:
+    if dtype == np.uint8:
+        return "8-bit images"
+    if dtype == np.uint16:
+        return "16-bit images"
+    return "floats"
+
+
+def read_prediction(path: str | Path) -> np.ndarray:
+    """A prediction image as the MATLAB scripts read it: (H, W) of its stored dtype, the
+    first channel (red) of a colour image (``I(:, :, 1)``), alpha ignored."""
+    import cv2
+
+    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise InputError(f"{path}: not a readable prediction image")
+    if img.ndim == 3:
+        img = img[:, :, 2] if img.shape[2] >= 3 else img[:, :, 0]  # OpenCV keeps BGR(A)
+    return img
+
+
+def h5_maps(path: Path, name: str, *, whole_file: bool, kinds: set[str] | None = None) -> MapStream:
+    """The maps of video ``name`` in the HDF5 file ``path``: a per-video stack (dataset
+    ``saliency``), or, ``whole_file``, the file's dataset named ``name`` (or the
+    ``saliency`` of its group ``name``; else its one ``saliency`` stack). ``kinds`` gets
+    the stack's kind."""
+    import h5py
+
+    try:
+        f = h5py.File(str(path), "r")
+    except OSError:
+        raise InputError(f"{path}: not a readable HDF5 file") from None
+    with f:
+        if not whole_file:
+            ds = f.get(H5_DATASET)
+        elif name in f:
+            ds = f[name]
+            if isinstance(ds, h5py.Group):
+                ds = ds.get(H5_DATASET)
+        else:
+            ds = f.get(H5_DATASET)  # a single-video stack
+        if not isinstance(ds, h5py.Dataset) or ds.ndim != 3:
+            raise InputError(f"{path}: no (N, H, W) dataset '{H5_DATASET}' for {name}")
+        if kinds is not None:
+            kinds.add(_kind(ds.dtype))
+        for start in range(0, ds.shape[0], H5_CHUNK):
+            block = ds[start : start + H5_CHUNK]  # (n, H, W)
+            for k in range(block.shape[0]):
+                yield start + k, block[k]
+
+
+class DiskSource(Source):
+    """Predictions on disk: a folder of ``<video>/`` PNG folders or ``<video>.h5`` stacks,
+    or one ``.h5`` file with a dataset (or group with ``saliency``) per video."""
+
+    def __init__(self, path: str | Path):
+        super().__init__()
+        self.path = Path(path)
+        if not self.path.exists():
+            raise InputError(f"{self.path}: no such predictions folder or file")
+        self.description = self.label = f"predictions {self.path}"
+
+    def maps(self, item: VideoItem, shape: tuple[int, int]) -> MapStream:
+        if self.path.is_file():
+            yield from h5_maps(self.path, item.name, whole_file=True, kinds=self.kinds)
+            return
+        folder = self.path / item.name
+        h5 = self.path / f"{item.name}.h5"
+        if folder.is_dir():
+            files = sorted_frames(folder)
+            if not files:
+                raise InputError(f"{folder}: no prediction images")
+            for i, p in enumerate(files):
+                arr = read_prediction(p)
+                self.kinds.add(_kind(arr.dtype))
+                yield i, arr
+        elif h5.is_file():
+            yield from h5_maps(h5, item.name, whole_file=False, kinds=self.kinds)
+        else:
+            raise InputError(f"no predictions for video {item.name} in {self.path}")
+
+
+class ModelSource(Source):
+    """The maps of ``run`` over each test video's frame folder (and its wav with
+    ``audio``); ``fps``: the frame rate of a video whose list gives none."""
+
+    def __init__(self, run: ModelRun, *, audio: bool = False, fps: float | None = None):
+        super().__init__()
+        self.run = run
+        self.audio = audio
+        self.fps = fps
+        self.label = model_label(audio, run.label)
+        weights = run.weights_path
+        self.description = self.label + (f", weights {weights}" if weights else "")
+        self.warmup = run.warmup
+        self.unmapped = run.unmapped
+        self.unmapped_by = run.family_label
+
+    def prepare(self, items: list[VideoItem]) -> None:
+        """Hands the run the videos it can run on (a frame folder, and a wav with
+        ``audio``)."""
+        self.run.prepare(
+            (item.frames, item.fps or self.fps, item.wav if self.audio else None)
+            for item in items
+            if Path(item.frames).is_dir() and (item.wav is not None or not self.audio)
+        )
+
+    def maps(self, item: VideoItem, shape: tuple[int, int]) -> MapStream:
+        wav = None
+        if self.audio:
+            if item.wav is None:
+                where = item.wav_expected or "this dataset has no audio"
+                raise NoAudioError(f"{item.name}: no audio file ({where})")
+            wav = item.wav
+        if not Path(item.frames).is_dir():
+            raise InputError(f"{item.name}: no frame folder {item.frames} to run the model on")
+        for index, m in self.run.iter_maps(item.frames, fps=item.fps or self.fps, audio_path=wav):
+            self.kinds.add(_kind(np.asarray(m).dtype))
+            yield index, m
+
+    def close(self) -> None:
+        self.run.close()
+
+
+def center_map(shape: tuple[int, int]) -> np.ndarray:
+    """The centre baseline: a Gaussian centred on the frame, sigma per axis =
+    ``CENTER_SIGMA_FRACTION`` of that axis' length, peak 1. (H, W) float64."""
+    h, w = shape
+    y = (np.arange(h) - (h - 1) / 2.0) / (CENTER_SIGMA_FRACTION * h)
+    x = (np.arange(w) - (w - 1) / 2.0) / (CENTER_SIGMA_FRACTION * w)
+    return np.exp(-0.5 * y[:, None] ** 2) * np.exp(-0.5 * x[None, :] ** 2)
+
+
+class CenterSource(Source):
+    """A centre-bias baseline: the same centred Gaussian for every frame."""
+
+    description = label = (
+        f"baseline: centred Gaussian, sigma = {CENTER_SIGMA_FRACTION} x height, "
+        f"{CENTER_SIGMA_FRACTION} x width"
+    )
+
+    def maps(self, item: VideoItem, shape: tuple[int, int]) -> MapStream:
+        self.kinds.add("floats")
+        m = center_map(shape)
+        for i in range(item.n_frames):
+            yield i, m

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-from fractions import Fraction
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
+from helpers import DATA, use_fast_model, write_video
 
 torch.set_num_threads(2)
-
-DATA = Path(__file__).parent / "data"
-SMALL_INPUT = (32, 64)  # (H, W) model input used by the fast end-to-end tests
 
 
 @pytest.fixture(autouse=True)
@@ -38,100 +34,6 @@ def _auto_precision_is_fp32_on_every_cpu(monkeypatch):
     import salcli.inference.hardware
 
     monkeypatch.setattr(salcli.inference.hardware, "cpu_has_native_bf16", lambda: False)
-
-
-def moving_frames(n: int, height: int, width: int, seed: int = 0) -> list[np.ndarray]:
-    """n RGB frames of a bright square moving over a textured background."""
-    rng = np.random.default_rng(seed)
-    base = rng.integers(0, 80, size=(height, width, 3), dtype=np.uint8)
-    frames = []
-    side = max(2, min(height, width) // 4)
-    for i in range(n):
-        f = base.copy()
-        x = (i * 3) % max(1, width - side)
-        y = (i * 2) % max(1, height - side)
-        f[y : y + side, x : x + side] = (250, 240, 200)
-        frames.append(f)
-    return frames
-
-
-def write_video(
-    path: Path,
-    n_frames: int = 40,
-    size: tuple[int, int] = (48, 64),
-    fps: int = 25,
-    *,
-    codec: str = "mpeg4",
-    pix_fmt: str = "yuv420p",
-    audio_rate: int | None = None,
-    audio_layout: str = "stereo",
-    tone_hz: float = 440.0,
-) -> Path:
-    """Encode a small test video (and optionally a sine soundtrack) with PyAV."""
-    import av
-
-    h, w = size
-    with av.open(str(path), "w") as out:
-        vs = out.add_stream(codec, rate=fps)
-        vs.width, vs.height, vs.pix_fmt = w, h, pix_fmt
-        as_ = None
-        if audio_rate:
-            as_ = out.add_stream("aac", rate=audio_rate, layout=audio_layout)
-        for i, rgb in enumerate(moving_frames(n_frames, h, w)):
-            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
-            frame.pts = i
-            frame.time_base = Fraction(1, fps)
-            for pkt in vs.encode(frame):
-                out.mux(pkt)
-        for pkt in vs.encode():
-            out.mux(pkt)
-        if as_ is not None:
-            total = int(audio_rate * n_frames / fps)
-            t = np.arange(total) / audio_rate
-            mono = (0.3 * np.sin(2 * np.pi * tone_hz * t)).astype(np.float32)
-            channels = 2 if audio_layout == "stereo" else 1
-            block = 1024
-            for start in range(0, total, block):
-                chunk = np.tile(mono[start : start + block], (channels, 1))
-                af = av.AudioFrame.from_ndarray(chunk, format="fltp", layout=audio_layout)
-                af.sample_rate = audio_rate
-                af.pts = start
-                af.time_base = Fraction(1, audio_rate)
-                for pkt in as_.encode(af):
-                    out.mux(pkt)
-            for pkt in as_.encode():
-                out.mux(pkt)
-    return path
-
-
-def write_audio_only(path: Path, seconds: float = 0.5, rate: int = 16000) -> Path:
-    """A file with an AAC soundtrack of silence and no video stream."""
-    import av
-
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("aac", rate=rate, layout="mono")
-        for start in range(0, int(seconds * rate), 1024):
-            frame = av.AudioFrame.from_ndarray(
-                np.zeros((1, 1024), np.float32), format="fltp", layout="mono"
-            )
-            frame.sample_rate, frame.pts = rate, start
-            out.mux(stream.encode(frame))
-        out.mux(stream.encode())
-    return path
-
-
-def sub_app(register):
-    """A bare Typer app with one of salcli's command modules registered on it."""
-    import typer
-
-    app = typer.Typer()
-
-    @app.callback()
-    def main() -> None:
-        """test app"""
-
-    register(app)
-    return app
 
 
 @pytest.fixture
@@ -176,3 +78,9 @@ def stavis_checkpoint(tmp_path_factory) -> Path:
     manifest = load_manifest(DATA / "stavis_audiovisual.keys.json")
     torch.save(stavis_snapshot(manifest, tamed=True), path)
     return path
+
+
+@pytest.fixture
+def fast_model(monkeypatch) -> None:
+    """ViNet's forward pass replaced by a cheap stand-in (helpers.use_fast_model)."""
+    use_fast_model(monkeypatch)

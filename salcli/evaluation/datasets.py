@@ -1,6 +1,6 @@
 """Readers for the published saliency datasets, in the layouts they are distributed in.
 
-Two layouts (the README's "Evaluate" section draws both as trees):
+Two layouts (docs/evaluate.md, "Dataset layouts", draws both as trees):
 
 - frame folders (DHF1K and the processed Hollywood-2 / UCF-Sports)::
 

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from test_datasets import make_av_dataset
+from helpers import make_av_dataset
 from typer.testing import CliRunner
 
 from salcli.cli import app

@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from conftest import SMALL_INPUT
+from helpers import SMALL_INPUT
 from torch import nn
 
 from salcli.defaults import DEFAULT_BATCH_SIZE

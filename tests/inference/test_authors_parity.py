@@ -15,15 +15,14 @@ A trained checkpoint on a real clip is expected to be less sensitive to JPEG noi
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import DATA, write_video
+from helpers import DATA, REPO_ROOT, write_video
 
 pytest.importorskip("PIL")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
 
 import authors_pipeline as ap  # noqa: E402
 

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from conftest import SMALL_INPUT
+from helpers import SMALL_INPUT
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 

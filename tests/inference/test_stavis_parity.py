@@ -37,9 +37,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import REPO_ROOT
 
 pytest.importorskip("PIL")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
 
 import stavis_authors_pipeline as sap  # noqa: E402
 

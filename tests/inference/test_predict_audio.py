@@ -7,7 +7,7 @@ import json
 import h5py
 import numpy as np
 import pytest
-from conftest import SMALL_INPUT
+from helpers import SMALL_INPUT
 from typer.testing import CliRunner
 
 from salcli.cli import app

@@ -9,123 +9,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import cv2
-import h5py
 import numpy as np
 import pytest
 import scipy.io
-import soundfile
+from helpers import REPO_ROOT, H, W, make_av_dataset, make_frame_dataset, write_mat_v73
 
 from salcli.errors import DatasetError, UsageError
 from salcli.evaluation.datasets import Dataset, default_root, read_fixations, read_mat
-
-H, W = 12, 16  # pixels, frame size of the tiny datasets
-
-
-def gt_frame(rng: np.random.Generator, h: int = H, w: int = W, n_fix: int = 4):
-    """A fixation map (bool) and its blurred density (uint8, peak 255)."""
-    fix = np.zeros((h, w), dtype=bool)
-    fix.flat[rng.choice(h * w, size=n_fix, replace=False)] = True
-    dens = cv2.GaussianBlur(fix.astype(np.float64), (7, 7), 1.5)
-    dens = np.round(255 * dens / dens.max()).astype(np.uint8)
-    return fix, dens
-
-
-def write_mat_v73(path: Path, arr: np.ndarray, *, userblock: bool = False) -> None:
-    """A MATLAB v7.3 file as MATLAB writes it: HDF5, the variable as a dataset stored
-    column-major (so h5py sees the transpose); optionally MATLAB's 512-byte userblock."""
-    kw = {"userblock_size": 512} if userblock else {}
-    with h5py.File(path, "w", **kw) as f:
-        ds = f.create_dataset("eyeMap", data=np.ascontiguousarray(arr.T).astype(np.float64))
-        ds.attrs["MATLAB_class"] = np.bytes_("double")
-    if userblock:
-        header = b"MATLAB 7.3 MAT-file, Platform: GLNXA64, HDF5 schema 1.00 ."
-        with open(path, "r+b") as f:
-            f.write(header.ljust(116, b" "))
-
-
-def make_av_dataset(
-    root: Path,
-    folder: str = "Coutrot_db1",
-    videos: dict[str, int] | None = None,
-    *,
-    splits: tuple[str, ...] = ("1", "2", "3"),
-    mat: str = "v5",
-    fps: float = 25.0,
-    wav: bool = True,
-    empty: dict[str, list[int]] | None = None,
-    seed: int = 0,
-) -> dict[str, list[tuple[np.ndarray, np.ndarray]]]:
-    """Write an audio-visual dataset; return {video: [(fix bool, density uint8), ...]}."""
-    videos = videos or {"clip_a": 3, "clip_b": 4}
-    empty = empty or {}
-    rng = np.random.default_rng(seed)
-    truth: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
-    for name, n in videos.items():
-        fdir = root / "video_frames" / folder / name
-        adir = root / "annotations" / folder / name
-        (adir / "maps").mkdir(parents=True)
-        fdir.mkdir(parents=True)
-        truth[name] = []
-        for k in range(1, n + 1):
-            fix, dens = gt_frame(rng)
-            if k - 1 in empty.get(name, []):
-                fix[:] = False
-            truth[name].append((fix, dens))
-            frame = np.dstack([dens, 255 - dens, dens // 2])
-            cv2.imwrite(str(fdir / f"img_{k:05d}.jpg"), frame)
-            cv2.imwrite(str(adir / "maps" / f"eyeMap_{k:05d}.jpg"), dens)
-            matp = adir / f"fixMap_{k:05d}.mat"
-            if mat == "v5":
-                scipy.io.savemat(str(matp), {"eyeMap": fix.astype(np.uint8)})
-            else:
-                write_mat_v73(matp, fix.astype(np.float64), userblock=(mat == "v73ub"))
-        if wav:
-            adir2 = root / "video_audio" / folder / name
-            adir2.mkdir(parents=True)
-            t = np.arange(int(22050 * n / fps)) / 22050
-            soundfile.write(str(adir2 / f"{name}.wav"), 0.1 * np.sin(2 * np.pi * 440 * t), 22050)
-    lists = root / "fold_lists"
-    lists.mkdir(exist_ok=True)
-    lines = "".join(f"{name} {n} {fps}\n" for name, n in videos.items())
-    if folder == "DIEM":
-        (lists / "DIEM_list_test_fps.txt").write_text(lines)
-        (lists / "DIEM_list_train_fps.txt").write_text("other 10 30\n")
-    else:
-        for s in splits:
-            (lists / f"{folder}_list_test_{s}_fps.txt").write_text(lines)
-            (lists / f"{folder}_list_train_{s}_fps.txt").write_text("other 10 30\n")
-    return truth
-
-
-def make_frame_dataset(
-    base: Path,
-    videos: dict[str, int] | None = None,
-    *,
-    split: str = "val",
-    empty: dict[str, list[int]] | None = None,
-    seed: int = 1,
-    shape: tuple[int, int] = (H, W),
-) -> dict[str, list[tuple[np.ndarray, np.ndarray]]]:
-    """Write a DHF1K-style dataset under ``base`` (= ROOT)."""
-    videos = videos or {"0601": 3, "0602": 2}
-    empty = empty or {}
-    rng = np.random.default_rng(seed)
-    truth = {}
-    for name, n in videos.items():
-        vdir = base / split / name
-        for sub in ("images", "maps", "fixation"):
-            (vdir / sub).mkdir(parents=True)
-        truth[name] = []
-        for k in range(1, n + 1):
-            fix, dens = gt_frame(rng, *shape)
-            if k - 1 in empty.get(name, []):
-                fix[:] = False
-            truth[name].append((fix, dens))
-            cv2.imwrite(str(vdir / "images" / f"{k:04d}.png"), np.dstack([dens] * 3))
-            cv2.imwrite(str(vdir / "maps" / f"{k:04d}.png"), dens)
-            cv2.imwrite(str(vdir / "fixation" / f"{k:04d}.png"), fix.astype(np.uint8) * 255)
-    return truth
-
 
 # --- MAT files ---------------------------------------------------------------------
 
@@ -353,13 +243,13 @@ def test_diem_splits_with_a_model_per_split(tmp_path):
     assert item.split == "3" and item.name == "f"
 
 
-def test_layouts_are_documented_in_the_readme():
-    """The README's Evaluate section draws both layouts as trees, with the names the
-    readers look for; the module docs point there (not at a file outside the repo)."""
+def test_layouts_are_documented():
+    """docs/evaluate.md draws both layouts as trees, with the names the readers look
+    for; the module docs point there (not at a file outside the repo)."""
     import salcli.evaluation.datasets as D
 
-    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
-    section = readme[readme.index("## Evaluate") :]
+    page = (REPO_ROOT / "docs" / "evaluate.md").read_text(encoding="utf-8")
+    section = page[page.index("## Dataset layouts") :]
     section = section[: section.index("\n## ", 1)]
     for piece in ("└── val/", "├── images/", "├── maps/", "└── fixation/"):
         assert piece in section
@@ -371,4 +261,4 @@ def test_layouts_are_documented_in_the_readme():
         assert piece in section
     assert "eyeMap_00001.jpg" in section and "fixMap_00001.mat" in section
     assert "<DS>_list_test_{1,2,3}_fps.txt" in section and "DIEM_list_test_fps.txt" in section
-    assert "docs/conventions.md" not in D.__doc__ and "README" in D.__doc__
+    assert "docs/conventions.md" not in D.__doc__ and "docs/evaluate.md" in D.__doc__

@@ -17,7 +17,7 @@ import h5py
 import numpy as np
 import pytest
 import typer
-from test_datasets import H, W, make_av_dataset, make_frame_dataset
+from helpers import H, W, make_av_dataset, make_frame_dataset
 from typer.testing import CliRunner
 
 from salcli import metrics as M

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 import typer
-from conftest import sub_app
+from helpers import sub_app
 from typer.testing import CliRunner
 
 from salcli.cli import weights as cli_weights

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import DATA
+from helpers import DATA
 from helpers import VINET_PUBLISHED_TOLERANCE as TOL
 
 from salcli.models.registry import build_model

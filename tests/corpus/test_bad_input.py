@@ -16,9 +16,21 @@ import cv2
 import h5py
 import numpy as np
 import pytest
-from conftest import moving_frames, write_audio_only, write_video
-from test_batch import errors, fast_model, h5_frames, lines, predict, temps, use_fast_model  # noqa: F401
-from test_decode import MARK, bright_corner, encode, marked
+from helpers import (
+    MARK,
+    bright_corner,
+    encode,
+    errors,
+    h5_frames,
+    lines,
+    marked,
+    moving_frames,
+    predict,
+    temps,
+    use_fast_model,
+    write_audio_only,
+    write_video,
+)
 
 import salcli.media.records
 from salcli.media.writers import H5Writer, PngWriter

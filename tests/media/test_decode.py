@@ -4,84 +4,30 @@ size changes, truncated and corrupt files. No model runs here."""
 from __future__ import annotations
 
 import warnings
-from fractions import Fraction
 from pathlib import Path
 
 import av
 import numpy as np
 import pytest
-from conftest import moving_frames, write_audio_only, write_video
+from helpers import (
+    DECODE_SIZE,
+    bright_corner,
+    encode,
+    luma,
+    marked,
+    moving_frames,
+    write_audio_only,
+    write_video,
+)
 
 from salcli.errors import InputError
 from salcli.media import decode
 from salcli.media.decode import DecodeWarning, FrameFolderReader, open_video
 
-SIZE = (48, 64)  # (H, W) of the test videos
-MARK = 12  # pixels, side of the white square in the top-left corner of `marked` frames
-
-
-def encode(
-    path: Path,
-    frames: list[np.ndarray],
-    *,
-    codec: str = "mpeg4",
-    pix_fmt: str = "yuv420p",
-    fps: int = 25,
-    container: str | None = None,
-    rotation: int | None = None,
-    pts_ms: list[int] | None = None,
-    codec_options: dict | None = None,
-) -> Path:
-    """Encode RGB ``frames`` (H, W, 3); ``pts_ms`` gives each frame's time in ms (VFR)."""
-    h, w = frames[0].shape[:2]
-    with av.open(str(path), "w", format=container) as out:
-        vs = out.add_stream(codec, rate=fps)
-        vs.width, vs.height, vs.pix_fmt = w, h, pix_fmt
-        vs.options = codec_options or {}
-        time_base = Fraction(1, 1000) if pts_ms else Fraction(1, fps)
-        if pts_ms:
-            vs.codec_context.time_base = time_base
-            vs.time_base = time_base
-        if rotation is not None:
-            vs.set_display_rotation(rotation)
-        for i, rgb in enumerate(frames):
-            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
-            frame.pts = pts_ms[i] if pts_ms else i
-            frame.time_base = time_base
-            out.mux(vs.encode(frame))
-        out.mux(vs.encode())
-    return path
-
-
-def marked(n: int = 2, size: tuple[int, int] = SIZE) -> list[np.ndarray]:
-    """Dark frames with a white square in the top-left corner."""
-    frames = []
-    for _ in range(n):
-        rgb = np.full((*size, 3), 20, np.uint8)
-        rgb[:MARK, :MARK] = 255
-        frames.append(rgb)
-    return frames
-
 
 def read_all(path: Path) -> tuple[decode.VideoMeta, list[decode.Frame]]:
     with open_video(path) as reader:
         return reader.meta, list(reader)
-
-
-def luma(rgb: np.ndarray) -> np.ndarray:
-    return rgb.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
-
-
-def bright_corner(rgb: np.ndarray) -> str:
-    """Which corner holds the white square: "tl", "tr", "bl" or "br"."""
-    h, w = rgb.shape[:2]
-    corners = {
-        "tl": rgb[:MARK, :MARK],
-        "tr": rgb[:MARK, w - MARK :],
-        "bl": rgb[h - MARK :, :MARK],
-        "br": rgb[h - MARK :, w - MARK :],
-    }
-    return max(corners, key=lambda k: float(corners[k].mean()))
 
 
 # rotation tags as a phone writes them: the display matrix turns the stored frame
@@ -93,7 +39,7 @@ def bright_corner(rgb: np.ndarray) -> str:
 def test_rotation_metadata_gives_upright_frames(tmp_path, rotation, corner, swapped):
     path = encode(tmp_path / "rot.mp4", marked(), rotation=rotation)
     meta, frames = read_all(path)
-    h, w = SIZE
+    h, w = DECODE_SIZE
     expect = (w, h) if swapped else (h, w)
     assert (meta.height, meta.width) == expect
     assert meta.rotation == rotation % 360
@@ -105,8 +51,8 @@ def test_rotation_metadata_gives_upright_frames(tmp_path, rotation, corner, swap
 @pytest.mark.parametrize(
     "codec, pix_fmt, size",
     [
-        ("libx264", "yuv420p10le", SIZE),  # 10-bit
-        ("libx264", "yuv444p", SIZE),  # 4:4:4
+        ("libx264", "yuv420p10le", DECODE_SIZE),  # 10-bit
+        ("libx264", "yuv444p", DECODE_SIZE),  # 4:4:4
         ("ffv1", "yuv420p", (47, 63)),  # odd width and height
         ("libx264", "yuv444p", (47, 63)),
     ],
@@ -125,7 +71,9 @@ def test_pixel_formats_and_odd_sizes_decode_to_rgb(tmp_path, codec, pix_fmt, siz
 
 def test_variable_frame_rate_keeps_each_frames_time(tmp_path):
     times_ms = [0, 40, 50, 200, 230]
-    path = encode(tmp_path / "vfr.mkv", moving_frames(5, *SIZE), codec="libx264", pts_ms=times_ms)
+    path = encode(
+        tmp_path / "vfr.mkv", moving_frames(5, *DECODE_SIZE), codec="libx264", pts_ms=times_ms
+    )
     _, frames = read_all(path)
     assert [f.index for f in frames] == list(range(5))
     assert np.allclose([f.time for f in frames], np.array(times_ms) / 1000, atol=1e-3)
@@ -137,13 +85,13 @@ def test_one_frame(tmp_path):
 
 
 def test_size_change_mid_stream_is_scaled_to_the_first_size(tmp_path):
-    first = encode(tmp_path / "a.ts", moving_frames(3, *SIZE), container="mpegts")
+    first = encode(tmp_path / "a.ts", moving_frames(3, *DECODE_SIZE), container="mpegts")
     second = encode(tmp_path / "b.ts", moving_frames(3, 24, 32), container="mpegts")
     joined = tmp_path / "joined.ts"  # MPEG-TS files can be concatenated byte for byte
     joined.write_bytes(first.read_bytes() + second.read_bytes())
     meta, frames = read_all(joined)
-    assert len(frames) == 6 and (meta.height, meta.width) == SIZE
-    assert all(f.rgb.shape == (*SIZE, 3) for f in frames)
+    assert len(frames) == 6 and (meta.height, meta.width) == DECODE_SIZE
+    assert all(f.rgb.shape == (*DECODE_SIZE, 3) for f in frames)
 
 
 @pytest.mark.parametrize(
@@ -178,7 +126,7 @@ def test_unreadable_files_raise_one_line_input_errors(tmp_path, kind, message):
 
 
 def test_truncated_stream_keeps_the_frames_it_has_and_warns(tmp_path):
-    full = encode(tmp_path / "full.ts", moving_frames(30, *SIZE), container="mpegts")
+    full = encode(tmp_path / "full.ts", moving_frames(30, *DECODE_SIZE), container="mpegts")
     cut = tmp_path / "cut.ts"
     cut.write_bytes(full.read_bytes()[: full.stat().st_size // 2])
     _, frames = read_all(cut)
@@ -187,7 +135,7 @@ def test_truncated_stream_keeps_the_frames_it_has_and_warns(tmp_path):
 
 
 def test_corrupt_packets_mid_stream_are_skipped_with_a_warning(tmp_path):
-    path = encode(tmp_path / "c.avi", moving_frames(30, *SIZE), container="avi")
+    path = encode(tmp_path / "c.avi", moving_frames(30, *DECODE_SIZE), container="avi")
     with av.open(str(path)) as c:
         packets = [(p.pos, p.size) for p in c.demux(c.streams.video[0]) if p.size]
     data = bytearray(path.read_bytes())

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import soundfile
 import torch
-from conftest import DATA, sub_app
+from helpers import DATA, sub_app
 from typer.testing import CliRunner
 
 from salcli.cli import app as main_app

@@ -9,7 +9,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from conftest import SMALL_INPUT
+from helpers import SMALL_INPUT
 from typer.testing import CliRunner
 
 from salcli.cli import app

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 import typer
-from conftest import sub_app
+from helpers import REPO_ROOT, sub_app
 from typer.testing import CliRunner
 
 from salcli.cli import app as main_app
@@ -29,8 +29,6 @@ from salcli.models.s3d import S3DBackbone
 from salcli.models.soundnet import SoundNet8
 from salcli.weights import cache as registry
 from salcli.weights import store
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(autouse=True)

@@ -9,7 +9,6 @@ network at the small test input size.
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import signal
@@ -22,82 +21,21 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from conftest import SMALL_INPUT, write_video
-from typer.testing import CliRunner
+from helpers import (
+    CLI_INPUT_SIZE,
+    JSONL_KEYS,
+    errors,
+    h5_frames,
+    lines,
+    predict,
+    runner,
+    temps,
+    write_video,
+)
 
-import salcli.inference.engine
-import salcli.inference.predictor
 from salcli.cli import app
 from salcli.corpus.inputs import expand_inputs, in_shard, select_shard
 from salcli.media.writers import H5Writer
-from salcli.models.vinet import ViNet
-
-runner = CliRunner()
-SIZE = f"{SMALL_INPUT[0]}x{SMALL_INPUT[1]}"
-JSONL_KEYS = {"path", "status", "frames", "fps", "seconds", "outputs", "error"}
-
-_real_load = salcli.inference.predictor.load_checkpoint
-_real_sha256 = salcli.inference.predictor.sha256_file
-_loaded: dict = {}
-
-
-def _fake_forward(self, clip: torch.Tensor) -> torch.Tensor:
-    """(B, 3, T, h, w) -> (B, h, w): the last frame's brightness, squashed to (0, 1)."""
-    return torch.sigmoid(clip[:, :, -1].mean(dim=1))
-
-
-def use_fast_model(monkeypatch) -> None:
-    """ViNet's forward replaced by ``_fake_forward``; each checkpoint read and hashed once
-    per session (the predictor gets a copy of the loaded model: it folds it in place)."""
-
-    def load_checkpoint(path, **kwargs):
-        key = (str(path), tuple(sorted(kwargs.items())))
-        if key not in _loaded:
-            _loaded[key] = _real_load(path, **kwargs)
-        family, variant, model = _loaded[key]
-        return family, variant, copy.deepcopy(model)
-
-    def sha256_file(path, *args, **kwargs):
-        key = ("sha", str(path))
-        if key not in _loaded:
-            _loaded[key] = _real_sha256(path, *args, **kwargs)
-        return _loaded[key]
-
-    monkeypatch.setattr(salcli.inference.predictor, "load_checkpoint", load_checkpoint)
-    monkeypatch.setattr(salcli.inference.predictor, "sha256_file", sha256_file)
-    monkeypatch.setattr(ViNet, "forward", _fake_forward)
-    # the stand-in is ViNet.forward: batches must not take the overlap-reuse path
-    monkeypatch.setattr(salcli.inference.engine, "resolve_reuse", lambda *args: False)
-
-
-@pytest.fixture
-def fast_model(monkeypatch) -> None:
-    use_fast_model(monkeypatch)
-
-
-def predict(*args, weights: Path | None = None, input: str | None = None):
-    """Invoke `salcli predict ARGS --input-size 32x64 [--weights W]`."""
-    extra = ["--input-size", SIZE] + (["--weights", str(weights)] if weights else [])
-    return runner.invoke(app, ["predict", *map(str, args), *extra], input=input)
-
-
-def lines(result) -> list[dict]:
-    return [json.loads(x) for x in result.stdout.splitlines() if x.strip()]
-
-
-def errors(result) -> list[str]:
-    return [x for x in result.stderr.splitlines() if x.startswith("salcli: error:")]
-
-
-def temps(folder: Path) -> list[Path]:
-    """Hidden leftovers anywhere under ``folder``."""
-    return [p for p in folder.rglob(".*")] if folder.exists() else []
-
-
-def h5_frames(path: Path) -> tuple[int, int, int]:
-    with h5py.File(path) as f:
-        return f["saliency"].shape
-
 
 # --- the real network, once ---------------------------------------------------------------
 
@@ -619,7 +557,7 @@ def test_predict_many_runs_a_folder_and_skips_it_the_second_time(tmp_path, vinet
     (corpus / "sub").mkdir(parents=True)
     write_video(corpus / "a.mp4", n_frames=2)
     write_video(corpus / "sub" / "b.mp4", n_frames=1)
-    opts = dict(recursive=True, formats="h5", weights=vinet_checkpoint, input_size=SIZE,
+    opts = dict(recursive=True, formats="h5", weights=vinet_checkpoint, input_size=CLI_INPUT_SIZE,
                 precision="fp32", device="cpu")  # fmt: skip
     first = list(salcli.predict_many([corpus], tmp_path / "out", **opts))
     assert [(Path(r.source).name, r.status, r.frames) for r in first] == [

@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 import soundfile
 import torch
-from conftest import write_video
+from helpers import write_video
 from torch import nn
 from typer.testing import CliRunner
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import SMALL_INPUT
+from helpers import SMALL_INPUT
 
 from salcli.inference import engine as E
 from salcli.inference import hardware as H

@@ -10,8 +10,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import DATA
-from helpers import STAVIS_ENVELOPE, STAVIS_PUBLISHED_TOLERANCE
+from helpers import DATA, STAVIS_ENVELOPE, STAVIS_PUBLISHED_TOLERANCE
 
 from salcli.errors import WeightsError
 from salcli.media.audio import AudioTrack

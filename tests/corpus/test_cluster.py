@@ -24,8 +24,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from conftest import SMALL_INPUT, write_video
-from test_datasets import make_av_dataset
+from helpers import SMALL_INPUT, make_av_dataset, write_video
 from typer.testing import CliRunner
 
 from salcli.cli import app

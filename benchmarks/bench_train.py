@@ -92,7 +92,7 @@ def _write_dataset(root: Path, videos: int, frame_size: tuple[int, int]) -> None
 def phase_model(args) -> dict:
     from salcli.inference.hardware import resolve_device, resolve_precision
     from salcli.models.vinet import ViNet
-    from salcli.training.loop import kld_loss
+    from salcli.training.loss import kld_loss
 
     device = resolve_device(args.device)
     dtype = resolve_precision(args.precision, device)
@@ -130,7 +130,8 @@ def phase_model(args) -> dict:
 
 
 def phase_train(args) -> dict:
-    from salcli.training.loop import TrainOptions, train
+    from salcli.training.loop import train
+    from salcli.training.options import TrainOptions
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

@@ -29,14 +29,10 @@ from salcli.models.vinet import ViNet
 from salcli.testing import deterministic_state_dict, load_manifest
 from salcli.training.data import WindowDataset, draw_window, epoch_order, training_sets
 from salcli.training.init import initial_model, s3d_backbone_state
-from salcli.training.loop import (
-    EpochBatches,
-    TrainOptions,
-    cc_score,
-    kld_loss,
-    parse_loss,
-    train,
-)
+from salcli.training.loaders import EpochBatches
+from salcli.training.loop import train
+from salcli.training.loss import cc_score, kld_loss
+from salcli.training.options import TrainOptions, parse_loss
 
 TRAIN_INPUT = (32, 32)  # (h, w) model input of these tests: the smallest S3D takes
 FRAME_H, FRAME_W = 40, 48  # pixels, the synthetic videos (resized to TRAIN_INPUT)

@@ -489,13 +489,3 @@ class ValDataset(torch.utils.data.Dataset):
         w = self.windows[index]
         video = self.videos[w.video]
         return read_density(video.density[w.last]), read_fixations(video.fixations[w.last])
-
-
-def ignore_signals_in_worker(_worker_id: int) -> None:
-    """DataLoader workers leave Ctrl-C and SIGTERM to the main process, which stops
-    after the current step and saves where it was (a worker killed by the signal would
-    make the main process fail instead)."""
-    import signal
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, signal.SIG_IGN)

@@ -34,6 +34,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 
@@ -49,13 +50,16 @@ from salcli.evaluation.datasets import (
     read_fixations,
     sorted_frames,
 )
+from salcli.media.audio import AudioTrack
 from salcli.models.vinet_procedure import (
     AUDIO_BUFFER,
     CLIP_LEN,
     INPUT_H,
     INPUT_W,
+    clip_excerpt,
     clip_indices,
     clip_span,
+    frame_to_tensor,
 )
 from salcli.training.options import VAL_STRIDE
 
@@ -358,8 +362,6 @@ def validation_windows(videos: Sequence[TrainVideo], stride: int = VAL_STRIDE) -
 
 
 def _read_rgb(path: Path) -> np.ndarray:
-    import cv2
-
     bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if bgr is None:
         raise DatasetError(f"{path}: not a readable image")
@@ -368,8 +370,6 @@ def _read_rgb(path: Path) -> np.ndarray:
 
 def resize_target(density: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """A density map at the model input ``size`` (h, w): OpenCV bilinear, float32."""
-    import cv2
-
     d = np.asarray(density, dtype=np.float32)
     if d.shape != tuple(size):
         d = cv2.resize(d, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
@@ -378,8 +378,6 @@ def resize_target(density: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 def clip_tensor(video: TrainVideo, indices: Sequence[int], size: tuple[int, int]) -> torch.Tensor:
     """The frames ``indices`` of ``video`` as one model input, (3, T, h, w) float32."""
-    from salcli.models.vinet_procedure import frame_to_tensor
-
     cache: dict[int, torch.Tensor] = {}  # warm-up clips repeat frames
     frames = []
     for i in indices:
@@ -391,9 +389,6 @@ def clip_tensor(video: TrainVideo, indices: Sequence[int], size: tuple[int, int]
 
 def audio_tensor(video: TrainVideo, indices: Sequence[int]) -> torch.Tensor:
     """The window's audio excerpt as predict makes it, (1, 70560, 1) float32."""
-    from salcli.media.audio import AudioTrack
-    from salcli.models.vinet_procedure import clip_excerpt
-
     first, last = clip_span(list(indices))
     with AudioTrack.open(video.wav, video_start=0.0) as track:
         wave = clip_excerpt(track, first, last, float(video.fps))

@@ -11,6 +11,7 @@ number of workers or on what ran before.
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -67,8 +68,6 @@ def ignore_signals_in_worker(_worker_id: int) -> None:
     """DataLoader workers leave Ctrl-C and SIGTERM to the main process, which stops
     after the current step and saves where it was (a worker killed by the signal would
     make the main process fail instead)."""
-    import signal
-
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, signal.SIG_IGN)
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 
 from salcli.files import write_atomic, write_text_atomic
@@ -83,8 +84,6 @@ def _label(value: float) -> str:
 
 
 def _panel(title: str, series, history: Sequence[dict[str, Any]]) -> np.ndarray:
-    import cv2
-
     img = np.full((PANEL_H, PANEL_W, 3), WHITE, dtype=np.uint8)  # (H, W, 3) BGR
     font = cv2.FONT_HERSHEY_SIMPLEX
     x0, x1 = MARGIN_L, PANEL_W - MARGIN_R
@@ -146,8 +145,6 @@ def render_curves(history: Sequence[dict[str, Any]]) -> np.ndarray:
 
 def plot_curves(history: Sequence[dict[str, Any]], path: str | Path) -> None:
     """Write ``render_curves(history)`` as a PNG (under a temporary name, then renamed)."""
-    import cv2
-
     ok, data = cv2.imencode(".png", render_curves(history))
     if not ok:  # pragma: no cover - encoding an 8-bit image does not fail
         raise ValueError("PNG encoding failed")

@@ -46,12 +46,15 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from salcli import __version__
 from salcli.errors import DatasetError, UsageError
 from salcli.files import write_text_atomic
+from salcli.inference.hardware import PRECISION_NAMES, emulated_precision, resolve_precision
 from salcli.models.vinet_procedure import CLIP_LEN
 from salcli.training.data import TrainingSets, training_sets, validation_windows
+from salcli.training.init import initial_model
 from salcli.training.loaders import Loaders, make_loaders, shut_down
 from salcli.training.log import EpochRecord, write_log
 from salcli.training.loss import VAL_METRICS, loss_per_sample, window_scores
@@ -90,8 +93,6 @@ class TrainResult:
 def _build(options: TrainOptions, *, resume: bool):
     """The model and what it starts from; a resumed run's weights come from its state,
     so its starting files need not exist any more."""
-    from salcli.training.init import initial_model
-
     if resume:
         return initial_model(options.arch, "none", "none")
     return initial_model(options.arch, options.init, options.soundnet)
@@ -124,8 +125,6 @@ class _Run:
     # -- set-up ----------------------------------------------------------------
 
     def setup(self) -> None:
-        from salcli.inference.hardware import PRECISION_NAMES, emulated_precision, resolve_precision
-
         o = self.o
         o.check()
         self.procs, self.device = start_processes(o.device)
@@ -165,10 +164,10 @@ class _Run:
         self._train_mode()
         self.net: nn.Module = model
         if self.procs.enabled:
-            from torch.nn.parallel import DistributedDataParallel as DDP
-
             ids = [self.device.index] if self.device.type == "cuda" else None
-            self.net = DDP(model, device_ids=ids, find_unused_parameters=_find_unused(o))
+            self.net = DistributedDataParallel(
+                model, device_ids=ids, find_unused_parameters=_find_unused(o)
+            )
         fused = self.device.type in ("cpu", "cuda")
         self.optimizer = torch.optim.Adam(model.parameters(), lr=o.lr, fused=fused)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.dtype == torch.float16)

@@ -13,6 +13,9 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from salcli import metrics as M
+from salcli.models.vinet_procedure import postprocess
+
 KLD_EPS = 1e-7  # the training loss' epsilon (the published recipe's)
 VAL_METRICS = ("cc", "sim", "kld", "nss")  # scored on every validation window
 
@@ -53,9 +56,6 @@ def window_scores(
 ) -> list[float]:
     """[loss, *VAL_METRICS] of one validation window: ``saliency`` (h, w) is the model's
     map, scored as predict writes it (post-processed at the ground truth's size)."""
-    from salcli import metrics as M
-    from salcli.models.vinet_procedure import postprocess
-
     p = postprocess(saliency, *density.shape)
     return [
         float(loss),

@@ -13,6 +13,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.distributed as dist
+
+from salcli.inference.hardware import resolve_device
 
 
 @dataclass(frozen=True)
@@ -35,13 +38,9 @@ class Processes:
 
 def start_processes(device: str) -> tuple[Processes, torch.device]:
     """The process group (under torchrun: WORLD_SIZE > 1) and this rank's device."""
-    from salcli.inference.hardware import resolve_device
-
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return Processes(), resolve_device(device)
-    import torch.distributed as dist
-
     rank = int(os.environ.get("RANK", "0"))
     local = int(os.environ.get("LOCAL_RANK", "0"))
     dev = resolve_device(device)
@@ -57,8 +56,6 @@ def start_processes(device: str) -> tuple[Processes, torch.device]:
 def end_processes(procs: Processes) -> None:
     """End the process group if ``start_processes`` started it."""
     if procs.own_group:
-        import torch.distributed as dist
-
         dist.destroy_process_group()
 
 
@@ -66,8 +63,6 @@ def all_sum(values: Sequence[float], procs: Processes, device: torch.device) -> 
     """Element-wise sum over the ranks (float64)."""
     if not procs.enabled:
         return [float(v) for v in values]
-    import torch.distributed as dist
-
     t = torch.tensor(list(values), dtype=torch.float64, device=device)
     dist.all_reduce(t)
     return t.tolist()
@@ -77,8 +72,6 @@ def all_gather(obj: Any, procs: Processes) -> list[Any]:
     """Every rank's ``obj``, in rank order (picklable objects)."""
     if not procs.enabled:
         return [obj]
-    import torch.distributed as dist
-
     gathered: list[Any] = [None] * procs.world
     dist.all_gather_object(gathered, obj)
     return gathered
@@ -87,6 +80,4 @@ def all_gather(obj: Any, procs: Processes) -> list[Any]:
 def barrier(procs: Processes) -> None:
     """Wait for every rank."""
     if procs.enabled:
-        import torch.distributed as dist
-
         dist.barrier()

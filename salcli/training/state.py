@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from salcli import __version__
-from salcli.errors import OutputError, UsageError, WeightsError
+from salcli.errors import OutputError, UsageError, WeightsError, one_line
 from salcli.files import write_atomic
 from salcli.training.data import TrainVideo
 from salcli.training.log import EpochRecord
@@ -168,8 +168,6 @@ def load_state(
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - every failure becomes one line
-        from salcli.errors import one_line
-
         raise WeightsError(f"{path}: not a readable training state ({one_line(exc)})") from None
     if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
         raise WeightsError(f"{path}: not a salcli training state (format {STATE_FORMAT})")

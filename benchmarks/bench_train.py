@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/bench_train.py [--steps 3] [--batch-size 2]
         [--input-size 224x384] [--frame-size 360x640] [--precision fp32] [--device cpu]
-        [--workers 1] [--phases model,train]
+        [--loader-workers 1] [--phases model,train]
 
 Phases (each in its own process, so that peak RSS is its own):
 
@@ -147,7 +147,7 @@ def phase_train(args) -> dict:
             out=str(tmp / "run"),
             device=args.device,
             precision=args.precision,
-            workers=args.workers,
+            loader_workers=args.loader_workers,
             input_size=_size(args.input_size),
             val_stride=1000,  # one validation clip: the epoch's training part is what counts
         )
@@ -183,7 +183,7 @@ def main() -> None:
     ap.add_argument("--frame-size", default="360x640")
     ap.add_argument("--precision", default="fp32")
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--loader-workers", "--workers", type=int, default=1, help="DataLoader workers")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     ap.add_argument("--phases", default="model,train")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
@@ -200,7 +200,7 @@ def main() -> None:
         print(f"# CUDA: {torch.cuda.get_device_name(0)}")
     print(
         f"# input {args.input_size}, batch {args.batch_size}, {args.steps} steps, "
-        f"{args.precision} on {args.device}, {args.workers} worker(s)"
+        f"{args.precision} on {args.device}, {args.loader_workers} DataLoader worker(s)"
     )
     for phase in args.phases.split(","):
         cmd = [sys.executable, __file__, *sys.argv[1:], "--child", phase]

@@ -22,7 +22,14 @@ from typer.testing import CliRunner
 
 from salcli.cli import app as main_app
 from salcli.cli.train import register
-from salcli.errors import EXIT_USAGE, EXIT_WEIGHTS, DatasetError, UsageError, WeightsError
+from salcli.errors import (
+    EXIT_USAGE,
+    EXIT_WEIGHTS,
+    DatasetError,
+    OptionError,
+    UsageError,
+    WeightsError,
+)
 from salcli.models.s3d import S3DBackbone
 from salcli.models.soundnet import SoundNet8
 from salcli.models.vinet import ViNet
@@ -166,7 +173,7 @@ def trained(blobs, init_ckpt, tmp_path_factory):
         epochs=2,
         batch_size=1,
         out=str(out),
-        workers=0,
+        loader_workers=0,
         val_stride=2,
         bn="frozen",
         validate_first=True,
@@ -244,7 +251,7 @@ def test_a_trained_checkpoint_predicts_and_evaluates(trained, blobs, tmp_path):
 
 def _short(blobs, init, out, **kw) -> TrainOptions:
     base = dict(dataset="dhf1k", root=str(blobs), split="small", init=str(init), epochs=2,
-                batch_size=2, out=str(out), workers=0, val_stride=8, **FAST)  # fmt: skip
+                batch_size=2, out=str(out), loader_workers=0, val_stride=8, **FAST)  # fmt: skip
     return TrainOptions(**{**base, **kw})
 
 
@@ -262,7 +269,7 @@ def test_an_interrupted_run_resumed_ends_with_the_same_weights(blobs, init_ckpt,
     state = torch.load(parts / "state.pt", map_location="cpu", weights_only=True)
     assert (state["epoch"], state["step"]) == (1, 1)  # 0-based epoch, next step
     # resumed with another number of DataLoader workers: the same windows
-    resumed = train(_short(blobs, init_ckpt, parts, resume=True, workers=1))
+    resumed = train(_short(blobs, init_ckpt, parts, resume=True, loader_workers=1))
     assert resumed.status == "done" and resumed.epochs == 2
     a = torch.load(tmp_path / "whole" / "last.pt", weights_only=True)
     b = torch.load(parts / "last.pt", weights_only=True)
@@ -290,6 +297,25 @@ def test_resume_refuses_other_settings_and_a_fresh_run_refuses_a_used_folder(
     torch.save({"format": 1, "fingerprint": {"lr": 0.5}}, out / "state.pt")
     r = runner.invoke(app, [*common, "--resume"])
     assert r.exit_code == EXIT_USAGE and "--resume" in r.output and "was made with" in r.output
+
+
+def test_loader_workers_take_either_flag_and_errors_name_the_first(tmp_path):
+    """--loader-workers and --workers are one option (DataLoader workers; not the Ray
+    workers of predict and evaluate): the command line names it by its first flag, the
+    API by its name."""
+    runner = CliRunner()
+    app = sub_app(register)
+    out = ["--out", str(tmp_path / "o"), "--device", "cpu", "--quiet"]
+    for flag in ("--loader-workers", "--workers"):
+        r = runner.invoke(app, ["train", "--dataset", "dhf1k", flag, "-1", *out])
+        assert r.exit_code == EXIT_USAGE
+        assert r.output.strip() == "salcli: error: --loader-workers must be 0 or more"
+    r = runner.invoke(main_app, ["train", "--help"], terminal_width=200)
+    assert "--loader-workers, --workers" in r.output
+    with pytest.raises(OptionError) as err:
+        train(TrainOptions(dataset="dhf1k", loader_workers=-1, out=str(tmp_path / "o")))
+    assert err.value.option == "loader_workers"
+    assert str(err.value) == "loader_workers must be 0 or more"
 
 
 # --- S3D Kinetics weights ----------------------------------------------------------------
@@ -364,7 +390,7 @@ def test_two_processes_on_cpu_train_an_epoch_and_write_one_checkpoint(blobs, ini
            "--master-port", str(_free_port()), "-m", "salcli", "train", "--dataset", "dhf1k",
            "--root", str(blobs), "--split", "small", "--init", str(init_ckpt), "--epochs", "1",
            "--batch-size", "2", "--out", str(out), "--precision", "fp32", "--device", "cpu",
-           "--workers", "0", "--input-size", SIZE, "--val-stride", "4"]  # fmt: skip
+           "--loader-workers", "0", "--input-size", SIZE, "--val-stride", "4"]  # fmt: skip
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert sorted(p.name for p in out.iterdir()) == sorted(
@@ -404,7 +430,7 @@ def test_avinet_trains_on_an_audio_visual_split_from_vinet_and_soundnet(tmp_path
             epochs=1,
             batch_size=2,
             out=str(out),
-            workers=0,
+            loader_workers=0,
             val_stride=2,
             **FAST,
         )  # fmt: skip

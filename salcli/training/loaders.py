@@ -26,7 +26,7 @@ from salcli.training.data import (
 )
 from salcli.training.processes import Processes
 
-MAX_DEFAULT_WORKERS = 8  # DataLoader workers per rank when not told (CUDA)
+MAX_DEFAULT_LOADER_WORKERS = 8  # DataLoader workers per rank when not told (CUDA)
 
 
 class EpochBatches(torch.utils.data.Sampler):
@@ -72,12 +72,12 @@ def ignore_signals_in_worker(_worker_id: int) -> None:
         signal.signal(sig, signal.SIG_IGN)
 
 
-def default_workers(device: torch.device, world: int = 1) -> int:
+def default_loader_workers(device: torch.device, world: int = 1) -> int:
     """DataLoader workers per rank: on CUDA the CPUs shared out (at most 8); on the CPU
     one worker, so decoding overlaps the model without taking its cores."""
     if device.type != "cuda":
         return 1
-    return max(1, min(MAX_DEFAULT_WORKERS, (os.cpu_count() or 1) // max(1, world)))
+    return max(1, min(MAX_DEFAULT_LOADER_WORKERS, (os.cpu_count() or 1) // max(1, world)))
 
 
 @dataclass
@@ -108,7 +108,7 @@ def make_loaders(
     for ``device``."""
     batches = EpochBatches(len(sets.train), batch_size, seed, procs)
     if workers is None:
-        workers = default_workers(device, procs.world)
+        workers = default_loader_workers(device, procs.world)
     train_ds = WindowDataset(sets.train, seed=seed, size=size, audio=audio)
     val_ds = ValDataset(sets.val, val_windows, size=size, audio=audio)
     loader_kw = dict(

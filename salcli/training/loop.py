@@ -178,7 +178,7 @@ class _Run:
             seed=o.seed,
             size=tuple(o.input_size),
             audio=o.audio,
-            workers=o.workers,
+            workers=o.loader_workers,
             procs=self.procs,
             device=self.device,
         )

@@ -290,10 +290,12 @@ def test_resume_refuses_other_settings_and_a_fresh_run_refuses_a_used_folder(
               "--device", "cpu", "--input-size", SIZE, "--workers", "0", "--quiet"]  # fmt: skip
     r = runner.invoke(app, [*common, "--resume"])
     assert r.exit_code == EXIT_USAGE and "nothing to resume" in r.output
+    assert f"salcli: error: --resume: no state.pt in {out} (nothing to resume)" in r.output
     out.mkdir()
     (out / "best.pt").write_bytes(b"x")
     r = runner.invoke(app, common)
     assert r.exit_code == EXIT_USAGE and "already holds a run" in r.output
+    assert "--resume continues it, or choose another --out" in r.output
     torch.save({"format": 1, "fingerprint": {"lr": 0.5}}, out / "state.pt")
     r = runner.invoke(app, [*common, "--resume"])
     assert r.exit_code == EXIT_USAGE and "--resume" in r.output and "was made with" in r.output
@@ -522,6 +524,10 @@ def test_bad_datasets_get_one_line_before_training(tmp_path):
         (tmp_path / f"gone_{sub}").rename(frames / "DHF1K" / "train" / "train00" / sub)
     r = run("--dataset", "dhf1k", "--root", str(frames), "--audio", "--fusion", "concat")
     assert r.exit_code == EXIT_USAGE and "no soundtrack" in r.output
+    # the command line names the option by its flag, the API by its name
+    assert "salcli: error: --audio: dhf1k has no soundtrack" in r.output
+    with pytest.raises(UsageError, match=r"^audio: dhf1k has no soundtrack"):
+        training_sets("dhf1k", frames, audio=True)
     av = write_av_set(tmp_path / "av", "DIEM", train=1, test=1, n=2)  # 3-split list names
     r = run("--dataset", "diem", "--root", str(av))
     assert r.exit_code == 1 and "DIEM_list_train_fps.txt" in r.output

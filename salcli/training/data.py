@@ -38,7 +38,7 @@ import cv2
 import numpy as np
 import torch
 
-from salcli.errors import DatasetError, UsageError
+from salcli.errors import DatasetError, OptionError, UsageError, escape
 from salcli.evaluation.datasets import (
     AUDIO_VISUAL,
     DATASETS,
@@ -133,7 +133,7 @@ def parse_dataset_names(text: str) -> tuple[str, ...]:
                 "(the six audio-visual sets together)"
             )
     if not names:
-        raise UsageError("--dataset: name at least one dataset")
+        raise UsageError("{dataset}: name at least one dataset", options=("dataset",))
     return tuple(dict.fromkeys(names))
 
 
@@ -251,11 +251,14 @@ def training_sets(
     if audio:
         no_sound = [s.name for s in specs if s.layout != AUDIO_VISUAL]
         if no_sound:
-            raise UsageError(f"--audio: {', '.join(no_sound)} has no soundtrack (visual only)")
+            raise UsageError(
+                "{audio}: " + escape(", ".join(no_sound)) + " has no soundtrack (visual only)",
+                options=("audio",),
+            )
     if has_av:
         fold = DEFAULT_AV_SPLIT if split is None else str(split)
         if fold not in ("1", "2", "3"):
-            raise UsageError(f"--split must be 1, 2 or 3 for the audio-visual sets, not {fold!r}")
+            raise OptionError("split", f"must be 1, 2 or 3 for the audio-visual sets, not {fold!r}")
     train: list[TrainVideo] = []
     val: list[TrainVideo] = []
     where = []
@@ -286,9 +289,15 @@ def check_sets(sets: TrainingSets, *, audio: bool) -> None:
             if not any(d is not None for d in v.density):
                 raise DatasetError(f"{v.key}: no density maps ({role} video)")
             if audio and v.wav is None:
-                raise DatasetError(f"{v.key}: no wav file (needed by --audio, {role} video)")
+                raise DatasetError(
+                    escape(v.key) + f": no wav file (needed by {{audio}}, {role} video)",
+                    options=("audio",),
+                )
             if audio and not (v.fps and v.fps > 0):
-                raise DatasetError(f"{v.key}: no frame rate in the fold list (needed by --audio)")
+                raise DatasetError(
+                    escape(v.key) + ": no frame rate in the fold list (needed by {audio})",
+                    options=("audio",),
+                )
     for v in sets.val:
         if not any(f is not None for f in v.fixations):
             raise DatasetError(f"{v.key}: no fixation maps (validation video)")

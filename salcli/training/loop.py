@@ -49,7 +49,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from salcli import __version__
-from salcli.errors import DatasetError, UsageError
+from salcli.errors import DatasetError, OptionError
 from salcli.files import write_text_atomic
 from salcli.inference.hardware import PRECISION_NAMES, emulated_precision, resolve_precision
 from salcli.models.vinet_procedure import CLIP_LEN
@@ -144,9 +144,10 @@ class _Run:
                 f"{o.val_stride}th from frame {CLIP_LEN}) has a non-empty ground truth"
             )
         if self.procs.enabled and o.batch_size < self.procs.world:
-            raise UsageError(
-                f"--batch-size {o.batch_size} is the global batch: at least one window per "
-                f"process ({self.procs.world})"
+            raise OptionError(
+                "batch_size",
+                f"{o.batch_size} is the global batch: at least one window per process "
+                f"({self.procs.world})",
             )
         torch.manual_seed(o.seed)
         model, report = _build(o, resume=o.resume)

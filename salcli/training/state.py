@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from salcli import __version__
-from salcli.errors import OutputError, UsageError, WeightsError, one_line
+from salcli.errors import OptionError, OutputError, UsageError, WeightsError, escape, one_line
 from salcli.files import write_atomic
 from salcli.training.data import TrainVideo
 from salcli.training.log import EpochRecord
@@ -67,18 +67,22 @@ class Progress:
 
 def check_out(out: Path, resume: bool) -> None:
     """A fresh run needs a folder without a run in it; a resumed one, its state."""
-    state = out / STATE
+    state, where = out / STATE, escape(str(out))
     if resume:
         if not state.is_file():
-            raise UsageError(f"--resume: no {STATE} in {out} (nothing to resume)")
+            raise UsageError(
+                f"{{resume}}: no {STATE} in {where} (nothing to resume)", options=("resume",)
+            )
         return
     if out.exists() and not out.is_dir():
-        raise OutputError(f"--out {out}: not a folder")
+        raise OutputError(f"{{out}} {where}: not a folder", options=("out",))
     taken = [n for n in (STATE, BEST, LAST) if (out / n).exists()]
     if taken:
-        raise UsageError(
-            f"--out {out} already holds a run ({taken[0]}): --resume continues it, "
-            "or choose another --out"
+        raise OptionError(
+            "out",
+            f"{where} already holds a run ({taken[0]}): {{resume}} continues it, "
+            "or choose another {out}",
+            options=("resume",),
         )
 
 
@@ -175,10 +179,9 @@ def load_state(
     changed = [k for k in ours if theirs.get(k) != ours[k]]
     if changed:
         k = changed[0]
-        raise UsageError(
-            f"--resume: the run in {path.parent} was made with {k} = {theirs.get(k)!r}, not "
-            f"{ours[k]!r}" + (f" (and {len(changed) - 1} more)" if len(changed) > 1 else "")
-        )
+        more = f" (and {len(changed) - 1} more)" if len(changed) > 1 else ""
+        what = f"the run in {path.parent} was made with {k} = {theirs.get(k)!r}, not {ours[k]!r}"
+        raise UsageError("{resume}: " + escape(what + more), options=("resume",))
     model.load_state_dict(state["model"], strict=True)
     optimizer.load_state_dict(state["optimizer"])
     if state["scaler"]:

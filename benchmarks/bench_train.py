@@ -9,9 +9,9 @@ Phases (each in its own process, so that peak RSS is its own):
 - ``model``: the optimizer step alone on random clips already in memory: forward,
   KL-divergence loss, backward, Adam, in training mode (batch statistics), as
   ``salcli train`` runs it; the first step (allocation, kernel selection) is timed apart.
-- ``train``: ``salcli.training.loop.train`` end to end for one epoch on a generated dataset in the
-  DHF1K layout (``steps * batch`` videos of 40 JPEG frames at ``--frame-size``, density
-  maps, fixations): DataLoader workers decoding and resizing frames, the steps, then one
+- ``train``: ``salcli.training.loop.train`` end to end for one epoch on a generated dataset
+  in the DHF1K layout (``steps * batch`` videos of 40 JPEG frames at ``--frame-size``,
+  density maps, fixations): DataLoader workers decoding and resizing frames, the steps, then one
   validation clip and the checkpoints; reported is the epoch record's samples/s (the
   training steps, data loading included, validation and saving not).
 

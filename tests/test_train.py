@@ -455,7 +455,7 @@ def test_avinet_trains_on_an_audio_visual_split_from_vinet_and_soundnet(tmp_path
 # --- the pieces --------------------------------------------------------------------------
 
 
-def test_kld_loss_and_cc_follow_the_conventions():
+def test_kld_loss_and_cc_match_their_definitions():
     rng = np.random.default_rng(0)
     p = rng.random((2, 8, 12)).astype(np.float32) + 0.01
     q = rng.random((2, 8, 12)).astype(np.float32)

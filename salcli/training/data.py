@@ -19,10 +19,11 @@
   while its density map is empty. Both are pure functions of their arguments, so a resumed
   run (or another number of DataLoader workers, or of ranks) sees the very same windows.
 - ``WindowDataset``: decodes a window (frames resized and normalized by
-  ``salcli.models.vinet_procedure.frame_to_tensor``, exactly as predict does), its target (the last
-  frame's density map resized to the model input with OpenCV's bilinear ``INTER_LINEAR``,
-  as the authors' loader did) and, for AViNet, its audio excerpt
-  (``salcli.models.vinet_procedure.clip_excerpt`` on the dataset's wav, as predict makes it).
+  ``salcli.models.vinet_procedure.frame_to_tensor``, exactly as predict does), its target
+  (the last frame's density map resized to the model input with OpenCV's bilinear
+  ``INTER_LINEAR``, as the authors' loader did) and, for AViNet, its audio excerpt
+  (``salcli.models.vinet_procedure.clip_excerpt`` on the dataset's wav, as predict makes
+  it).
 - ``validation_windows``: fixed windows of the validation videos (every ``stride``-th
   frame from T-1 on, frames with an empty ground truth left out), scored after each epoch.
 """
@@ -63,7 +64,7 @@ from salcli.models.vinet_procedure import (
 )
 from salcli.training.options import VAL_STRIDE
 
-AV_SETS = ("diem", "coutrot1", "coutrot2", "avad", "etmd", "summe")  # "--dataset av"
+AV_SETS = ("diem", "coutrot1", "coutrot2", "avad", "etmd", "summe")  # dataset "av"
 AV_UNION = "av"
 TRAIN_FOLDERS = ("train", "training")  # frame-folder sets: the training split's folder
 DEFAULT_AV_SPLIT = "1"

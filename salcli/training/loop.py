@@ -1,12 +1,12 @@
 """Training ViNet / AViNet with the published recipe: resumable, on one device or many.
 
-``train(TrainOptions(dataset="dhf1k", out="run"))`` runs the recipe of the ViNet paper:
-each epoch one random T-frame window per training video (``salcli.training.data``),
-target = the density map of its last frame at the input size, Adam (lr 1e-4), batch 8,
-loss KL divergence (``salcli.training.loss``), optionally minus a multiple of CC; 40
-epochs; validation after every epoch (loss and CC, SIM, KLD, NSS of the maps
-post-processed as predict writes them); early stopping on the validation loss with
-``patience``. The output folder is described in ``salcli.training.state``.
+``train(TrainOptions(dataset="dhf1k", out="run"))`` runs the recipe of the AViNet paper
+(which also introduced ViNet): each epoch one random T-frame window per training video
+(``salcli.training.data``), target = the density map of its last frame at the input
+size, Adam (lr 1e-4), batch 8, loss KL divergence (``salcli.training.loss``), optionally
+minus a multiple of CC; 40 epochs; validation after every epoch (loss and CC, SIM, KLD,
+NSS of the maps post-processed as predict writes them); early stopping on the validation
+loss with ``patience``. The output folder is described in ``salcli.training.state``.
 
 Resuming (``resume=True``) continues exactly where the run stopped: the windows of an
 epoch are a pure function of (seed, epoch, video), DataLoaders draw from generators of

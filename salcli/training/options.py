@@ -1,7 +1,5 @@
 """The options of a training run, validated once (``TrainOptions.check``), read by the
 trainer, the CLI and the run's records (``options.json``, the resume fingerprint).
-
-Free of torch, so that the command line can show its defaults without loading it.
 """
 
 from __future__ import annotations

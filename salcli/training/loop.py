@@ -186,8 +186,9 @@ class _Run:
         self.steps = len(self.loaders.batches.global_batches(0))
         self.progress = Progress()
         if o.resume:
-            self.progress = load_state(self.out / STATE, fingerprint=self._fingerprint(),
-                                       **self._trained())  # fmt: skip
+            self.progress = load_state(
+                self.out / STATE, fingerprint=self._fingerprint(), **self._state_parts()
+            )
         elif self.procs.main:
             self.out.mkdir(parents=True, exist_ok=True)
             write_text_atomic(self.out / OPTIONS, json.dumps(self._run_info(), indent=2) + "\n")
@@ -213,10 +214,15 @@ class _Run:
     def _fingerprint(self) -> dict[str, Any]:
         return fingerprint(self.o, self.sets.train)
 
-    def _trained(self) -> dict[str, Any]:
-        """What the state holds besides the progress."""
-        return dict(model=self.model, optimizer=self.optimizer, scaler=self.scaler,
-                    procs=self.procs, device=self.device)  # fmt: skip
+    def _state_parts(self) -> dict[str, Any]:
+        """What ``save_state`` / ``load_state`` take besides the progress."""
+        return {
+            "model": self.model,
+            "optimizer": self.optimizer,
+            "scaler": self.scaler,
+            "procs": self.procs,
+            "device": self.device,
+        }
 
     def warn(self, message: str) -> None:
         if self.procs.main:
@@ -337,8 +343,12 @@ class _Run:
         return record
 
     def _save_state(self) -> None:
-        save_state(self.out / STATE, fingerprint=self._fingerprint(), progress=self.progress,
-                   **self._trained())  # fmt: skip
+        save_state(
+            self.out / STATE,
+            fingerprint=self._fingerprint(),
+            progress=self.progress,
+            **self._state_parts(),
+        )
 
     def _write_last(self) -> None:
         if self.procs.main:

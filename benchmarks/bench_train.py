@@ -2,16 +2,16 @@
 
     .venv/bin/python benchmarks/bench_train.py [--steps 3] [--batch-size 2]
         [--input-size 224x384] [--frame-size 360x640] [--precision fp32] [--device cpu]
-        [--workers 1] [--phases model,train]
+        [--loader-workers 1] [--phases model,train]
 
 Phases (each in its own process, so that peak RSS is its own):
 
 - ``model``: the optimizer step alone on random clips already in memory: forward,
   KL-divergence loss, backward, Adam, in training mode (batch statistics), as
   ``salcli train`` runs it; the first step (allocation, kernel selection) is timed apart.
-- ``train``: ``salcli.training.loop.train`` end to end for one epoch on a generated dataset in the
-  DHF1K layout (``steps * batch`` videos of 40 JPEG frames at ``--frame-size``, density
-  maps, fixations): DataLoader workers decoding and resizing frames, the steps, then one
+- ``train``: ``salcli.training.loop.train`` end to end for one epoch on a generated dataset
+  in the DHF1K layout (``steps * batch`` videos of 40 JPEG frames at ``--frame-size``,
+  density maps, fixations): DataLoader workers decoding and resizing frames, the steps, then one
   validation clip and the checkpoints; reported is the epoch record's samples/s (the
   training steps, data loading included, validation and saving not).
 
@@ -92,7 +92,7 @@ def _write_dataset(root: Path, videos: int, frame_size: tuple[int, int]) -> None
 def phase_model(args) -> dict:
     from salcli.inference.hardware import resolve_device, resolve_precision
     from salcli.models.vinet import ViNet
-    from salcli.training.loop import kld_loss
+    from salcli.training.loss import kld_loss
 
     device = resolve_device(args.device)
     dtype = resolve_precision(args.precision, device)
@@ -130,7 +130,8 @@ def phase_model(args) -> dict:
 
 
 def phase_train(args) -> dict:
-    from salcli.training.loop import TrainOptions, train
+    from salcli.training.loop import train
+    from salcli.training.options import TrainOptions
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -146,7 +147,7 @@ def phase_train(args) -> dict:
             out=str(tmp / "run"),
             device=args.device,
             precision=args.precision,
-            workers=args.workers,
+            loader_workers=args.loader_workers,
             input_size=_size(args.input_size),
             val_stride=1000,  # one validation clip: the epoch's training part is what counts
         )
@@ -182,7 +183,7 @@ def main() -> None:
     ap.add_argument("--frame-size", default="360x640")
     ap.add_argument("--precision", default="fp32")
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--loader-workers", "--workers", type=int, default=1, help="DataLoader workers")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     ap.add_argument("--phases", default="model,train")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
@@ -199,7 +200,7 @@ def main() -> None:
         print(f"# CUDA: {torch.cuda.get_device_name(0)}")
     print(
         f"# input {args.input_size}, batch {args.batch_size}, {args.steps} steps, "
-        f"{args.precision} on {args.device}, {args.workers} worker(s)"
+        f"{args.precision} on {args.device}, {args.loader_workers} DataLoader worker(s)"
     )
     for phase in args.phases.split(","):
         cmd = [sys.executable, __file__, *sys.argv[1:], "--child", phase]

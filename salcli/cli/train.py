@@ -22,6 +22,7 @@ from salcli.cli._options import with_options
 from salcli.cli._progress import Bars
 from salcli.cli._signals import handling
 from salcli.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED
+from salcli.training.loop import train
 from salcli.training.options import TrainOptions
 
 
@@ -118,8 +119,6 @@ def _epoch_line(r, epochs: int) -> str:
 
 def train_command(*, quiet: bool, **values) -> None:
     """Train or fine-tune ViNet / AViNet (the published recipe by default)."""
-    from salcli.training.loop import train
-
     display = _Display(quiet)
     stopper = _Stopper(display.say)
     try:

@@ -19,10 +19,11 @@
   while its density map is empty. Both are pure functions of their arguments, so a resumed
   run (or another number of DataLoader workers, or of ranks) sees the very same windows.
 - ``WindowDataset``: decodes a window (frames resized and normalized by
-  ``salcli.models.vinet_procedure.frame_to_tensor``, exactly as predict does), its target (the last
-  frame's density map resized to the model input with OpenCV's bilinear ``INTER_LINEAR``,
-  as the authors' loader did) and, for AViNet, its audio excerpt
-  (``salcli.models.vinet_procedure.clip_excerpt`` on the dataset's wav, as predict makes it).
+  ``salcli.models.vinet_procedure.frame_to_tensor``, exactly as predict does), its target
+  (the last frame's density map resized to the model input with OpenCV's bilinear
+  ``INTER_LINEAR``, as the authors' loader did) and, for AViNet, its audio excerpt
+  (``salcli.models.vinet_procedure.clip_excerpt`` on the dataset's wav, as predict makes
+  it).
 - ``validation_windows``: fixed windows of the validation videos (every ``stride``-th
   frame from T-1 on, frames with an empty ground truth left out), scored after each epoch.
 """
@@ -34,10 +35,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 
-from salcli.errors import DatasetError, UsageError
+from salcli.errors import DatasetError, OptionError, UsageError, escape
 from salcli.evaluation.datasets import (
     AUDIO_VISUAL,
     DATASETS,
@@ -49,17 +51,20 @@ from salcli.evaluation.datasets import (
     read_fixations,
     sorted_frames,
 )
+from salcli.media.audio import AudioTrack
 from salcli.models.vinet_procedure import (
     AUDIO_BUFFER,
     CLIP_LEN,
     INPUT_H,
     INPUT_W,
+    clip_excerpt,
     clip_indices,
     clip_span,
+    frame_to_tensor,
 )
 from salcli.training.options import VAL_STRIDE
 
-AV_SETS = ("diem", "coutrot1", "coutrot2", "avad", "etmd", "summe")  # "--dataset av"
+AV_SETS = ("diem", "coutrot1", "coutrot2", "avad", "etmd", "summe")  # dataset "av"
 AV_UNION = "av"
 TRAIN_FOLDERS = ("train", "training")  # frame-folder sets: the training split's folder
 DEFAULT_AV_SPLIT = "1"
@@ -129,7 +134,7 @@ def parse_dataset_names(text: str) -> tuple[str, ...]:
                 "(the six audio-visual sets together)"
             )
     if not names:
-        raise UsageError("--dataset: name at least one dataset")
+        raise UsageError("{dataset}: name at least one dataset", options=("dataset",))
     return tuple(dict.fromkeys(names))
 
 
@@ -247,11 +252,14 @@ def training_sets(
     if audio:
         no_sound = [s.name for s in specs if s.layout != AUDIO_VISUAL]
         if no_sound:
-            raise UsageError(f"--audio: {', '.join(no_sound)} has no soundtrack (visual only)")
+            raise UsageError(
+                "{audio}: " + escape(", ".join(no_sound)) + " has no soundtrack (visual only)",
+                options=("audio",),
+            )
     if has_av:
         fold = DEFAULT_AV_SPLIT if split is None else str(split)
         if fold not in ("1", "2", "3"):
-            raise UsageError(f"--split must be 1, 2 or 3 for the audio-visual sets, not {fold!r}")
+            raise OptionError("split", f"must be 1, 2 or 3 for the audio-visual sets, not {fold!r}")
     train: list[TrainVideo] = []
     val: list[TrainVideo] = []
     where = []
@@ -282,9 +290,15 @@ def check_sets(sets: TrainingSets, *, audio: bool) -> None:
             if not any(d is not None for d in v.density):
                 raise DatasetError(f"{v.key}: no density maps ({role} video)")
             if audio and v.wav is None:
-                raise DatasetError(f"{v.key}: no wav file (needed by --audio, {role} video)")
+                raise DatasetError(
+                    escape(v.key) + f": no wav file (needed by {{audio}}, {role} video)",
+                    options=("audio",),
+                )
             if audio and not (v.fps and v.fps > 0):
-                raise DatasetError(f"{v.key}: no frame rate in the fold list (needed by --audio)")
+                raise DatasetError(
+                    escape(v.key) + ": no frame rate in the fold list (needed by {audio})",
+                    options=("audio",),
+                )
     for v in sets.val:
         if not any(f is not None for f in v.fixations):
             raise DatasetError(f"{v.key}: no fixation maps (validation video)")
@@ -358,8 +372,6 @@ def validation_windows(videos: Sequence[TrainVideo], stride: int = VAL_STRIDE) -
 
 
 def _read_rgb(path: Path) -> np.ndarray:
-    import cv2
-
     bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if bgr is None:
         raise DatasetError(f"{path}: not a readable image")
@@ -368,8 +380,6 @@ def _read_rgb(path: Path) -> np.ndarray:
 
 def resize_target(density: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """A density map at the model input ``size`` (h, w): OpenCV bilinear, float32."""
-    import cv2
-
     d = np.asarray(density, dtype=np.float32)
     if d.shape != tuple(size):
         d = cv2.resize(d, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
@@ -378,8 +388,6 @@ def resize_target(density: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 def clip_tensor(video: TrainVideo, indices: Sequence[int], size: tuple[int, int]) -> torch.Tensor:
     """The frames ``indices`` of ``video`` as one model input, (3, T, h, w) float32."""
-    from salcli.models.vinet_procedure import frame_to_tensor
-
     cache: dict[int, torch.Tensor] = {}  # warm-up clips repeat frames
     frames = []
     for i in indices:
@@ -391,9 +399,6 @@ def clip_tensor(video: TrainVideo, indices: Sequence[int], size: tuple[int, int]
 
 def audio_tensor(video: TrainVideo, indices: Sequence[int]) -> torch.Tensor:
     """The window's audio excerpt as predict makes it, (1, 70560, 1) float32."""
-    from salcli.media.audio import AudioTrack
-    from salcli.models.vinet_procedure import clip_excerpt
-
     first, last = clip_span(list(indices))
     with AudioTrack.open(video.wav, video_start=0.0) as track:
         wave = clip_excerpt(track, first, last, float(video.fps))
@@ -489,13 +494,3 @@ class ValDataset(torch.utils.data.Dataset):
         w = self.windows[index]
         video = self.videos[w.video]
         return read_density(video.density[w.last]), read_fixations(video.fixations[w.last])
-
-
-def ignore_signals_in_worker(_worker_id: int) -> None:
-    """DataLoader workers leave Ctrl-C and SIGTERM to the main process, which stops
-    after the current step and saves where it was (a worker killed by the signal would
-    make the main process fail instead)."""
-    import signal
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, signal.SIG_IGN)

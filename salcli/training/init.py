@@ -1,4 +1,4 @@
-"""The weights a training run starts from (docs/conventions.md, "Training").
+"""The weights a training run starts from.
 
 - ViNet: the S3D backbone from Kinetics-400 weights, in either published layout: the S3D
   author's ``S3D_kinetics400.pt`` (ViNet's own backbone names, or the author's flat
@@ -6,15 +6,17 @@
   ``s3d-d76dad2f.pth`` (``features.*``). Both are mapped **by name**, key by key, onto
   ``S3DBackbone``, and the map must cover every backbone entry with a tensor of the same
   shape and use every source entry once (``s3d_backbone_state``). The decoder starts from
-  PyTorch's default initialisation (seeded). A ViNet checkpoint instead (``--init
-  ViNet_DHF1K.pt``) fine-tunes the whole model: Hollywood-2 / UCF-Sports from DHF1K.
+  PyTorch's default initialisation (seeded). A ViNet checkpoint instead (``init``
+  ``ViNet_DHF1K.pt``) fine-tunes the whole model: Hollywood-2 / UCF-Sports from DHF1K.
 - AViNet: the visual part (S3D + decoder) from a ViNet checkpoint (default
   ``ViNet_DHF1K.pt``), SoundNet-8 from ``soundnet8_final.pth``, the fusion layers
   initialised afresh. An AViNet checkpoint of the same fusion continues its training.
-- ``--init none``: nothing loaded (a from-scratch run).
+- ``init`` "none": nothing loaded (a from-scratch run); ``soundnet`` "none": SoundNet-8
+  left at its initialisation too.
 
-Files are looked up as ``--weights`` is (a path, or a registry name in ``./weights``, the
-checkout's ``weights/`` and the cache) and read with ``torch.load(weights_only=True)``.
+Files are looked up as predict's weights are (``salcli.weights.cache.resolve_weights``: a
+path, or a file or registry name in the current folder, ``./weights``, the checkout's
+``weights/`` and the cache) and read with ``torch.load(weights_only=True)``.
 
 The model is built by architecture name (``salcli.models.registry.build_model``): "vinet",
 "bilinear", "transformer" or "concat"; training only relies on its ``forward(clip)`` /
@@ -40,7 +42,7 @@ from salcli.models.s3d import BasicConv3d, S3DBackbone, SepConv3d
 from salcli.weights.cache import resolve_weights
 from salcli.weights.store import s3d_layout
 
-NO_INIT = ("none", "random", "scratch")  # --init values meaning "load nothing"
+NO_INIT = ("none", "random", "scratch")  # values of init / soundnet meaning "load nothing"
 # the published starting points, tried in their order of declaration
 S3D_NAMES = tuple(c.name for c in CHECKPOINTS if c.arch in ("s3d", "s3d-torchvision"))
 SOUNDNET_NAME = next(c.name for c in CHECKPOINTS if c.arch == "soundnet")

@@ -1,20 +1,24 @@
-"""The files of a training run besides its weights: written atomically, and the picture
-of the run, its loss and validation curves as a PNG (drawn with OpenCV).
+"""A training run's log: one ``EpochRecord`` per epoch, written as ``log.jsonl`` (one JSON
+object a line) and drawn as ``curves.png`` (with OpenCV), each written atomically.
 
-Three panels over the epochs: the training and validation loss; validation CC and SIM;
-validation NSS and KLD. The epoch with the lowest validation loss is marked.
+The picture has three panels over the epochs: the training and validation loss;
+validation CC and SIM; validation NSS and KLD. The epoch with the lowest validation loss
+is marked.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 
-from salcli.files import write_atomic
+from salcli.files import write_atomic, write_text_atomic
 
 PANEL_W, PANEL_H = 420, 300  # pixels, one panel
 MARGIN_L, MARGIN_R, MARGIN_T, MARGIN_B = 58, 14, 34, 38  # pixels around a panel's plot area
@@ -28,6 +32,49 @@ PANELS = (
 )
 
 
+@dataclass(frozen=True)
+class EpochRecord:
+    """One line of ``log.jsonl``."""
+
+    epoch: int  # 1-based; 0: the starting weights (``validate_first``)
+    train_loss: float  # mean over the epoch's windows
+    val_loss: float  # mean over the validation windows
+    cc: float  # validation metrics: mean over windows (NaNs skipped)
+    sim: float
+    kld: float
+    nss: float
+    windows: int  # training windows used
+    val_windows: int
+    seconds: float  # training part of the epoch (validation not included)
+    val_seconds: float
+    samples_per_s: float  # training windows per second, all ranks together
+    best: bool  # the lowest validation loss so far (best.pt written)
+
+    def as_dict(self, digits: int | None = 6) -> dict[str, Any]:
+        """The record for JSON: NaN as None, floats rounded to ``digits`` (None: exact)."""
+        return {f.name: _json_num(getattr(self, f.name), digits) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> EpochRecord:
+        """``as_dict``'s inverse (None back to NaN)."""
+        return cls(**{k: (math.nan if v is None else v) for k, v in d.items()})
+
+
+def _json_num(x: Any, digits: int | None) -> Any:
+    if isinstance(x, float):
+        if not math.isfinite(x):
+            return None
+        return x if digits is None else round(x, digits)
+    return x
+
+
+def write_log(history: Sequence[EpochRecord], log: Path, curves: Path) -> None:
+    """The records as ``log`` (JSON lines) and their curves as the PNG ``curves``."""
+    lines = "".join(json.dumps(r.as_dict()) + "\n" for r in history)
+    write_text_atomic(log, lines)
+    plot_curves([r.as_dict() for r in history], curves)
+
+
 def _finite(values: Sequence[Any]) -> list[float]:
     return [float(v) for v in values if v is not None and math.isfinite(float(v))]
 
@@ -37,8 +84,6 @@ def _label(value: float) -> str:
 
 
 def _panel(title: str, series, history: Sequence[dict[str, Any]]) -> np.ndarray:
-    import cv2
-
     img = np.full((PANEL_H, PANEL_W, 3), WHITE, dtype=np.uint8)  # (H, W, 3) BGR
     font = cv2.FONT_HERSHEY_SIMPLEX
     x0, x1 = MARGIN_L, PANEL_W - MARGIN_R
@@ -100,8 +145,6 @@ def render_curves(history: Sequence[dict[str, Any]]) -> np.ndarray:
 
 def plot_curves(history: Sequence[dict[str, Any]], path: str | Path) -> None:
     """Write ``render_curves(history)`` as a PNG (under a temporary name, then renamed)."""
-    import cv2
-
     ok, data = cv2.imencode(".png", render_curves(history))
     if not ok:  # pragma: no cover - encoding an 8-bit image does not fail
         raise ValueError("PNG encoding failed")

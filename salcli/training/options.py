@@ -1,7 +1,5 @@
 """The options of a training run, validated once (``TrainOptions.check``), read by the
 trainer, the CLI and the run's records (``options.json``, the resume fingerprint).
-
-Free of torch, so that the command line can show its defaults without loading it.
 """
 
 from __future__ import annotations
@@ -80,8 +78,9 @@ class TrainOptions:
     precision: str = option(
         DEFAULT_PRECISION, "--precision", help="auto, fp32, bf16 or fp16 (with a GradScaler)."
     )
-    workers: int | None = option(
+    loader_workers: int | None = option(
         None,
+        "--loader-workers",
         "--workers",
         help="DataLoader workers per process [default: 1 on CPU, up to 8 on CUDA].",
     )
@@ -132,8 +131,8 @@ class TrainOptions:
             raise OptionError("batch_size", "must be at least 1")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise OptionError("lr", "must be a positive number")
-        if self.workers is not None and self.workers < 0:
-            raise OptionError("workers", "must be 0 or more")
+        if self.loader_workers is not None and self.loader_workers < 0:
+            raise OptionError("loader_workers", "must be 0 or more")
         if self.patience is not None and self.patience < 1:
             raise OptionError("patience", "must be at least 1 epoch")
         if self.fusion not in FUSIONS:

@@ -22,21 +22,24 @@ from typer.testing import CliRunner
 
 from salcli.cli import app as main_app
 from salcli.cli.train import register
-from salcli.errors import EXIT_USAGE, EXIT_WEIGHTS, DatasetError, UsageError, WeightsError
+from salcli.errors import (
+    EXIT_USAGE,
+    EXIT_WEIGHTS,
+    DatasetError,
+    OptionError,
+    UsageError,
+    WeightsError,
+)
 from salcli.models.s3d import S3DBackbone
 from salcli.models.soundnet import SoundNet8
 from salcli.models.vinet import ViNet
 from salcli.testing import deterministic_state_dict, load_manifest
 from salcli.training.data import WindowDataset, draw_window, epoch_order, training_sets
 from salcli.training.init import initial_model, s3d_backbone_state
-from salcli.training.loop import (
-    EpochBatches,
-    TrainOptions,
-    cc_score,
-    kld_loss,
-    parse_loss,
-    train,
-)
+from salcli.training.loaders import EpochBatches
+from salcli.training.loop import train
+from salcli.training.loss import cc_score, kld_loss
+from salcli.training.options import TrainOptions, parse_loss
 
 TRAIN_INPUT = (32, 32)  # (h, w) model input of these tests: the smallest S3D takes
 FRAME_H, FRAME_W = 40, 48  # pixels, the synthetic videos (resized to TRAIN_INPUT)
@@ -170,7 +173,7 @@ def trained(blobs, init_ckpt, tmp_path_factory):
         epochs=2,
         batch_size=1,
         out=str(out),
-        workers=0,
+        loader_workers=0,
         val_stride=2,
         bn="frozen",
         validate_first=True,
@@ -248,7 +251,7 @@ def test_a_trained_checkpoint_predicts_and_evaluates(trained, blobs, tmp_path):
 
 def _short(blobs, init, out, **kw) -> TrainOptions:
     base = dict(dataset="dhf1k", root=str(blobs), split="small", init=str(init), epochs=2,
-                batch_size=2, out=str(out), workers=0, val_stride=8, **FAST)  # fmt: skip
+                batch_size=2, out=str(out), loader_workers=0, val_stride=8, **FAST)  # fmt: skip
     return TrainOptions(**{**base, **kw})
 
 
@@ -266,7 +269,7 @@ def test_an_interrupted_run_resumed_ends_with_the_same_weights(blobs, init_ckpt,
     state = torch.load(parts / "state.pt", map_location="cpu", weights_only=True)
     assert (state["epoch"], state["step"]) == (1, 1)  # 0-based epoch, next step
     # resumed with another number of DataLoader workers: the same windows
-    resumed = train(_short(blobs, init_ckpt, parts, resume=True, workers=1))
+    resumed = train(_short(blobs, init_ckpt, parts, resume=True, loader_workers=1))
     assert resumed.status == "done" and resumed.epochs == 2
     a = torch.load(tmp_path / "whole" / "last.pt", weights_only=True)
     b = torch.load(parts / "last.pt", weights_only=True)
@@ -287,13 +290,34 @@ def test_resume_refuses_other_settings_and_a_fresh_run_refuses_a_used_folder(
               "--device", "cpu", "--input-size", SIZE, "--workers", "0", "--quiet"]  # fmt: skip
     r = runner.invoke(app, [*common, "--resume"])
     assert r.exit_code == EXIT_USAGE and "nothing to resume" in r.output
+    assert f"salcli: error: --resume: no state.pt in {out} (nothing to resume)" in r.output
     out.mkdir()
     (out / "best.pt").write_bytes(b"x")
     r = runner.invoke(app, common)
     assert r.exit_code == EXIT_USAGE and "already holds a run" in r.output
+    assert "--resume continues it, or choose another --out" in r.output
     torch.save({"format": 1, "fingerprint": {"lr": 0.5}}, out / "state.pt")
     r = runner.invoke(app, [*common, "--resume"])
     assert r.exit_code == EXIT_USAGE and "--resume" in r.output and "was made with" in r.output
+
+
+def test_loader_workers_take_either_flag_and_errors_name_the_first(tmp_path):
+    """--loader-workers and --workers are one option (DataLoader workers; not the Ray
+    workers of predict and evaluate): the command line names it by its first flag, the
+    API by its name."""
+    runner = CliRunner()
+    app = sub_app(register)
+    out = ["--out", str(tmp_path / "o"), "--device", "cpu", "--quiet"]
+    for flag in ("--loader-workers", "--workers"):
+        r = runner.invoke(app, ["train", "--dataset", "dhf1k", flag, "-1", *out])
+        assert r.exit_code == EXIT_USAGE
+        assert r.output.strip() == "salcli: error: --loader-workers must be 0 or more"
+    r = runner.invoke(main_app, ["train", "--help"], terminal_width=200)
+    assert "--loader-workers, --workers" in r.output
+    with pytest.raises(OptionError) as err:
+        train(TrainOptions(dataset="dhf1k", loader_workers=-1, out=str(tmp_path / "o")))
+    assert err.value.option == "loader_workers"
+    assert str(err.value) == "loader_workers must be 0 or more"
 
 
 # --- S3D Kinetics weights ----------------------------------------------------------------
@@ -368,7 +392,7 @@ def test_two_processes_on_cpu_train_an_epoch_and_write_one_checkpoint(blobs, ini
            "--master-port", str(_free_port()), "-m", "salcli", "train", "--dataset", "dhf1k",
            "--root", str(blobs), "--split", "small", "--init", str(init_ckpt), "--epochs", "1",
            "--batch-size", "2", "--out", str(out), "--precision", "fp32", "--device", "cpu",
-           "--workers", "0", "--input-size", SIZE, "--val-stride", "4"]  # fmt: skip
+           "--loader-workers", "0", "--input-size", SIZE, "--val-stride", "4"]  # fmt: skip
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert sorted(p.name for p in out.iterdir()) == sorted(
@@ -408,7 +432,7 @@ def test_avinet_trains_on_an_audio_visual_split_from_vinet_and_soundnet(tmp_path
             epochs=1,
             batch_size=2,
             out=str(out),
-            workers=0,
+            loader_workers=0,
             val_stride=2,
             **FAST,
         )  # fmt: skip
@@ -431,7 +455,7 @@ def test_avinet_trains_on_an_audio_visual_split_from_vinet_and_soundnet(tmp_path
 # --- the pieces --------------------------------------------------------------------------
 
 
-def test_kld_loss_and_cc_follow_the_conventions():
+def test_kld_loss_and_cc_match_their_definitions():
     rng = np.random.default_rng(0)
     p = rng.random((2, 8, 12)).astype(np.float32) + 0.01
     q = rng.random((2, 8, 12)).astype(np.float32)
@@ -500,6 +524,10 @@ def test_bad_datasets_get_one_line_before_training(tmp_path):
         (tmp_path / f"gone_{sub}").rename(frames / "DHF1K" / "train" / "train00" / sub)
     r = run("--dataset", "dhf1k", "--root", str(frames), "--audio", "--fusion", "concat")
     assert r.exit_code == EXIT_USAGE and "no soundtrack" in r.output
+    # the command line names the option by its flag, the API by its name
+    assert "salcli: error: --audio: dhf1k has no soundtrack" in r.output
+    with pytest.raises(UsageError, match=r"^audio: dhf1k has no soundtrack"):
+        training_sets("dhf1k", frames, audio=True)
     av = write_av_set(tmp_path / "av", "DIEM", train=1, test=1, n=2)  # 3-split list names
     r = run("--dataset", "diem", "--root", str(av))
     assert r.exit_code == 1 and "DIEM_list_train_fps.txt" in r.output

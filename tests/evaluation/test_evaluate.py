@@ -17,7 +17,7 @@ import h5py
 import numpy as np
 import pytest
 import typer
-from helpers import H, W, make_av_dataset, make_frame_dataset
+from helpers import SMALL_INPUT, H, W, make_av_dataset, make_frame_dataset
 from typer.testing import CliRunner
 
 from salcli import metrics as M
@@ -884,8 +884,6 @@ def two_vinet_checkpoints(tmp_path_factory):
 def test_real_checkpoint_per_split(tmp_path, two_vinet_checkpoints):
     """The real Predictor, one checkpoint per split: split k's videos are predicted by
     the model loaded from checkpoint k, and checkpoints A and B give different scores."""
-    from conftest import SMALL_INPUT
-
     from salcli.inference.predictor import Predictor
 
     log = []

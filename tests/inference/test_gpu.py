@@ -53,14 +53,14 @@ def _smooth(maps: np.ndarray) -> bool:
 
 @pytest.fixture(scope="module")
 def cpu_video(tmp_path_factory):
-    from conftest import write_video
+    from helpers import write_video
 
     return write_video(tmp_path_factory.mktemp("v") / "clip.mp4", n_frames=6, size=VIDEO_SIZE)
 
 
 @pytest.fixture(scope="module")
 def stavis_video(tmp_path_factory):
-    from conftest import write_video
+    from helpers import write_video
 
     folder = tmp_path_factory.mktemp("stavis")
     return write_video(

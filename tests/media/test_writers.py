@@ -16,9 +16,12 @@ import numpy as np
 import pytest
 
 import salcli.media.writers as W
+import salcli.media.writers.mp4
+import salcli.media.writers.png
 from salcli.errors import InputError, OutputError, UsageError
 from salcli.media.decode import VideoMeta, open_video
 from salcli.media.writers import RunInfo, make_writer, output_paths
+from salcli.media.writers.mp4 import AAC_FRAME
 from salcli.models.registry import VINET
 
 FPS = 24  # frames/s of the test videos
@@ -298,7 +301,7 @@ def test_mp4_copies_aac_audio(tmp_path, videos):
     info = read_mp4(tmp_path / "aac_saliency.mp4")
     assert len(info["frames"]) == N_FRAMES and info["rate"] == FPS
     assert info["audio"] == ["aac"] and info["audio_rate"] == 22_050
-    assert abs(info["audio_samples"] - 22_050) <= 2 * W.AAC_FRAME  # one second of audio
+    assert abs(info["audio_samples"] - 22_050) <= 2 * AAC_FRAME  # one second of audio
 
 
 def test_mp4_transcodes_pcm_audio_to_aac(tmp_path, videos):
@@ -308,7 +311,7 @@ def test_mp4_transcodes_pcm_audio_to_aac(tmp_path, videos):
     info = read_mp4(tmp_path / "pcm_saliency.mp4")
     assert len(info["frames"]) == N_FRAMES
     assert info["audio"] == ["aac"] and info["audio_rate"] == 22_050
-    assert abs(info["audio_samples"] - 22_050) <= 2 * W.AAC_FRAME
+    assert abs(info["audio_samples"] - 22_050) <= 2 * AAC_FRAME
 
 
 @pytest.mark.parametrize(
@@ -323,7 +326,7 @@ def test_mp4_copies_other_mp4_audio_codecs(tmp_path, encoder, rate, codec):
     info = read_mp4(tmp_path / f"src_{codec}_saliency.mp4")
     assert len(info["frames"]) == N_FRAMES
     assert info["audio"] == [codec] and info["audio_rate"] == rate
-    assert abs(info["audio_samples"] - rate) <= 2 * W.AAC_FRAME  # one second of audio
+    assert abs(info["audio_samples"] - rate) <= 2 * AAC_FRAME  # one second of audio
 
 
 def test_mp4_from_a_frame_folder(tmp_path):
@@ -349,15 +352,13 @@ def test_mp4_source_missing(tmp_path):
 
 def test_mp4_takes_the_frames_it_is_given(tmp_path, videos, monkeypatch):
     """With the decoded frames handed in, the overlay never decodes the source again."""
-    import salcli.media.writers
-
     meta = meta_of(videos["plain"])
     frames = source_frames(videos["plain"])
 
     def no_decoding(*args, **kwargs):
         raise AssertionError("the source was decoded a second time")
 
-    monkeypatch.setattr(salcli.media.writers, "open_video", no_decoding)
+    monkeypatch.setattr(salcli.media.writers.mp4, "open_video", no_decoding)
     maps = [cv2.GaussianBlur(m, (11, 11), 0) for m in saliency_maps(len(frames), 64, 48)]
     writer = make_writer("mp4", tmp_path, meta, RUN)
     assert writer.needs_frames
@@ -387,7 +388,7 @@ def test_odd_frame_size(tmp_path, videos):
 
 
 def test_mp4_mpeg4_fallback(tmp_path, videos, monkeypatch):
-    monkeypatch.setattr(W, "VIDEO_CODECS", ("mpeg4",))
+    monkeypatch.setattr(salcli.media.writers.mp4, "VIDEO_CODECS", ("mpeg4",))
     meta = meta_of(videos["odd"])
     writer = make_writer("mp4", tmp_path, meta, RUN)
     write_all(writer, saliency_maps(N_FRAMES, 63, 47))
@@ -478,7 +479,7 @@ def test_disk_full_while_writing_png(tmp_path, monkeypatch):
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(W, "open", full, raising=False)
+    monkeypatch.setattr(salcli.media.writers.png, "open", full, raising=False)
     with pytest.raises(OutputError, match=r"clip: cannot write \(disk full\)"):
         writer.write(1, np.zeros((6, 8), np.float32), 0.04)
     assert listing(tmp_path) == []
@@ -495,7 +496,7 @@ def test_disk_full_at_close(tmp_path, videos, monkeypatch, fmt):
     def full(src, dst):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(W.os, "replace", full)
+    monkeypatch.setattr(os, "replace", full)
     with pytest.raises(OutputError, match="disk full"):
         writer.close()
     monkeypatch.undo()

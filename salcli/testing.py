@@ -230,7 +230,7 @@ def rounding_envelope(
 # --- faults in a cluster's workers ------------------------------------------------------
 #
 # ``SALCLI_TEST_FAULT=MODE:STEM[:MARKER][,...]``, read on the driver and acted on by the
-# workers (salcli.corpus.cluster) at video STEM's map ``FAULT_FRAME``. MODE: ``fail``
+# workers (salcli.corpus.workers) at video STEM's map ``FAULT_FRAME``. MODE: ``fail``
 # raises an error in the video; ``kill`` kills the worker's process (every attempt);
 # ``kill-once`` kills it while the file MARKER does not exist, writing into MARKER first
 # the hidden temporaries then in the output folder; ``stall`` waits until the run is

@@ -305,7 +305,8 @@ def _on_cluster(cluster: dict, maps_dir: Path | None, warn):
         if maps_dir is not None:
             raise UsageError("--maps-dir needs --ray (the model's maps on a Ray cluster)")
         return None, contextlib.nullcontext()
-    from salcli.corpus.cluster import model_source, session
+    from salcli.corpus.connection import session
+    from salcli.evaluation.cluster import model_source
 
     return model_source(options, maps_dir, on_warning=warn), session(options.ray)
 

@@ -1,39 +1,27 @@
-"""Many videos on a Ray cluster: ``salcli predict … --ray ADDRESS`` and ``evaluate --ray``.
+"""Many videos on a Ray cluster: ``salcli predict … --ray ADDRESS``.
 
-The optional ``ray`` extra (``pip install "salcli[ray]"``); ``ray`` is imported here only,
-when a cluster is asked for. The pieces are Ray's own:
-
-- a worker is a Ray actor (``VideoWorker``) that builds one ``Predictor`` from the run's
-  ``PredictOptions`` once and then takes one video at a time end to end with the code of
-  a local batch (``batch.prepare_job``: the stale-temporary sweep and the record checks,
-  whoever ran the video before; ``batch.predict_job``: ``Predictor.write``), so its
-  outputs are those of a local run. One worker per GPU (``num_gpus``), or per
+- the workers (``salcli.corpus.workers``): one ``Predictor`` each, one video at a time,
+  with a local batch's code; one worker per GPU (``num_gpus``), or per
   ``cpus_per_worker`` CPUs where the cluster has none;
 - the driver (``Cluster``) keeps one video in flight per worker and collects the results
   with ``ray.wait``: a worker that dies mid-video is restarted by Ray (``max_restarts``)
   and the video retried on the new process (``max_task_retries``, ``VIDEO_RETRIES``
   times), then reported failed; the other workers go on;
-- ``ClusterBatch``: a batch (``batch.BatchRun``'s inputs, shard and record checks on the
-  driver) run on the workers; ``ClusterModel``: the model of ``salcli evaluate`` run on
-  them, its maps passing through HDF5 stacks in a folder every worker can write.
+- ``ClusterBatch``: a batch (``salcli.corpus.local.BatchRun``'s inputs, shard and record
+  checks on the driver) run on the workers. ``salcli evaluate --ray`` runs its model on
+  them too (``salcli.evaluation.cluster``).
 
 The temporaries of a worker that was killed are removed by the next attempt at that video
-(``records.clean_stale_temps``: their process no longer exists). That check is by
-process id on the machine doing the sweep: on a file system shared by several machines a
-temporary of a worker killed on another machine is removed only where its process id is
-not in use (see the README, "Running on a cluster").
+(``salcli.media.records.clean_stale_temps``: their process no longer exists). That check is
+by process id on the machine doing the sweep: on a file system shared by several machines
+a temporary of a worker killed on another machine is removed only where its process id is
+not in use (docs/cluster.md).
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
-import logging
 import os
-import signal
-import socket
-import tempfile
-import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -41,298 +29,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from salcli import errors
+from salcli.corpus.connection import connect, disconnect, import_ray
 from salcli.corpus.inputs import Job
-from salcli.corpus.jobs import check_finished, failed_result, predict_job, prepare_job
+from salcli.corpus.jobs import check_finished, failed_result
+from salcli.corpus.workers import VIDEO_RETRIES, Work, _actor_class, _error_from
 from salcli.errors import (
     ClusterError,
-    InputError,
-    OptionError,
     SalcliError,
-    UsageError,
-    escape,
     one_line,
-    os_reason,
 )
-from salcli.evaluation.sources import (
-    H5_DATASET,
-    ModelRun,
-    ModelSource,
-    h5_maps,
-    published_unmapped,
-)
-from salcli.inference.predictor import Predictor, VideoResult
-from salcli.media.records import clean_stale_temps, remove_record
-from salcli.media.writers import output_paths
-from salcli.models.registry import family_of
-from salcli.options import RAY_LOCAL, ClusterOptions, PredictOptions
-from salcli.testing import FAULT_ENV, FAULT_FRAME, strike
+from salcli.inference.predictor import VideoResult
+from salcli.options import ClusterOptions, PredictOptions
+from salcli.testing import FAULT_ENV
 
-RAY_INSTALL = 'pip install "salcli[ray]"'
-VIDEO_RETRIES = 2  # further attempts at a video whose worker died mid-video
 POLL_S = 0.5  # seconds between looks at the cluster (signals, progress) while waiting
 STOP_GRACE_S = 10.0  # seconds stopped workers get to remove their partial outputs
-CONNECT_TIMEOUT_S = 5.0  # seconds to reach a head node's port before giving up
-OBJECT_STORE_BYTES = 128 * 2**20  # a local Ray's object store: results are small
-AHEAD_PER_WORKER = 2  # evaluate: videos predicted ahead of the scoring, per worker
-CONTROL_GROUP = "control"  # the actor thread that takes stop() while a video runs
-
-
-def import_ray():
-    """The ``ray`` module, or a UsageError (exit 2) saying how to install it."""
-    try:
-        import ray
-    except ImportError:
-        raise OptionError("ray", f"needs Ray, which is not installed: {RAY_INSTALL}") from None
-    return ray
-
-
-# --- connecting ----------------------------------------------------------------------
-
-
-def connect(address: str) -> bool:
-    """Connect this process to the Ray cluster at ``address`` (``local``: start one on
-    this machine; ``auto``: the one this machine belongs to, or ``RAY_ADDRESS``;
-    ``HOST:PORT``; ``ray://HOST:PORT``). True when this call connected (``disconnect``
-    ends it); False when the process was connected already (that connection is used).
-    A cluster that cannot be reached raises a ClusterError."""
-    ray = import_ray()
-    if ray.is_initialized():
-        _ray_messages_to_stderr()
-        return False
-    if address.startswith("ray://"):
-        try:
-            import grpc  # noqa: F401 - Ray Client's transport
-        except ImportError:
-            raise ClusterError(
-                f"{{ray}} {escape(address)}: ray:// addresses go through Ray Client, which "
-                'needs pip install "ray[client]==2.60.0"; or run salcli on a node of the '
-                "cluster with {ray} auto",
-                options=("ray",),
-            ) from None
-    elif address not in (RAY_LOCAL, "auto"):
-        _probe(address)
-    kwargs: dict[str, Any] = {
-        "include_dashboard": False,
-        "log_to_driver": False,  # workers' warnings come back with their results
-        "logging_level": logging.ERROR,
-    }
-    if address == RAY_LOCAL:
-        kwargs["object_store_memory"] = OBJECT_STORE_BYTES
-    main = threading.current_thread() is threading.main_thread()
-    term = signal.getsignal(signal.SIGTERM) if main else None
-    try:
-        ray.init(address=address, **kwargs)
-    except ConnectionError as err:
-        if address == "auto":
-            raise ClusterError(
-                "{ray} auto: no Ray cluster runs on this machine (and RAY_ADDRESS is not "
-                "set); start one with `ray start --head`, or use {ray} local",
-                options=("ray",),
-            ) from None
-        raise _ray_error(address, one_line(err)) from None
-    except Exception as err:  # noqa: BLE001 - a version mismatch, a refused client...
-        raise _ray_error(address, f"{type(err).__name__}: {one_line(err)}") from None
-    finally:
-        if term is not None:  # ray.init sets its own SIGTERM handler (sys.exit)
-            signal.signal(signal.SIGTERM, term)
-    _ray_messages_to_stderr()
-    return True
-
-
-def disconnect() -> None:
-    import ray
-
-    ray.shutdown()
-
-
-@contextlib.contextmanager
-def session(address: str) -> Iterator[None]:
-    """Connected to ``address`` for the block (an existing connection is kept open)."""
-    owned = connect(address)
-    try:
-        yield
-    finally:
-        if owned:
-            disconnect()
-
-
-def _probe(address: str) -> None:
-    """A ClusterError now, rather than Ray's minute of retries, when nothing listens."""
-    host, _, port = address.rpartition(":")
-    try:
-        socket.create_connection((host.strip("[]"), int(port)), CONNECT_TIMEOUT_S).close()
-    except OSError as err:
-        raise _ray_error(address, f"cannot reach the head node ({os_reason(err)})") from None
-
-
-def _ray_error(address: str, reason: str) -> ClusterError:
-    """A ClusterError about the cluster at ``address`` (``ray``)."""
-    return ClusterError(f"{{ray}} {escape(address)}: {escape(reason)}", options=("ray",))
-
-
-def _ray_messages_to_stderr() -> None:
-    """Ray prints its raylets' messages (a worker died, a task is retried) on the
-    driver's standard output, where ``--jsonl`` lines go: send them to stderr."""
-    try:
-        from ray._private import worker as ray_worker
-    except ImportError:  # pragma: no cover - another Ray layout: leave it as it is
-        return
-    original = getattr(ray_worker, "print_to_stdstream", None)
-    if original is None or getattr(original, "salcli_stderr", False):
-        return
-
-    def to_stderr(data: dict, *args: Any, **kwargs: Any) -> None:
-        original({**data, "is_err": True}, *args, **kwargs)
-
-    to_stderr.salcli_stderr = True  # type: ignore[attr-defined]
-    ray_worker.print_to_stdstream = to_stderr
-
-
-# --- the worker -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Work:
-    """One video for a worker: the job, and what ``Predictor.write`` takes besides."""
-
-    job: Job
-    fps: float | None = None
-    audio_path: Path | None = None
-
-
-class _Stopped(BaseException):
-    """Raised in a worker's video when the driver stops the run: the writers remove
-    their partial outputs, as on Ctrl-C in a local run."""
-
-
-def _error_state(err: BaseException) -> dict[str, Any]:
-    """A worker's start-up error, as plain values (an OptionError does not pickle)."""
-    return {
-        "type": type(err).__name__,
-        "message": str(err)
-        if isinstance(err, SalcliError)
-        else f"unexpected {type(err).__name__}: {one_line(err)}",
-        "option": getattr(err, "option", None),
-        "reason": getattr(err, "reason", None),
-    }
-
-
-def _error_from(state: dict[str, Any]) -> SalcliError:
-    if state.get("option"):
-        return OptionError(state["option"], state["reason"])
-    cls = getattr(errors, state["type"], None)
-    if not (isinstance(cls, type) and issubclass(cls, SalcliError)):
-        cls = ClusterError
-    return cls(state["message"])
-
-
-class VideoWorker:
-    """What each Ray actor holds: one ``Predictor`` built once (``options``; ``threads``
-    torch threads), then ``run`` takes one video at a time: the stale-temporary sweep
-    and record checks of ``batch.prepare_job``, then ``batch.predict_job``. A start-up
-    error is kept and reported by ``ready`` (a bad option, missing weights)."""
-
-    def __init__(
-        self,
-        options: PredictOptions,
-        *,
-        overwrite: bool = False,
-        threads: int = 1,
-        fault: str | None = None,
-    ):
-        import torch
-
-        torch.set_num_threads(threads)
-        self._warnings: list[str] = []
-        self._stopping = threading.Event()
-        self._fault = fault
-        self.overwrite = overwrite
-        self.formats = options.formats
-        self.predictor: Predictor | None = None
-        self._error: dict[str, Any] | None = None
-        try:
-            self.predictor = Predictor(options=options, on_warning=self._warnings.append)
-        except Exception as err:  # noqa: BLE001 - reported by ready(), not an actor crash
-            self._error = _error_state(err)
-
-    def _take_warnings(self) -> list[str]:
-        taken, self._warnings[:] = list(self._warnings), []
-        return taken
-
-    def ready(self, after: Job | None = None) -> dict[str, Any]:
-        """What this worker runs, or its start-up error (``{"error": ...}``). ``after``:
-        the video its previous process died on: its temporaries are removed first."""
-        if after is not None:
-            clean_stale_temps(after.out_dir, after.stem)
-        if self.predictor is None:
-            return {"error": self._error}
-        p = self.predictor
-        return {
-            # the settings a video's record must match: a frame folder's hold its fps
-            # (``Predictor.settings``), so the driver gets both kinds (the root is a folder)
-            "settings": {"file": p.settings(folder=False), "folder": p.settings(folder=True)},
-            "label": p.variant.label,
-            "variant": p.variant.name,
-            "warmup": p.warmup,
-            "weights": str(p.weights_path or ""),
-            "device": p.device.type,
-            "precision": p.precision,
-            "batch_size": p.batch_size,
-            "reuse": bool(p.reuse),
-            "host": socket.gethostname(),
-            "pid": os.getpid(),
-            "warnings": self._take_warnings(),
-        }
-
-    def run(self, work: Work) -> tuple[VideoResult | None, list[str]]:
-        """(the video's result, the warnings it raised); (None, []) when stopped."""
-        job = work.job
-        if self.predictor is None:
-            return failed_result(str(job.source), self._error["message"]), []
-        self._take_warnings()
-        p = self.predictor
-        # a frame folder's rate (evaluate's fold lists) goes with the video: the record's
-        # settings hold the rate the maps were made at
-        early = prepare_job(p, job, self.formats, overwrite=self.overwrite, fps=work.fps)
-        if early is not None:
-            return early, self._take_warnings()
-
-        def progress(done: int, total: int | None) -> None:  # after each map
-            if self._stopping.is_set():
-                raise _Stopped()
-            if self._fault and done == FAULT_FRAME:
-                strike(self._fault, job.stem, job.out_dir, self._stopping, _Stopped)
-
-        try:
-            result = predict_job(
-                p, job, self.formats, progress=progress, fps=work.fps, audio_path=work.audio_path
-            )
-        except _Stopped:
-            return None, []
-        return result, self._take_warnings()
-
-    def stop(self) -> None:
-        """Stop the video in progress at its next map (runs beside ``run``)."""
-        self._stopping.set()
-
-
-@functools.cache
-def _actor_class():
-    """``VideoWorker`` as a Ray actor class: restarted when its process dies, a video
-    that was running then retried ``VIDEO_RETRIES`` times, ``stop`` on its own thread."""
-    ray = import_ray()
-
-    class _VideoActor(VideoWorker):
-        @ray.method(concurrency_group=CONTROL_GROUP)
-        def stop(self) -> None:
-            VideoWorker.stop(self)
-
-    return ray.remote(
-        max_restarts=-1,  # bounded per video by max_task_retries
-        max_task_retries=VIDEO_RETRIES,
-        concurrency_groups={CONTROL_GROUP: 1},
-    )(_VideoActor)
 
 
 # --- the driver ---------------------------------------------------------------------------
@@ -692,152 +403,3 @@ def _as_given(result: VideoResult, sent: Job, job: Job) -> VideoResult:
     if result.error:
         result.error = result.error.replace(str(sent.source), str(job.source))
     return result
-
-
-# --- evaluate's model on the cluster -----------------------------------------------------
-
-
-class ClusterModel(ModelRun):
-    """A model on the cluster as ``salcli evaluate`` runs it (a ``ModelRun``):
-    ``iter_maps(frames, fps=, audio_path=)`` yields (index, map), here read back from
-    the HDF5 stack (float32: the maps as computed) a worker wrote into ``maps_dir``.
-    ``prepare`` hands the workers a split's videos ahead of the scoring
-    (``AHEAD_PER_WORKER`` videos per worker at most waiting to be read).
-
-    ``maps_dir`` None: a temporary folder (one machine only), each stack removed once
-    read; given, the stacks and records stay, so a re-run skips the videos done."""
-
-    def __init__(
-        self,
-        cluster: ClusterOptions,
-        weights: str | Path | None,
-        audio: bool,
-        maps_dir: str | Path | None,
-        *,
-        options: PredictOptions | None = None,
-        on_warning: Callable[[str], None] | None = None,
-    ):
-        options = (options or PredictOptions()).replace(
-            weights=None if weights is None else str(weights),
-            audio=audio,
-            formats=("h5",),
-            h5_dtype="float32",
-        )
-        self.cluster = Cluster(cluster, options, on_warning=on_warning)
-        self._temporary = maps_dir is None
-        try:
-            if self._temporary:
-                nodes = [n for n in self.cluster.ray.nodes() if n.get("Alive")]
-                if len(nodes) > 1:
-                    raise UsageError(
-                        f"{{ray}}: the cluster has {len(nodes)} machines: {{maps_dir}} must "
-                        "name a folder they all can write (the maps pass through it)",
-                        options=("ray", "maps_dir"),
-                    )
-                maps_dir = tempfile.mkdtemp(prefix="salcli-maps-")
-        except BaseException:
-            self.cluster.close()
-            raise
-        self.maps_dir = Path(maps_dir)
-        info = self.cluster.info
-        self.weights_path = info["weights"] or None
-        self.family, self.variant = family_of(info["variant"])
-        self.label = self.variant.label
-        self.family_label = self.family.label
-        self.warmup = info.get("warmup")
-        # a published warm-up leaves the first frames its procedure never maps unscored
-        self.unmapped = published_unmapped(self.family, self.warmup)
-        self._queue: deque[Work] = deque()
-        self._works: dict[Path, Work] = {}
-        self._results: dict[Path, VideoResult] = {}
-        self._stream: Iterator[tuple[Work, VideoResult]] | None = None
-
-    def prepare(self, videos: Iterable[tuple[Path, float | None, Path | None]]) -> None:
-        """Queue (frames, fps, audio) for the workers, in the order they will be read."""
-        for frames, fps, audio in videos:
-            key = Path(frames)
-            if key not in self._works:
-                work = Work(Job(key, self.maps_dir), fps=fps, audio_path=audio)
-                self._works[key] = work
-                self._queue.append(work)
-
-    def _may_submit(self) -> bool:
-        return len(self._results) < AHEAD_PER_WORKER * self.cluster.size
-
-    def _result(self, key: Path) -> VideoResult:
-        while key not in self._results:
-            if self._stream is None:
-                self._stream = self.cluster.results(self._queue, may_submit=self._may_submit)
-            try:
-                work, result = next(self._stream)
-            except StopIteration:
-                self._stream = None
-                if not self._queue:
-                    raise ClusterError(f"{key}: lost on the cluster") from None
-                continue
-            self._results[Path(work.job.source)] = result
-        return self._results.pop(key)
-
-    def iter_maps(
-        self, frames: str | Path, *, fps: float | None = None, audio_path: str | Path | None = None
-    ) -> Iterator[tuple[int, Any]]:
-        key = Path(frames)
-        self.prepare([(key, fps, None if audio_path is None else Path(audio_path))])
-        result = self._result(key)
-        work = self._works.pop(key)
-        if result.status == "failed":
-            raise InputError(result.error or f"{key}: failed on the cluster")
-        stack = output_paths("h5", work.job.out_dir, work.job.stem)[0]
-        try:
-            yield from h5_maps(stack, H5_DATASET, whole_file=True)  # a one-video stack
-        finally:
-            if self._temporary:
-                stack.unlink(missing_ok=True)
-                remove_record(work.job.out_dir, work.job.stem)
-
-    def close(self) -> None:
-        self.cluster.close()
-        if self._temporary:
-            import shutil
-
-            shutil.rmtree(self.maps_dir, ignore_errors=True)
-
-
-def model_source(
-    cluster: ClusterOptions,
-    maps_dir: str | Path | None = None,
-    *,
-    options: PredictOptions | None = None,
-    on_warning: Callable[[str], None] | None = None,
-) -> Callable[..., ModelSource]:
-    """``salcli.evaluation.evaluate.evaluate``'s ``model_source``: each model (one, or one
-    per split) a ``ClusterModel`` behind a ``ModelSource``; a split's maps go to
-    ``maps_dir/split<name>`` when each split has its own model. ``options``: how the
-    workers run the model [default: as evaluate runs it, ``PredictOptions()``]."""
-
-    def make(
-        weights: str | Path | None, audio: bool, fps: float | None, split: str | None, **run: Any
-    ) -> ModelSource:
-        where = None
-        if maps_dir is not None:
-            where = Path(maps_dir) / f"split{split}" if split is not None else Path(maps_dir)
-        # ``run``: evaluate's own model options (--warmup, --precision)
-        opts = (options or PredictOptions()).replace(**run) if run else options
-        model = ClusterModel(cluster, weights, audio, where, options=opts, on_warning=on_warning)
-        return ModelSource(model, audio=audio, fps=fps)
-
-    return make
-
-
-__all__ = [
-    "Cluster",
-    "ClusterBatch",
-    "ClusterModel",
-    "ClusterStatus",
-    "VideoWorker",
-    "Work",
-    "connect",
-    "import_ray",
-    "model_source",
-    "session",
-]

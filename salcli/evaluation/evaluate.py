@@ -127,7 +127,7 @@ class EvalOptions:
     ``Predictor`` or a ``ModelRun``) if given, else ``predictor_factory(weights, audio,
     **model_options)`` (default ``make_predictor``), or ``model_source(weights, audio,
     fps, split, **model_options)``, a ``Source`` of the model's maps built elsewhere
-    (``split`` None: one model for every split; ``salcli.corpus.cluster.model_source``
+    (``split`` None: one model for every split; ``salcli.evaluation.cluster.model_source``
     runs the model on a Ray cluster)."""
 
     root: str | Path | None = None  # the data root (default: datasets.default_root())

@@ -6,7 +6,7 @@ frames (0-based index, (H, W) map).
   predict`` writes them, or one ``.h5`` file with a dataset per video;
 - ``ModelSource``: a model run over each test video's frame folder (and its wav with
   ``audio``). The model is a ``ModelRun``: a salcli ``Predictor`` (``PredictorRun``), the
-  cluster's ``salcli.corpus.cluster.ClusterModel``, or any subclass;
+  cluster's ``salcli.evaluation.cluster.ClusterModel``, or any subclass;
 - ``CenterSource``: the centre baseline, one centred Gaussian for every frame.
 
 A prediction is read as the MATLAB scripts read it (:func:`read_prediction`); the

@@ -4,7 +4,7 @@ outputs equal to a local run, resume after a killed driver, a failing video and 
 worker that dies on every attempt reported while the others are done, a worker killed
 mid-video retried, Ctrl-C, evaluate's scores, and the one-line errors.
 
-Faults are set off with salcli.corpus.cluster's test hook (``SALCLI_TEST_FAULT``, read on the
+Faults are set off with salcli.testing's hook (``SALCLI_TEST_FAULT``, read on the
 driver, acted on by the workers). The real network runs at the small test input size in
 fp32 (never the CPU's "auto"). Without Ray installed the tests that need it are skipped.
 """
@@ -246,8 +246,8 @@ def test_ctrl_c_stops_the_cluster_cleanly(ray_address, corpus, vinet_checkpoint,
 
 def test_evaluate_on_the_cluster_scores_as_locally(ray_address, vinet_checkpoint, tmp_path):
     from salcli import Predictor
-    from salcli.corpus.cluster import model_source
     from salcli.evaluation import evaluate as E
+    from salcli.evaluation.cluster import model_source
     from salcli.options import ClusterOptions, PredictOptions
 
     root = tmp_path / "data"
@@ -317,8 +317,8 @@ def test_evaluate_on_the_cluster_takes_warmup_and_precision(
 ):
     """evaluate's --warmup / --precision reach the workers: STAViS's reference warm-up
     leaves the same first frames unscored as a local run, with the same scores."""
-    from salcli.corpus.cluster import model_source
     from salcli.evaluation import evaluate as E
+    from salcli.evaluation.cluster import model_source
     from salcli.options import ClusterOptions
 
     root = tmp_path / "data"

@@ -58,6 +58,10 @@ What the family declaration needs (issue 14), from the published test procedure
   [0, 1]); not ViNet's order (resize, then blur).
 - **Weights**: declared with the family in ``salcli.models.registry`` (one model per
   split: the test set of split k with the split-k file).
+
+The module holds the whole network (trunk, saliency modules, fusion, the precise heads)
+and its checkpoint format, over 500 lines, so that it reads as the paper's figure does:
+split, one block's shapes would be in another file than the next one's.
 """
 
 from __future__ import annotations

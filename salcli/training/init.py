@@ -183,20 +183,22 @@ def s3d_backbone_state(
 # --- the model a run starts from -----------------------------------------------------
 
 
-def _resolve(spec: str | Path, arch: str) -> Path:
-    return resolve_weights(spec, arch)  # an existing file, or a one-line WeightsError
+def _resolve(spec: str | Path | None, arch: str, option: str) -> Path:
+    """The file of ``option``'s value (an existing file, or a one-line WeightsError
+    naming the option)."""
+    return resolve_weights(spec, arch, option=option)
 
 
 def _default_s3d() -> Path:
     reasons = []
     for name in S3D_NAMES:
         try:
-            return resolve_weights(name, "s3d")
+            return _resolve(name, "s3d", "init")
         except WeightsError as err:
-            reasons.append(str(err))
+            reasons.append(err.template)  # each names the option as {init}
     raise WeightsError(
         "no S3D Kinetics-400 weights to start ViNet from: "
-        + escape("; or ".join(reasons))
+        + "; or ".join(reasons)
         + " (or {init} a checkpoint, or {init} none)",
         options=("init",),
     )
@@ -223,9 +225,9 @@ def initial_model(
         lines.append(f"{part}: random (init none)")
         init_path = None
     elif init is None:
-        init_path = _default_s3d() if not audio else _resolve(None, "vinet")
+        init_path = _default_s3d() if not audio else _resolve(None, "vinet", "init")
     else:
-        init_path = _resolve(init, arch)
+        init_path = _resolve(init, arch, "init")
     whole = False
     if init_path is not None:
         sd = read_checkpoint(init_path)
@@ -256,9 +258,9 @@ def initial_model(
             lines.append("SoundNet-8: random (soundnet none)")
         else:
             if soundnet is None:
-                sn_path = resolve_weights(SOUNDNET_NAME, "soundnet")
+                sn_path = _resolve(SOUNDNET_NAME, "soundnet", "soundnet")
             else:
-                sn_path = _resolve(soundnet, "soundnet")
+                sn_path = _resolve(soundnet, "soundnet", "soundnet")
             sd = read_checkpoint(sn_path)
             if arch_of(sd) != "soundnet":
                 raise WeightsError(f"{sn_path}: not SoundNet-8 weights")

@@ -170,7 +170,7 @@ def search_dirs() -> list[Path]:
     return dirs
 
 
-def resolve_weights(spec: str | Path | None, arch: str) -> Path:
+def resolve_weights(spec: str | Path | None, arch: str, *, option: str = "weights") -> Path:
     """The existing checkpoint file meant by a ``--weights`` value; the one look-up.
 
     - a ``Path``, or a string with a folder in it (``my/w.pt``, ``~/w.pt``): that file;
@@ -200,8 +200,8 @@ def resolve_weights(spec: str | Path | None, arch: str) -> Path:
     for d in dirs:
         if (d / file).is_file():
             return d / file
-    line = _not_found(spec, file, entry, arch, dirs, load_registry())
-    raise WeightsError(line, options=("weights",))
+    line = _not_found(spec, file, entry, arch, dirs, load_registry(), option)
+    raise WeightsError(line, options=(option,))
 
 
 def _is_bare(text: str) -> bool:
@@ -223,9 +223,12 @@ def _not_found(
     arch: str,
     dirs: list[Path],
     reg: Mapping[str, Checkpoint],
+    option: str = "weights",
 ) -> str:
     """The one line saying what was not found where, and how to get it: a message
-    template naming the option ``{weights}`` (``salcli.errors.SalcliError``)."""
+    template naming ``option``, the option the spec came from (``{weights}``; see
+    ``salcli.errors.SalcliError``)."""
+    flag = "{" + option + "}"
     places = ", ".join(map(str, dirs))
     if spec is None:  # the default file of arch
         named = entry_with_file(reg, file)
@@ -242,8 +245,8 @@ def _not_found(
                 how = f"get {one} from {source}, then run {command}"
         others = [e for e in reg.values() if e.arch == arch and e is not named]
         there = [e.name for e in others if any((d / e.file).is_file() for d in dirs)]
-        also = f"; these are there: {{weights}} {escape(' | '.join(there))}" if there else ""
-        return f"{escape(head)}; {escape(how)} (or pass {{weights}} PATH|NAME){also}"
+        also = f"; these are there: {flag} {escape(' | '.join(there))}" if there else ""
+        return f"{escape(head)}; {escape(how)} (or pass {flag} PATH|NAME){also}"
     if entry is not None:  # a registry name
         return escape(
             f"weights {entry.name} ({file}) not found in {places}: {entry.where_to_get()}"
@@ -261,7 +264,7 @@ def _not_found(
             f"weights file {file} not found in {places} ({hint}give its path, or run "
             f"`salcli weights import FILE --name {file}` to keep a copy in the cache)"
         )
-    return "{weights} " + escape(
+    return f"{flag} " + escape(
         f"{file}: no such file (looked in {places}) and no such registry name "
         f"({hint}`salcli weights list` shows the names)"
     )

@@ -1,0 +1,2 @@
+"""Checkpoint files: where they are looked for (cache), fetched, checked, imported
+and listed (store), downloaded (download)."""

@@ -65,6 +65,8 @@ def list_cmd(
                     "sha256_prefix": e.sha256_prefix,
                     "manual": e.manual,
                     "page": e.page,
+                    "trained_on": e.trained_on,
+                    "licence": e.licence,
                     "description": e.description,
                 }
                 typer.echo(json.dumps(record))

@@ -611,6 +611,8 @@ def test_cli_list_shows_entries_and_cache_state(tmp_path, meta_models):
     by = {r["name"]: r for r in records}
     assert by["soundnet8"]["cached"] and not by["vinet-dhf1k"]["cached"]
     assert by["s3d-kinetics400-torchvision"]["sha256_prefix"] == "d76dad2f"
+    assert by["vinet-dhf1k"]["trained_on"] == "trained on DHF1K"
+    assert by["stavis-visual-split1"]["licence"].startswith("none stated for the weights")
 
 
 def test_cli_list_shows_every_cached_file_registered_or_not(tmp_path, meta_models):

@@ -53,7 +53,7 @@ class SpatialUpsample(nn.Module):
         return up.reshape(b, t, c, 2 * h, 2 * w).transpose(1, 2)  # (B, C, T, 2H, 2W)
 
 
-def _up_block(in_ch: int, out_ch: int, t_kernel: int) -> list[nn.Module]:
+def _up_block(in_ch: int, out_ch: int, t_kernel: int, groups: int = 1) -> list[nn.Module]:
     """Conv (t_kernel, 3, 3) with an equal temporal stride, ReLU, x2 spatial upsampling."""
     return [
         nn.Conv3d(
@@ -62,6 +62,7 @@ def _up_block(in_ch: int, out_ch: int, t_kernel: int) -> list[nn.Module]:
             (t_kernel, 3, 3),
             stride=(t_kernel, 1, 1),
             padding=(0, 1, 1),
+            groups=groups,
             bias=False,
         ),
         nn.ReLU(inplace=True),
@@ -69,17 +70,24 @@ def _up_block(in_ch: int, out_ch: int, t_kernel: int) -> list[nn.Module]:
     ]
 
 
-class HierarchicalDecoder(nn.Module):
-    """ViNet's decoder: each level is concatenated in *time* with the next skip feature."""
+FULL = (1, 1, 1, 1, 1)  # ViNet's decoder: every convolution sees every channel
 
-    def __init__(self):
+
+class HierarchicalDecoder(nn.Module):
+    """ViNet's decoder: each level is concatenated in *time* with the next skip feature.
+
+    ``groups``: the channel groups of its five 3x3 convolutions, in order (ViNet-S's
+    decoder is this one with grouped convolutions, ``salcli.models.vinet_s``)."""
+
+    def __init__(self, groups: tuple[int, int, int, int, int] = FULL):
         super().__init__()
-        self.convtsp1 = nn.Sequential(*_up_block(1024, 832, 1))
-        self.convtsp2 = nn.Sequential(*_up_block(832, 480, 3))
-        self.convtsp3 = nn.Sequential(*_up_block(480, 192, 5))
+        g1, g2, g3, g4, g5 = groups
+        self.convtsp1 = nn.Sequential(*_up_block(1024, 832, 1, g1))
+        self.convtsp2 = nn.Sequential(*_up_block(832, 480, 3, g2))
+        self.convtsp3 = nn.Sequential(*_up_block(480, 192, 5, g3))
         self.convtsp4 = nn.Sequential(
-            *_up_block(192, 64, 5),  # -> (B, 64, 4, 112, 192)
-            *_up_block(64, 32, 2),  # -> (B, 32, 2, 224, 384)
+            *_up_block(192, 64, 5, g4),  # -> (B, 64, 4, 112, 192)
+            *_up_block(64, 32, 2, g5),  # -> (B, 32, 2, 224, 384)
             nn.Conv3d(32, 32, (2, 1, 1), stride=(2, 1, 1), bias=False),  # -> T = 1
             nn.ReLU(inplace=True),
             nn.Conv3d(32, 1, 1, bias=True),
@@ -100,10 +108,10 @@ class ViNet(nn.Module):
 
     arch = "vinet"
 
-    def __init__(self):
+    def __init__(self, decoder_groups: tuple[int, int, int, int, int] = FULL):
         super().__init__()
         self.backbone = S3DBackbone()
-        self.decoder = HierarchicalDecoder()
+        self.decoder = HierarchicalDecoder(decoder_groups)
 
     def forward(self, clip: torch.Tensor) -> torch.Tensor:
         """clip (B, 3, T, H, W), normalized -> saliency (B, H, W) in (0, 1)."""
@@ -291,5 +299,7 @@ def detect(state_dict: Mapping[str, torch.Tensor]) -> str | None:
     if "bilinear.weight" in keys and any(k.startswith("visual_model.") for k in keys):
         return "bilinear"
     if "decoder.convtsp4.8.weight" in keys and any(k.startswith("backbone.") for k in keys):
-        return "vinet"
+        first = state_dict.get("decoder.convtsp1.0.weight")
+        # a grouped decoder (ViNet-S) sees fewer than the 1024 channels of y0 per filter
+        return "vinet" if first is None or first.shape[1] == 1024 else None
     return None

@@ -36,7 +36,7 @@ from torch import nn
 
 from salcli.defaults import DEFAULT_FUSION, FUSIONS, WARMUP_POLICIES
 from salcli.errors import WeightsError, escape
-from salcli.models import stavis, stavis_procedure, vinet, vinet_procedure
+from salcli.models import stavis, stavis_procedure, vinet, vinet_procedure, vinet_s
 from salcli.models.checkpoints import check_keys, load_file, unwrap_state_dict
 from salcli.models.s3d import S3DBackbone
 from salcli.models.soundnet import SoundNet8
@@ -90,6 +90,9 @@ class ModelFamily:
     unwrap: Callable[[object], dict] = unwrap_state_dict  # loaded file -> state_dict
     published_unmapped: int = 0  # first frames the published procedure gives no map
     trainable: bool = False  # salcli train trains it
+    # the licence of the published weights where it restricts their use: said once when
+    # one is loaded (salcli.inference.predictor)
+    licence_notice: str | None = None
 
     def holds(self, state_dict: Mapping[str, torch.Tensor]) -> str | None:
         """The arch of one of this family's variants that ``state_dict`` holds, or None
@@ -244,6 +247,30 @@ AVINET = ModelFamily(
     **_VINET_COMMON,
 )
 
+# --- ViNet-S ---------------------------------------------------------------------------
+
+VINET_S = ModelFamily(
+    name="vinet-s",
+    label="ViNet-S",
+    variants=(
+        Variant(
+            "vinet-s",
+            "ViNet-S",
+            vinet_s.ViNetS,
+            "vinet-s",
+            "DHF1K_vinet_s_rootgrouped_32_bs8_kld_cc.pt",
+        ),
+    ),  # fmt: skip
+    **{
+        **_VINET_COMMON,
+        "clips": lambda policy: vinet_procedure.LastFrameClips(
+            vinet_procedure.CLIP_LEN, policy, reference="clamped"
+        ),
+        "detect": vinet_s.detect,
+    },
+    licence_notice=f"the ViNet-S weights are {vinet_s.LICENCE}",
+)
+
 # --- STAViS ----------------------------------------------------------------------------
 
 _STAVIS_SIZE = (stavis.INPUT_SIZE, stavis.INPUT_SIZE)
@@ -287,7 +314,7 @@ STAVIS = ModelFamily(
     published_unmapped=stavis.TARGET_INDEX,  # frames 1-8: their first clip maps frame 9
 )
 
-FAMILIES: tuple[ModelFamily, ...] = (VINET, AVINET, STAVIS)
+FAMILIES: tuple[ModelFamily, ...] = (VINET, AVINET, VINET_S, STAVIS)
 
 # --- parts -----------------------------------------------------------------------------
 
@@ -328,7 +355,21 @@ _STAVIS_ARCHIVE = Source(
     "direct URL to the file)",
     licence="none stated for the weights (code MIT)",
 )
+_VINET_PP = Source(
+    page="https://github.com/ViNet-Saliency/vinet_v2",
+    where="the Google Drive file linked from the README of "
+    "https://github.com/ViNet-Saliency/vinet_v2 (no direct URL)",
+    licence="CC BY-NC-SA 4.0 (non-commercial)",
+)
 _AV_SETS = ("DIEM", "Coutrot_db1", "Coutrot_db2", "AVAD", "ETMD_av", "SumMe")
+# (registry name suffix, the file's prefix, what it was trained on) of the ViNet-S files
+_VINET_S_FILES = (
+    ("dhf1k", "DHF1K", "trained on DHF1K"),
+    ("hollywood", "Hollywood2", "trained on Hollywood-2"),
+    ("ucf", "UCF", "trained on UCF-Sports"),
+    ("etmd-av-split1", "ETMD_av", "trained on split 1 of ETMD_av"),
+    ("mvva-split1", "mvva", "trained on split 1 of MVVA"),
+)
 STAVIS_SPLITS = (1, 2, 3)  # one STAViS model per split of the audio-visual sets
 
 
@@ -367,6 +408,11 @@ CHECKPOINTS: tuple[Checkpoint, ...] = (
                sha256_prefix="d76dad2f",
                note="its features.* entries are ViNet's backbone under torchvision's names, in "
                "the same order; the 8 hex digits in the file name are the start of its SHA-256"),
+    *(
+        _published(f"vinet-s-{name}", "vinet-s", f"{prefix}_vinet_s_rootgrouped_32_bs8_kld_cc.pt",
+                   trained_on, _VINET_PP)
+        for name, prefix, trained_on in _VINET_S_FILES
+    ),
     *(
         _published(f"stavis-{kind}-split{k}", "stavis", f"{kind}_split{k}_save_60.pth",
                    f"trained on split {k} of the audio-visual sets", _STAVIS_ARCHIVE,
@@ -530,7 +576,10 @@ def load_checkpoint(path: str | Path, *, audio: bool) -> tuple[ModelFamily, Vari
 def model_family(model: nn.Module) -> tuple[ModelFamily, Variant]:
     """The family and variant of a model built by salcli (for models passed in as they
     are), from its ``arch`` / ``fusion`` / ``audiovisual`` attributes."""
-    if getattr(model, "arch", None) == "stavis":
+    arch = getattr(model, "arch", None) or "vinet"
+    if arch == "stavis":
         hears = bool(getattr(model, "audiovisual", True))
         return STAVIS, STAVIS.variant("stavis-audiovisual" if hears else "stavis-visual")
-    return family_of(getattr(model, "fusion", None) or "vinet")
+    if arch == "avinet":
+        return family_of(model.fusion)
+    return family_of(arch)

@@ -120,21 +120,35 @@ def _reflect(p: int, n: int | None) -> int:
     return p if p < n else period - p
 
 
+REFERENCE_RULES = ("reversed", "clamped")  # how a family's published procedure fills the past
+
+
 def clip_indices(
-    t: int, n: int | None, clip_len: int = CLIP_LEN, policy: str = "mirror"
+    t: int,
+    n: int | None,
+    clip_len: int = CLIP_LEN,
+    policy: str = "mirror",
+    reference: str = "reversed",
 ) -> list[int]:
     """Indices of the frames of the clip that predicts frame ``t``, oldest first.
 
     ``n`` is the number of frames of the video, or None when it is known to be at
-    least 2T-1 (a streaming reader does not know it up front).
+    least 2T-1 (a streaming reader does not know it up front). Under ``policy``
+    "reference", ``reference`` says which published procedure: "reversed" (ViNet's: the
+    future clip reversed in time) or "clamped" (ViNet-S's: positions before the video
+    read frame 0, so frame t < T-1 sees T-1-t copies of frame 0, then 0 ... t).
     """
     if policy not in WARMUP_POLICIES:
         raise ValueError(f"unknown warm-up policy {policy!r}")
+    if reference not in REFERENCE_RULES:
+        raise ValueError(f"unknown reference rule {reference!r}")
     T = clip_len
     if n is not None and not 0 <= t < n:
         raise IndexError(f"frame {t} out of range for {n} frames")
     if policy == "mirror":
         return [_reflect(p, n) for p in range(t - T + 1, t + 1)]
+    if reference == "clamped":
+        return [max(0, p) for p in range(t - T + 1, t + 1)]
     pad = 0 if n is None else max(0, 2 * T - 1 - n)
     u = t + pad  # position in the padded video
     if u >= T - 1:
@@ -151,11 +165,13 @@ def clip_span(indices: list[int]) -> tuple[int, int]:
 
 @dataclass(frozen=True)
 class LastFrameClips:
-    """ViNet / AViNet: the clip of frame t ends with t; ``policy`` fills the first T-1
-    (see the module docstring)."""
+    """ViNet / AViNet / ViNet-S: the clip of frame t ends with t; ``policy`` fills the
+    first T-1 (see the module docstring), ``reference`` is the published procedure's
+    rule under the policy "reference" (``clip_indices``)."""
 
     length: int = CLIP_LEN
     policy: str = "mirror"
+    reference: str = "reversed"
 
     def __post_init__(self) -> None:
         if self.policy not in WARMUP_POLICIES:
@@ -166,11 +182,13 @@ class LastFrameClips:
         return self.length - 1
 
     def lookahead(self, t: int) -> int:
+        if self.policy == "reference" and self.reference == "clamped":
+            return 0  # causal: the past is the video's own first frame
         # the first 2T-1 frames decide how a short video is padded
         return max(0, 2 * self.length - 2 - t)
 
     def plan(self, t: int, n: int | None) -> tuple[list[int], tuple[int, int]]:
-        indices = clip_indices(t, n, self.length, self.policy)
+        indices = clip_indices(t, n, self.length, self.policy, self.reference)
         return indices, clip_span(indices)
 
 

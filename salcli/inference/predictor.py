@@ -79,6 +79,9 @@ class VideoResult:
         }
 
 
+_LICENCES_SAID: set[str] = set()  # families whose licence notice this process has given
+
+
 def _default_warn(message: str) -> None:
     warnings.warn(message, UserWarning, stacklevel=3)
 
@@ -116,6 +119,7 @@ class Predictor:
         if loaded:
             self.family, self.variant, model = self._load(opts)
             model = self.family.fold(model)
+            self._say_licence()
         else:
             self.family, self.variant = model_family(model)
         self.arch = self.variant.name
@@ -168,6 +172,13 @@ class Predictor:
     pin_memory = property(lambda self: self.engine.pin_memory)
 
     # -- loading -------------------------------------------------------------------
+
+    def _say_licence(self) -> None:
+        """The licence of weights that restrict their use, once a process and family."""
+        notice = self.family.licence_notice
+        if notice and self.family.name not in _LICENCES_SAID:
+            _LICENCES_SAID.add(self.family.name)
+            self.warn(f"{self._what()}: {notice}")
 
     def _what(self) -> str:
         return str(self.weights_path) if self.weights_path else "the model"

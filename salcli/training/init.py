@@ -8,6 +8,10 @@
   shape and use every source entry once (``s3d_backbone_state``). The decoder starts from
   PyTorch's default initialisation (seeded). A ViNet checkpoint instead (``init``
   ``ViNet_DHF1K.pt``) fine-tunes the whole model: Hollywood-2 / UCF-Sports from DHF1K.
+- ViNet-S: the same S3D backbone from the same files (the authors' train script starts
+  from ``S3D_kinetics400.pt``), its grouped decoder from PyTorch's initialisation; a
+  ViNet checkpoint gives it its backbone only; a ViNet-S checkpoint (a published one)
+  fine-tunes the whole model.
 - AViNet: the visual part (S3D + decoder) from a ViNet checkpoint (default
   ``ViNet_DHF1K.pt``), SoundNet-8 from ``soundnet8_final.pth``, the fusion layers
   initialised afresh. An AViNet checkpoint of the same fusion continues its training.
@@ -19,7 +23,7 @@ path, or a file or registry name in the current folder, ``./weights``, the check
 ``weights/`` and the cache) and read with ``torch.load(weights_only=True)``.
 
 The model is built by architecture name (``salcli.models.registry.build_model``): "vinet",
-"bilinear", "transformer" or "concat"; training only relies on its ``forward(clip)`` /
+"vinet-s", "bilinear", "transformer" or "concat"; training only relies on its ``forward(clip)`` /
 ``forward(clip, audio)`` returning (B, H, W) maps in (0, 1), its ``state_dict`` having the
 published keys, and, for initialisation, ViNet's ``backbone`` and AViNet's
 ``visual_model`` / ``audionet`` children (``visual_part`` / ``backbone_of`` /
@@ -35,9 +39,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from salcli.defaults import FUSIONS
 from salcli.errors import UsageError, WeightsError, escape
 from salcli.models.checkpoints import check_keys, read_checkpoint
-from salcli.models.registry import CHECKPOINTS, TRAINABLE, arch_of, build_model
+from salcli.models.registry import CHECKPOINTS, TRAINABLE, arch_of, build_model, describe, label
 from salcli.models.s3d import BasicConv3d, S3DBackbone, SepConv3d
 from salcli.weights.cache import resolve_weights
 from salcli.weights.store import s3d_layout
@@ -212,14 +217,15 @@ def _load_strict(module: nn.Module, sd: Mapping[str, torch.Tensor], path: Path) 
 def initial_model(
     arch: str, init: str | Path | None = None, soundnet: str | Path | None = None
 ) -> tuple[nn.Module, InitReport]:
-    """A model of ``arch`` ("vinet" or a fusion) with its starting weights (see the module
-    docstring). Unseeded parts use PyTorch's default initialisation: seed torch first."""
+    """A model of ``arch`` ("vinet", "vinet-s" or a fusion) with its starting weights (see
+    the module docstring). Unseeded parts use PyTorch's default initialisation: seed torch
+    first."""
     if arch not in TRAINABLE:
         choices = ", ".join(TRAINABLE)
         raise UsageError(f"unknown architecture {arch!r} (choose from {choices})")
     model = build_model(arch)
     lines: list[str] = []
-    audio = arch != "vinet"
+    audio = arch in FUSIONS
     if init is not None and str(init).lower() in NO_INIT:
         part = "visual part (S3D + decoder)" if audio else "all"
         lines.append(f"{part}: random (init none)")
@@ -236,6 +242,12 @@ def initial_model(
             backbone_of(model).load_state_dict(s3d_backbone_state(sd, init_path), strict=True)
             lines.append(f"S3D backbone: {init_path} (Kinetics-400, mapped by name)")
             lines.append("decoder: random")
+        elif kind == "vinet" and arch == "vinet-s":  # ViNet's backbone is ViNet-S's
+            backbone = {k.removeprefix("backbone."): v for k, v in sd.items()
+                        if k.startswith("backbone.")}  # fmt: skip
+            _load_strict(backbone_of(model), backbone, init_path)
+            lines.append(f"S3D backbone: {init_path} (a ViNet checkpoint's)")
+            lines.append("decoder: random")
         elif kind == "vinet":
             _load_strict(visual_part(model), sd, init_path)
             lines.append(f"{'visual part (S3D + decoder)' if audio else 'all'}: {init_path}")
@@ -249,10 +261,8 @@ def initial_model(
                 options=("soundnet", "init"),
             )
         else:
-            want = "ViNet or S3D" if not audio else f"ViNet or AViNet ({arch})"
-            raise WeightsError(
-                f"{init_path}: an AViNet ({kind}) checkpoint cannot start {want} training"
-            )
+            want = f"{label(arch)} or S3D" if not audio else f"ViNet or AViNet ({arch})"
+            raise WeightsError(f"{init_path}: {describe(kind)} cannot start {want} training")
     if audio and not whole:
         if soundnet is not None and str(soundnet).lower() in NO_INIT:
             lines.append("SoundNet-8: random (soundnet none)")

@@ -24,8 +24,12 @@ DEFAULT_BN = "train"
 DEFAULT_OUT = "run"
 DEFAULT_SEED = 0
 # options that shape the result: a resumed run must have the same ones
-RUN_DEFINING = ("dataset", "split", "audio", "fusion", "batch_size", "lr", "loss", "seed",
-                "input_size", "val_stride", "init", "soundnet", "bn")  # fmt: skip
+RUN_DEFINING = ("dataset", "split", "model", "audio", "fusion", "batch_size", "lr", "loss",
+                "seed", "input_size", "val_stride", "init", "soundnet", "bn")  # fmt: skip
+VISUAL_MODELS = ("vinet", "vinet-s")  # what --model trains (with --audio: AViNet, on ViNet)
+# the loss of each model's published recipe: ViNet's paper trains with KL divergence, the
+# ViNet-S authors' train script with KL divergence minus CC
+RECIPE_LOSS = {"vinet": "kld", "vinet-s": "kld,cc"}
 
 
 DATASET_HELP = (
@@ -49,6 +53,12 @@ class TrainOptions:
         help="Audio-visual sets: the fold 1, 2 or 3 (default 1; DIEM has one). "
         "Frame-folder sets: the training folder (default train or training).",
     )
+    model: str = option(
+        "vinet",
+        "--model",
+        help="The visual model: vinet, or vinet-s (ViNet-S: ViNet's backbone, a grouped "
+        "decoder; its weights' licence is CC BY-NC-SA 4.0). With --audio: AViNet, on ViNet.",
+    )
     audio: bool = option(False, "--audio", help="Train AViNet (the datasets' wav).")
     fusion: str = option(
         DEFAULT_FUSION, "--fusion", help="With --audio: bilinear, transformer or concat."
@@ -70,7 +80,10 @@ class TrainOptions:
     )
     lr: float = option(DEFAULT_LR, "--lr", help="Adam's learning rate.")
     loss: str = option(
-        DEFAULT_LOSS, "--loss", help="kld, or kld,cc (KLD - CC); weights as kld,cc=0.5."
+        None,
+        "--loss",
+        help="kld, or kld,cc (KLD - CC); weights as kld,cc=0.5 [default: the model's "
+        "published recipe: kld for ViNet and AViNet, kld,cc for ViNet-S].",
     )
     out: str = option(DEFAULT_OUT, "--out", "-o", help="Output folder of the run.")
     resume: bool = option(False, "--resume", help="Continue the run in --out.")
@@ -118,10 +131,12 @@ class TrainOptions:
         for name in ("root", "out"):
             value = getattr(self, name)
             object.__setattr__(self, name, None if value is None else str(value))
+        if self.loss is None:
+            object.__setattr__(self, "loss", RECIPE_LOSS.get(self.model, DEFAULT_LOSS))
 
     @property
     def arch(self) -> str:
-        return self.fusion if self.audio else "vinet"
+        return self.fusion if self.audio else self.model
 
     def check(self) -> None:
         """UsageError for values out of range or contradicting each other."""
@@ -135,6 +150,10 @@ class TrainOptions:
             raise OptionError("loader_workers", "must be 0 or more")
         if self.patience is not None and self.patience < 1:
             raise OptionError("patience", "must be at least 1 epoch")
+        if self.model not in VISUAL_MODELS:
+            raise OptionError("model", f"{self.model!r}: choose from {', '.join(VISUAL_MODELS)}")
+        if self.audio and self.model != "vinet":
+            raise OptionError("model", f"{self.model}: AViNet (audio) is built on ViNet")
         if self.fusion not in FUSIONS:
             raise OptionError("fusion", f"{self.fusion!r}: choose from {', '.join(FUSIONS)}")
         h, w = self.input_size

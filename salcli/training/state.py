@@ -175,7 +175,8 @@ def load_state(
         raise WeightsError(f"{path}: not a readable training state ({one_line(exc)})") from None
     if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
         raise WeightsError(f"{path}: not a salcli training state (format {STATE_FORMAT})")
-    theirs, ours = state["fingerprint"], fingerprint
+    # runs saved before --model existed trained ViNet (or AViNet, on it)
+    theirs, ours = {"model": "vinet", **state["fingerprint"]}, fingerprint
     changed = [k for k in ours if theirs.get(k) != ours[k]]
     if changed:
         k = changed[0]

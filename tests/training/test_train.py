@@ -301,6 +301,35 @@ def test_resume_refuses_other_settings_and_a_fresh_run_refuses_a_used_folder(
     assert r.exit_code == EXIT_USAGE and "--resume" in r.output and "was made with" in r.output
 
 
+def test_vinet_s_trains_from_a_vinet_backbone_with_its_recipe_loss(blobs, init_ckpt, tmp_path):
+    """--model vinet-s: ViNet's backbone as its start, the decoder afresh, KLD - CC; the
+    checkpoint holds the published ViNet-S keys and predicts as a ViNet-S file."""
+    from salcli.models.registry import load_checkpoint
+    from salcli.models.vinet_s import ViNetS
+
+    model, report = initial_model("vinet-s", init_ckpt)
+    assert report.lines == (f"S3D backbone: {init_ckpt} (a ViNet checkpoint's)", "decoder: random")
+    vinet = torch.load(init_ckpt, weights_only=True)
+    ours = model.state_dict()
+    assert all(torch.equal(ours[k], v) for k, v in vinet.items() if k.startswith("backbone."))
+    result = train(_short(blobs, init_ckpt, tmp_path / "s", model="vinet-s", epochs=1))
+    assert result.status == "done" and result.epochs == 1
+    info = json.loads((tmp_path / "s" / "options.json").read_text())
+    assert info["arch"] == "vinet-s" and info["options"]["loss"] == "kld,cc"
+    assert [name for name, _ in info["loss"]] == ["kld", "cc"]
+    sd = torch.load(tmp_path / "s" / "best.pt", map_location="cpu", weights_only=True)
+    assert list(sd) == list(ViNetS().state_dict())
+    family, variant, _ = load_checkpoint(tmp_path / "s" / "best.pt", audio=False)
+    assert (family.name, variant.arch) == ("vinet-s", "vinet-s")
+    # a ViNet-S file fine-tunes the whole model; AViNet is built on ViNet only
+    _, report = initial_model("vinet-s", tmp_path / "s" / "best.pt")
+    assert report.lines == (f"all: {tmp_path / 's' / 'best.pt'}",)
+    with pytest.raises(OptionError, match="built on ViNet"):
+        TrainOptions(dataset="dhf1k", model="vinet-s", audio=True).check()
+    with pytest.raises(OptionError, match="choose from vinet, vinet-s"):
+        TrainOptions(dataset="dhf1k", model="vinet-a").check()
+
+
 def test_loader_workers_take_either_flag_and_errors_name_the_first(tmp_path):
     """--loader-workers and --workers are one option (DataLoader workers; not the Ray
     workers of predict and evaluate): the command line names it by its first flag, the

@@ -17,6 +17,11 @@ Written from the facts in ``shared/docs/conventions.md`` (not from the authors' 
    blurred (``cv2.GaussianBlur``, 11x11, sigma 0), min-max normalized and stored as an
    8-bit image (round(255 x)).
 
+``procedure="vinet-s"`` re-enacts the ViNet-S scripts (``shared/docs/vinet_pp.conventions.md``)
+instead: the same frames in and maps out but for two steps, (3) frame t is predicted from
+frames t-T+1 ... t, positions before the video reading frame 0 (no flipped clips, no
+padding), and (4) the 8-bit maps are round(255 x + 0.5), clamped to 255.
+
 Needs Pillow (``pip install pillow``), which salcli itself does not use.
 """
 
@@ -113,15 +118,28 @@ def reference_schedule(n: int, clip_len: int = CLIP_LEN) -> Iterator[tuple[int, 
             yield i - T + 1 - pad, held, True
 
 
-def postprocess_u8(saliency: np.ndarray, height: int, width: int) -> np.ndarray:
-    """(h, w) model map -> (height, width) uint8: cv2 resize, 11x11 blur, min-max, 8 bits."""
+def causal_schedule(n: int, clip_len: int = CLIP_LEN) -> Iterator[tuple[int, list[int], bool]]:
+    """ViNet-S's loop, as ``reference_schedule`` gives it: frame t from frames t-T+1 ... t,
+    indices below 0 clamped to 0 (never flipped)."""
+    for t in range(n):
+        yield t, [max(0, j) for j in range(t - clip_len + 1, t + 1)], False
+
+
+SCHEDULES = {"vinet": reference_schedule, "vinet-s": causal_schedule}
+# 8-bit maps: ViNet's round(255 x); the ViNet-S scripts' round(255 x + 0.5)
+HALF_LEVEL_UP = {"vinet": 0.0, "vinet-s": 0.5}
+
+
+def postprocess_u8(saliency: np.ndarray, height: int, width: int, up: float = 0.0) -> np.ndarray:
+    """(h, w) model map -> (height, width) uint8: cv2 resize, 11x11 blur, min-max, 8 bits
+    (round(255 x + up))."""
     m = cv2.resize(
         np.asarray(saliency, np.float32), (width, height), interpolation=cv2.INTER_LINEAR
     )
     m = cv2.GaussianBlur(m, (BLUR_KSIZE, BLUR_KSIZE), 0)
     lo, hi = float(m.min()), float(m.max())
     m = (m - lo) / (hi - lo) if hi > lo else np.zeros_like(m)
-    return np.clip(np.rint(m * 255.0), 0, 255).astype(np.uint8)
+    return np.clip(np.rint(m * 255.0 + up), 0, 255).astype(np.uint8)
 
 
 def predict_folder(
@@ -131,6 +149,7 @@ def predict_folder(
     *,
     input_size: tuple[int, int] = (INPUT_H, INPUT_W),
     clip_len: int = CLIP_LEN,
+    procedure: str = "vinet",
 ) -> np.ndarray:
     """Maps of a folder of JPEG frames, the authors' way: (N, H, W) uint8, in frame order.
 
@@ -145,7 +164,7 @@ def predict_folder(
     cache: dict[int, torch.Tensor] = {}  # the sliding list: frame index -> (3, h, w)
     sizes: dict[int, tuple[int, int]] = {}
     maps: list[np.ndarray | None] = [None] * n
-    for t, held, flipped in reference_schedule(n, clip_len):
+    for t, held, flipped in SCHEDULES[procedure](n, clip_len):
         for j in held:
             if j not in cache:
                 cache[j], sizes[j] = load_frame(frames[j], input_size)
@@ -156,7 +175,7 @@ def predict_folder(
             clip = torch.flip(clip, dims=[2])
         with torch.no_grad():
             saliency = model(clip)[0].numpy()  # (h, w)
-        u8 = postprocess_u8(saliency, *sizes[t])
+        u8 = postprocess_u8(saliency, *sizes[t], HALF_LEVEL_UP[procedure])
         if out is not None:
             cv2.imwrite(str(out / MAP_NAME.format(t + 1)), u8)
         maps[t] = u8
@@ -171,6 +190,7 @@ def run(
     input_size: tuple[int, int] = (INPUT_H, INPUT_W),
     save_maps: bool = True,
     frame_format: str = "jpg",
+    procedure: str = "vinet",
 ) -> AuthorsRun:
     """Extract ``video`` to JPEGs under ``workdir``, then predict them; timed separately."""
     workdir = Path(workdir)
@@ -178,7 +198,11 @@ def run(
     frames = extract_frames(video, workdir / "frames", frame_format)
     extracted = time.perf_counter()
     maps = predict_folder(
-        model, frames, workdir / "maps" if save_maps else None, input_size=input_size
+        model,
+        frames,
+        workdir / "maps" if save_maps else None,
+        input_size=input_size,
+        procedure=procedure,
     )
     done = time.perf_counter()
     return AuthorsRun(maps=maps, extract_s=extracted - started, predict_s=done - extracted)

@@ -119,7 +119,7 @@ def _run(folder: Path, out: Path, mode: str, args: argparse.Namespace, **kw) -> 
 
 
 def _corpus(folder: Path, n: int, frames: int, size: tuple[int, int]) -> Path:
-    from conftest import write_video
+    from helpers import write_video
 
     folder.mkdir(parents=True, exist_ok=True)
     for i in range(n):

@@ -309,10 +309,10 @@ def step_compile(arch: str, weights: Path, args, cfg, budget: Budget, results: d
 
 
 def _write_video(path: Path, n_frames: int, size: tuple[int, int]) -> Path:
-    """An H.264 test video (tests/conftest.py), torch's thread count left as it was."""
+    """An H.264 test video (tests/helpers.py), torch's thread count left as it was."""
     threads = torch.get_num_threads()
     try:
-        from conftest import write_video  # sets 2 threads for the tests
+        from helpers import write_video
 
         return write_video(path, n_frames=n_frames, size=size, codec="libx264")
     finally:

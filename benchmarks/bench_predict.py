@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/bench_predict.py [--video PATH] [--frames 36]
         [--size 360x640] [--input-size 224x384] [--batch-sizes 1,2,8,16] [--weights PATH]
-        [--rounds 1]
+        [--rounds 1] [--models vinet,vinet-s]
     .venv/bin/python benchmarks/bench_predict.py --memory [--frames 600,60]
 
 Reports, each phase in its own process (so peak RSS is its own):
@@ -32,8 +32,13 @@ Reports, each phase in its own process (so peak RSS is its own):
 ``--memory`` instead runs salcli (png + h5 outputs) on generated videos of each length
 in ``--frames`` at a small size, and reports peak RSS per length.
 
-Weights: ``--weights`` or the deterministic checkpoint of salcli.testing (the timings
-and CCs do not depend on the values much; a real checkpoint gives real-looking maps).
+``--models`` runs all of the above for each model in turn (``vinet``, ``vinet-s``; the
+authors' phase re-enacts each one's own scripts), then the ratio of each model's rates to
+the first one's: end to end (salcli's defaults) and model only (the best batch).
+
+Weights: ``--weights`` (one model) or the deterministic checkpoint of salcli.testing, from
+each model's key manifest (the timings and CCs do not depend on the values much; a real
+checkpoint gives real-looking maps).
 Prints figures; asserts nothing. Needs Pillow for the authors' phase.
 """
 
@@ -57,8 +62,12 @@ ROOT = HERE.parent
 sys.path[:0] = [str(HERE), str(ROOT), str(ROOT / "tests")]
 from salcli.models.vinet_procedure import CLIP_LEN  # noqa: E402
 
-MANIFEST = ROOT / "tests" / "data" / "vinet.keys.json"
-T = CLIP_LEN  # frames per ViNet clip
+# model -> its key manifest (the deterministic checkpoint's shapes)
+MANIFESTS = {
+    "vinet": ROOT / "tests" / "data" / "vinet.keys.json",
+    "vinet-s": ROOT / "tests" / "data" / "vinet_s.keys.json",
+}
+T = CLIP_LEN  # frames per ViNet / ViNet-S clip
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -70,30 +79,29 @@ def _peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
 
 
-def _model(weights: str | None) -> torch.nn.Module:
-    from salcli.models.vinet import ViNet
+def _model(weights: str | None, arch: str = "vinet") -> torch.nn.Module:
+    """The model as the authors run it: loaded, not folded, fp32."""
+    from salcli.models.registry import build_model, load_checkpoint
 
     if weights:
-        from salcli.models.checkpoints import load_model
-
-        return load_model(weights)[0].eval()
+        return load_checkpoint(weights, audio=False)[2].eval()
     from salcli.testing import deterministic_state_dict, load_manifest
 
-    model = ViNet().eval()
-    model.load_state_dict(deterministic_state_dict(load_manifest(MANIFEST)))
+    model = build_model(arch).eval()
+    model.load_state_dict(deterministic_state_dict(load_manifest(MANIFESTS[arch])))
     return model
 
 
-def checkpoint_file(folder: str | Path, weights: str | None = None) -> Path:
-    """``weights``, or the deterministic ViNet checkpoint written into ``folder``: a file
-    that ``Predictor`` loads as the CLI does (BatchNorm folded, cast to the precision)."""
+def checkpoint_file(folder: str | Path, weights: str | None = None, arch: str = "vinet") -> Path:
+    """``weights``, or the deterministic checkpoint of ``arch`` written into ``folder``: a
+    file that ``Predictor`` loads as the CLI does (BatchNorm folded, cast to the precision)."""
     if weights:
         return Path(weights)
     from salcli.testing import deterministic_state_dict, load_manifest
 
-    path = Path(folder) / "ViNet_deterministic.pt"
+    path = Path(folder) / f"{arch}_deterministic.pt"
     if not path.is_file():
-        torch.save(deterministic_state_dict(load_manifest(MANIFEST)), path)
+        torch.save(deterministic_state_dict(load_manifest(MANIFESTS[arch])), path)
     return path
 
 
@@ -113,8 +121,9 @@ def phase_salcli(args) -> dict:
     opts = json.loads(args.options or "{}")
     out = Path(args.out)
     p = Predictor(
-        checkpoint_file(out.parent, args.weights),  # loaded as the CLI loads a file
+        checkpoint_file(out.parent, args.weights, args.model),  # as the CLI loads a file
         device="cpu",
+        on_warning=lambda line: None,  # a licence notice
         input_size=_size(args.input_size),
         warmup=opts.pop("warmup", "reference"),
         **opts,
@@ -140,8 +149,10 @@ def phase_salcli(args) -> dict:
 def phase_authors(args) -> dict:
     import authors_pipeline as ap
 
-    model = _model(args.weights)
-    run = ap.run(model, args.video, Path(args.out), input_size=_size(args.input_size))
+    model = _model(args.weights, args.model)
+    run = ap.run(
+        model, args.video, Path(args.out), input_size=_size(args.input_size), procedure=args.model
+    )
     return {
         "frames": len(run.maps),
         "seconds": run.predict_s,
@@ -220,14 +231,19 @@ def phase_model(args) -> dict:
     batches = [int(x) for x in args.batch_sizes.split(",")]
     rows = []
     # the authors' layout and precision, timed before a Predictor sets up this process
-    fp32 = _model(args.weights)
+    fp32 = _model(args.weights, args.model)
     clip_gflop = gflop_per_map(fp32, 1, False, (h, w))  # clip by clip: the same at any batch
     if 1 in batches:
         x = torch.randn(1, 3, T, h, w)
         s = _best(lambda: fp32(x), args.repeats)
         rows.append({"setting": "authors fp32", "batch": 1, "s_per_map": s, "gflop": clip_gflop})
     # as predict runs a loaded checkpoint: BatchNorm folded, cast for the precision
-    p = Predictor(checkpoint_file(args.out, args.weights), device="cpu", input_size=(h, w))
+    p = Predictor(
+        checkpoint_file(args.out, args.weights, args.model),
+        device="cpu",
+        input_size=(h, w),
+        on_warning=lambda line: None,
+    )
     for b in batches:
         x = torch.randn(b, 3, T, h, w)
         xc = x.contiguous(memory_format=CHANNELS_LAST) if p.channels_last else x
@@ -250,7 +266,8 @@ PHASES = {"salcli": phase_salcli, "authors": phase_authors, "model": phase_model
 
 
 def _child(phase: str, args, options: str | None = None, **extra) -> dict:
-    cmd = [sys.executable, __file__, "--phase", phase, "--input-size", args.input_size]
+    cmd = [sys.executable, __file__, "--phase", phase, "--input-size", args.input_size,
+           "--model", args.model]  # fmt: skip
     if args.weights:
         cmd += ["--weights", args.weights]
     if options:
@@ -302,97 +319,130 @@ def _rounds_line(runs: list[dict]) -> str:
     )
 
 
-def main_compare(args) -> None:
-    from conftest import write_video
+def main_compare(args, video: str, tmp: Path) -> dict[str, float]:
+    """One model's figures (printed); its end-to-end and best model-only maps/s."""
+    print(f"\n== {args.model}: load average {os.getloadavg()[0]:.2f} at the start")
+    print(f"input: {video}, model input {args.input_size}, {args.rounds} round(s)")
+    fp32_opts = json.dumps({**json.loads(args.options or "{}"), "precision": "fp32"})
+    runs: dict[str, list[dict]] = {"ours": [], "authors": [], "fp32": []}
+    for r in range(args.rounds):  # alternated, so that a busy spell hits every phase
+        for key, phase, opts in (
+            ("ours", "salcli", args.options),
+            ("authors", "authors", None),
+            ("fp32", "salcli", fp32_opts),
+        ):
+            if key == "fp32" and runs["ours"][0]["precision"] == "fp32":
+                continue  # the defaults are fp32 already
+            load = os.getloadavg()[0]
+            out = tmp / f"{args.model}-{key}{r}"
+            run = _child(phase, args, opts, video=video, out=out, formats="png")
+            runs[key].append({**run, "load": load})
+    runs["fp32"] = runs["fp32"] or runs["ours"]
+    ours, theirs, fp32 = (min(v, key=lambda x: x["seconds"]) for v in runs.values())
+    a = _read_pngs(Path(ours["maps_dir"]))
+    cc_own = _cc(a, _read_pngs(Path(fp32["maps_dir"])))
+    cc_authors = _cc(a, _read_pngs(Path(theirs["maps_dir"])))
+    rate_ours = ours["frames"] / ours["seconds"]
+    rate_theirs = theirs["frames"] / theirs["seconds"]
+    best = " (best of the rounds)" if args.rounds > 1 else ""
+    print(_e2e_line("salcli defaults", ours) + best)
+    if args.rounds > 1:
+        print(_rounds_line(runs["ours"]))
+    if ours["precision"] != "fp32":
+        print(_e2e_line("salcli fp32    ", fp32) + best)
+        if args.rounds > 1:
+            print(_rounds_line(runs["fp32"]))
+    print(
+        f"authors (fp32, batch 1): {theirs['frames']} maps in {theirs['seconds']:.1f} s = "
+        f"{rate_theirs:.3f} maps/s, {1 / rate_theirs:.3f} s/map, "
+        f"peak RSS {theirs['peak_rss_mib']:.0f} MiB "
+        f"(+ {theirs['extract_seconds']:.1f} s extracting JPEGs, not counted){best}"
+    )
+    if args.rounds > 1:
+        print(_rounds_line(runs["authors"]))
+    print(f"ratio salcli/authors: {rate_ours / rate_theirs:.2f}x")
+    print(
+        f"CC vs salcli's fp32 maps (8-bit both): mean {cc_own.mean():.6f}, min {cc_own.min():.6f}"
+    )
+    print(
+        f"CC vs the authors' maps (8-bit both, their JPEG frames): "
+        f"mean {cc_authors.mean():.6f}, min {cc_authors.min():.6f}"
+    )
+    summary = {"end_to_end": rate_ours, "authors": rate_theirs}
+    if not args.skip_model:
+        model = _child("model", args, batch_sizes=args.batch_sizes, repeats=args.repeats, out=tmp)
+        rates = model["conv_rates"]
+        mean_rate = {k: sum(v.values()) / len(v) for k, v in rates.items()}
+        probes = ", ".join(
+            f"{prec} " + " / ".join(f"{name} {r:.0f}" for name, r in v.items())
+            for prec, v in rates.items()
+        )
+        print(f"convolution rates (GFLOP/s, channels-last, Mixed_3c at 2 clips): {probes}")
+        print("model only (GFLOP/map; its rate; share of the convolution rate):")
+        for row in model["rows"]:
+            prec = "fp32" if row["setting"].startswith("authors") else model["precision"]
+            gflops = row["gflop"] / row["s_per_map"]
+            print(
+                f"  {row['setting']:<24} batch {row['batch']:>2}: "
+                f"{row['s_per_map']:.3f} s/map, {1 / row['s_per_map']:.3f} maps/s; "
+                f"{row['gflop']:.0f} GFLOP/map, {gflops:.0f} GFLOP/s = "
+                f"{gflops / mean_rate[prec]:.0%} of {prec}'s"
+            )
+        # what this machine allows at all: the fewest FLOPs a map costs, at the best
+        # probe rate, with nothing else (decoding, pooling, copies) taking any time
+        prec = model["precision"]
+        least = min(r["gflop"] for r in model["rows"] if not r["setting"].startswith("authors"))
+        floor = least / max(rates[prec].values())
+        print(
+            f"bound: {least:.0f} GFLOP/map at {max(rates[prec].values()):.0f} GFLOP/s "
+            f"({prec}) = {floor:.3f} s/map, {1 / rate_theirs / floor:.2f}x the authors "
+            f"end to end; salcli defaults are at {floor * rate_ours:.0%} of it"
+        )
+        ours_rows = [r for r in model["rows"] if not r["setting"].startswith("authors")]
+        best_row = min(ours_rows, key=lambda r: r["s_per_map"])
+        summary["model_only"] = 1 / best_row["s_per_map"]
+        summary["gflop"] = best_row["gflop"]
+    return summary
 
+
+def main_models(args) -> None:
+    """main_compare for each of ``--models`` on one input, then each one's ratios to the
+    first one's."""
+    from helpers import write_video
+
+    models = args.models.split(",")
     with tempfile.TemporaryDirectory(prefix="bench_predict_") as tmp:
         tmp = Path(tmp)
         video = args.video or str(
             write_video(tmp / "bench.mp4", n_frames=int(args.frames), size=_size(args.size))
         )
-        print(f"machine: {machine()}; load average {os.getloadavg()[0]:.2f} at the start")
-        print(f"input: {video}, model input {args.input_size}, {args.rounds} round(s)")
-        fp32_opts = json.dumps({**json.loads(args.options or "{}"), "precision": "fp32"})
-        runs: dict[str, list[dict]] = {"ours": [], "authors": [], "fp32": []}
-        for r in range(args.rounds):  # alternated, so that a busy spell hits every phase
-            for key, phase, opts in (
-                ("ours", "salcli", args.options),
-                ("authors", "authors", None),
-                ("fp32", "salcli", fp32_opts),
-            ):
-                if key == "fp32" and runs["ours"][0]["precision"] == "fp32":
-                    continue  # the defaults are fp32 already
-                load = os.getloadavg()[0]
-                out = tmp / f"{key}{r}"
-                run = _child(phase, args, opts, video=video, out=out, formats="png")
-                runs[key].append({**run, "load": load})
-        runs["fp32"] = runs["fp32"] or runs["ours"]
-        ours, theirs, fp32 = (min(v, key=lambda x: x["seconds"]) for v in runs.values())
-        a = _read_pngs(Path(ours["maps_dir"]))
-        cc_own = _cc(a, _read_pngs(Path(fp32["maps_dir"])))
-        cc_authors = _cc(a, _read_pngs(Path(theirs["maps_dir"])))
-        rate_ours = ours["frames"] / ours["seconds"]
-        rate_theirs = theirs["frames"] / theirs["seconds"]
-        best = " (best of the rounds)" if args.rounds > 1 else ""
-        print(_e2e_line("salcli defaults", ours) + best)
-        if args.rounds > 1:
-            print(_rounds_line(runs["ours"]))
-        if ours["precision"] != "fp32":
-            print(_e2e_line("salcli fp32    ", fp32) + best)
-            if args.rounds > 1:
-                print(_rounds_line(runs["fp32"]))
-        print(
-            f"authors (fp32, batch 1): {theirs['frames']} maps in {theirs['seconds']:.1f} s = "
-            f"{rate_theirs:.3f} maps/s, {1 / rate_theirs:.3f} s/map, "
-            f"peak RSS {theirs['peak_rss_mib']:.0f} MiB "
-            f"(+ {theirs['extract_seconds']:.1f} s extracting JPEGs, not counted){best}"
+        print(f"machine: {machine()}")
+        results = {}
+        for arch in models:
+            args.model = arch
+            results[arch] = main_compare(args, video, tmp)
+    if len(models) < 2:
+        return
+    first = models[0]
+    base = results[first]
+    print(f"\nratios to {first} (same input, machine and precision):")
+    for arch in models[1:]:
+        r = results[arch]
+        line = (
+            f"  {arch}: end to end {r['end_to_end'] / base['end_to_end']:.2f}x "
+            f"({r['end_to_end']:.3f} vs {base['end_to_end']:.3f} maps/s); the authors' "
+            f"procedure {r['authors'] / base['authors']:.2f}x"
         )
-        if args.rounds > 1:
-            print(_rounds_line(runs["authors"]))
-        print(f"ratio salcli/authors: {rate_ours / rate_theirs:.2f}x")
-        print(
-            f"CC vs salcli's fp32 maps (8-bit both): mean {cc_own.mean():.6f}, "
-            f"min {cc_own.min():.6f}"
-        )
-        print(
-            f"CC vs the authors' maps (8-bit both, their JPEG frames): "
-            f"mean {cc_authors.mean():.6f}, min {cc_authors.min():.6f}"
-        )
-        if not args.skip_model:
-            model = _child(
-                "model", args, batch_sizes=args.batch_sizes, repeats=args.repeats, out=tmp
+        if "model_only" in r and "model_only" in base:
+            line += (
+                f"; model only (best batch) {r['model_only'] / base['model_only']:.2f}x; "
+                f"{r['gflop']:.1f} vs {base['gflop']:.1f} GFLOP/map"
             )
-            rates = model["conv_rates"]
-            mean_rate = {k: sum(v.values()) / len(v) for k, v in rates.items()}
-            probes = ", ".join(
-                f"{prec} " + " / ".join(f"{name} {r:.0f}" for name, r in v.items())
-                for prec, v in rates.items()
-            )
-            print(f"convolution rates (GFLOP/s, channels-last, Mixed_3c at 2 clips): {probes}")
-            print("model only (GFLOP/map; its rate; share of the convolution rate):")
-            for row in model["rows"]:
-                prec = "fp32" if row["setting"].startswith("authors") else model["precision"]
-                gflops = row["gflop"] / row["s_per_map"]
-                print(
-                    f"  {row['setting']:<24} batch {row['batch']:>2}: "
-                    f"{row['s_per_map']:.3f} s/map, {1 / row['s_per_map']:.3f} maps/s; "
-                    f"{row['gflop']:.0f} GFLOP/map, {gflops:.0f} GFLOP/s = "
-                    f"{gflops / mean_rate[prec]:.0%} of {prec}'s"
-                )
-            # what this machine allows at all: the fewest FLOPs a map costs, at the best
-            # probe rate, with nothing else (decoding, pooling, copies) taking any time
-            prec = model["precision"]
-            least = min(r["gflop"] for r in model["rows"] if not r["setting"].startswith("authors"))
-            floor = least / max(rates[prec].values())
-            print(
-                f"bound: {least:.0f} GFLOP/map at {max(rates[prec].values()):.0f} GFLOP/s "
-                f"({prec}) = {floor:.3f} s/map, {1 / rate_theirs / floor:.2f}x the authors "
-                f"end to end; salcli defaults are at {floor * rate_ours:.0%} of it"
-            )
+        print(line)
 
 
 def main_memory(args) -> None:
-    from conftest import write_video
+    from helpers import write_video
 
     lengths = [int(x) for x in str(args.frames).split(",")]
     with tempfile.TemporaryDirectory(prefix="bench_memory_") as tmp:
@@ -420,7 +470,9 @@ def main() -> None:
         "--rounds", type=int, default=1, help="end-to-end runs of each phase, alternated (best of)"
     )
     ap.add_argument("--repeats", type=int, default=2, help="model-only timings (best of)")
-    ap.add_argument("--weights", help="a ViNet checkpoint (default: deterministic)")
+    ap.add_argument("--weights", help="a checkpoint of the one model (default: deterministic)")
+    ap.add_argument("--models", default="vinet", help="comma-separated: vinet, vinet-s")
+    ap.add_argument("--model", default="vinet", help=argparse.SUPPRESS)  # a child's
     ap.add_argument("--memory", action="store_true", help="peak RSS against video length")
     ap.add_argument("--skip-model", action="store_true", help="no model-only figures")
     ap.add_argument("--options", help="JSON of extra Predictor options for salcli")
@@ -442,7 +494,7 @@ def main() -> None:
         args.frames = args.frames or "36"
         args.size = args.size or "360x640"
         args.input_size = args.input_size or "224x384"
-        main_compare(args)
+        main_models(args)
 
 
 if __name__ == "__main__":

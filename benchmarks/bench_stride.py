@@ -32,7 +32,7 @@ def main() -> None:
     args = ap.parse_args()
     sys.path[:0] = [str(HERE), str(ROOT / "tests")]
     from bench_predict import checkpoint_file, machine
-    from conftest import write_video
+    from helpers import write_video
 
     import salcli
 

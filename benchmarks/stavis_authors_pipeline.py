@@ -372,7 +372,7 @@ def _size(text: str) -> tuple[int, int]:
 
 def main(argv: list[str] | None = None) -> None:
     sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
-    from conftest import write_video
+    from helpers import write_video
 
     from salcli.inference.predictor import Predictor
     from salcli.testing import load_manifest, stavis_snapshot

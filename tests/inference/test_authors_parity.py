@@ -50,21 +50,27 @@ def _per_frame_cc(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 @pytest.mark.parametrize("n", [1, 5, 34, 63, 70])
-def test_reenactment_schedule_is_the_reference_policy(n):
+@pytest.mark.parametrize("procedure,rule", [("vinet", "reversed"), ("vinet-s", "clamped")])
+def test_reenactment_schedule_is_the_reference_policy(n, procedure, rule):
     seen = {}
-    for t, held, flipped in ap.reference_schedule(n):
+    for t, held, flipped in ap.SCHEDULES[procedure](n):
         seen[t] = held[::-1] if flipped else held
     assert sorted(seen) == list(range(n))
-    assert all(seen[t] == clip_indices(t, n, policy="reference") for t in range(n))
+    assert all(seen[t] == clip_indices(t, n, policy="reference", reference=rule) for t in range(n))
 
 
-def _parity(vinet, tmp_path, n_frames, frame_size, input_size, frame_format="jpg"):
+def _parity(model, tmp_path, n_frames, frame_size, input_size, frame_format="jpg"):
     video = write_video(tmp_path / "clip.mp4", n_frames=n_frames, size=frame_size)
     ours = Predictor(
-        model=vinet, device="cpu", precision="fp32", warmup="reference", input_size=input_size
+        model=model, device="cpu", precision="fp32", warmup="reference", input_size=input_size
     ).predict(video)
     theirs = ap.run(
-        vinet, video, tmp_path / "authors", input_size=input_size, frame_format=frame_format
+        model,
+        video,
+        tmp_path / "authors",
+        input_size=input_size,
+        frame_format=frame_format,
+        procedure=model.arch,
     )
     assert ours.shape == theirs.maps.shape == (n_frames, *frame_size)
     assert len(list((tmp_path / "authors" / "maps").glob("*.png"))) == n_frames
@@ -83,3 +89,15 @@ def test_reference_maps_match_the_authors_procedure_small(vinet, tmp_path, frame
 def test_reference_maps_match_the_authors_procedure_full_size(vinet, tmp_path, frame_format, bar):
     cc = _parity(vinet, tmp_path, 3, (180, 320), (224, 384), frame_format)
     assert cc.min() >= bar, cc
+
+
+def test_vinet_s_reference_maps_match_the_authors_procedure(tmp_path):
+    """ViNet-S's scripts: causal clips clamped at frame 0, their maps rounded up a half
+    level; lossless frames, so the 0.999 bar."""
+    from salcli.models.vinet_s import ViNetS
+
+    torch.set_num_threads(2)
+    model = ViNetS().eval()
+    model.load_state_dict(deterministic_state_dict(load_manifest(DATA / "vinet_s.keys.json")))
+    cc = _parity(model, tmp_path, 6, (96, 128), (32, 64), "png")
+    assert cc.min() >= MIN_CC, cc

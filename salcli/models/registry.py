@@ -36,7 +36,14 @@ from torch import nn
 
 from salcli.defaults import DEFAULT_FUSION, FUSIONS, WARMUP_POLICIES
 from salcli.errors import WeightsError, escape
-from salcli.models import stavis, stavis_procedure, vinet, vinet_procedure
+from salcli.models import (
+    stavis,
+    stavis_procedure,
+    vinet,
+    vinet_a,
+    vinet_a_procedure,
+    vinet_procedure,
+)
 from salcli.models.checkpoints import check_keys, load_file, unwrap_state_dict
 from salcli.models.s3d import S3DBackbone
 from salcli.models.soundnet import SoundNet8
@@ -287,7 +294,41 @@ STAVIS = ModelFamily(
     published_unmapped=stavis.TARGET_INDEX,  # frames 1-8: their first clip maps frame 9
 )
 
-FAMILIES: tuple[ModelFamily, ...] = (VINET, AVINET, STAVIS)
+# --- ViNet-A ---------------------------------------------------------------------------
+
+_VINET_A_SIZE = (vinet_a_procedure.INPUT_H, vinet_a_procedure.INPUT_W)
+
+VINET_A = ModelFamily(
+    name="vinet-a",
+    label="ViNet-A",
+    clip_len=vinet_a.CLIP_LEN,
+    input_size=_VINET_A_SIZE,
+    size_multiple=vinet_a.SIZE_MULTIPLE,
+    warmups=WARMUP_POLICIES,  # reference: the authors' clamped windows (vinet_a_procedure)
+    clips=vinet_a_procedure.WindowClips,
+    transform=vinet_a_procedure.frame_to_tensor,
+    postprocess=vinet_a_procedure.postprocess,
+    postprocess_doc=(
+        f"model map (256x456) resized (bilinear) to the frame's size, "
+        f"{vinet_procedure.BLUR_KSIZE}x{vinet_procedure.BLUR_KSIZE} Gaussian blur (sigma 2.0), "
+        "min-max normalized to [0, 1] per frame (the authors score ViNet-A's maps at 256x456)"
+    ),
+    variants=(
+        Variant(
+            vinet_a.ARCH,
+            "ViNet-A",
+            vinet_a.ViNetA,
+            vinet_a.ARCH,
+            "ViNet_A_DHF1K_no_split_neck_32_kldiv_cc___6_0.pt",
+            fixed_input=_VINET_A_SIZE,
+        ),
+    ),
+    detect=vinet_a.detect,
+    fold=vinet_a.fold_batchnorm,
+    cast=vinet_a.cast_for_precision,
+)
+
+FAMILIES: tuple[ModelFamily, ...] = (VINET, AVINET, STAVIS, VINET_A)
 
 # --- parts -----------------------------------------------------------------------------
 
@@ -327,6 +368,12 @@ _STAVIS_ARCHIVE = Source(
     where="pretrained_models.tar.gz, linked from http://cvsp.cs.ntua.gr/research/stavis/ (no "
     "direct URL to the file)",
     licence="none stated for the weights (code MIT)",
+)
+_VINET_PP_DRIVE = Source(
+    page="https://github.com/ViNet-Saliency/vinet_v2",
+    where="the Google Drive file linked from the README of "
+    "https://github.com/ViNet-Saliency/vinet_v2 (no direct URL)",
+    licence="CC BY-NC-SA 4.0 (non-commercial)",
 )
 _AV_SETS = ("DIEM", "Coutrot_db1", "Coutrot_db2", "AVAD", "ETMD_av", "SumMe")
 STAVIS_SPLITS = (1, 2, 3)  # one STAViS model per split of the audio-visual sets
@@ -376,6 +423,22 @@ CHECKPOINTS: tuple[Checkpoint, ...] = (
                                     ("audiovisual", "audiovisual", True))
         for k in STAVIS_SPLITS
     ),
+    # --- ViNet-A (ViNet++, ICASSP 2025): the files its inference scripts load ---
+    _published("vinet-a-dhf1k", "vinet-a", "ViNet_A_DHF1K_no_split_neck_32_kldiv_cc___6_0.pt",
+               "trained on DHF1K", _VINET_PP_DRIVE, note="salcli's default ViNet-A weights"),
+    _published("vinet-a-hollywood", "vinet-a",
+               "ViNet_A_Hollywood2_no_split_neck_32_kldiv_cc___6_0.pt",
+               "trained on Hollywood-2", _VINET_PP_DRIVE),
+    _published("vinet-a-ucf", "vinet-a", "ViNet_A_UCF_no_split_neck_32_kldiv_cc___6_0.pt",
+               "trained on UCF-Sports", _VINET_PP_DRIVE),
+    _published("vinet-a-etmd-av-split1", "vinet-a", "ViNet_A_ETMD_av_1_neck_32_kldiv_cc___2_0.pt",
+               "fine-tuned on split 1 of ETMD_av", _VINET_PP_DRIVE,
+               note="predict split 1's test videos with it (the authors' test loader for "
+               "ETMD_av takes the window's even positions; salcli's clips are the visual "
+               "loaders' odd ones)"),
+    _published("vinet-a-mvva-split1", "vinet-a", "ViNet_A_mvva_1_neck_32_kldiv_cc___2_0.pt",
+               "fine-tuned on split 1 of MVVA", _VINET_PP_DRIVE,
+               note="predict split 1's test videos with it"),
 )  # fmt: skip
 
 # --- what the declarations give --------------------------------------------------------
@@ -530,7 +593,11 @@ def load_checkpoint(path: str | Path, *, audio: bool) -> tuple[ModelFamily, Vari
 def model_family(model: nn.Module) -> tuple[ModelFamily, Variant]:
     """The family and variant of a model built by salcli (for models passed in as they
     are), from its ``arch`` / ``fusion`` / ``audiovisual`` attributes."""
-    if getattr(model, "arch", None) == "stavis":
+    arch = getattr(model, "arch", None)
+    if arch == "stavis":
         hears = bool(getattr(model, "audiovisual", True))
         return STAVIS, STAVIS.variant("stavis-audiovisual" if hears else "stavis-visual")
+    kind = KINDS.get(arch)
+    if isinstance(kind, Variant):  # a family's only variant of that arch (ViNet-A, ...)
+        return family_of(kind.name)
     return family_of(getattr(model, "fusion", None) or "vinet")

@@ -95,12 +95,29 @@ def _vinet_windows():
     return model, run, (clips.double(), frames.double()), None, absolute_error, windows
 
 
+def _vinet_a():
+    """ViNet-A's golden comparison: the filled checkpoint, the reference clip, its logits."""
+    from salcli.models.vinet_a import ViNetA
+    from salcli.testing import deterministic_state_dict, load_manifest, relative_error
+
+    model = ViNetA().eval()
+    model.load_state_dict(deterministic_state_dict(load_manifest(DATA / "vinet_a.keys.json")))
+    clip = np.random.default_rng(20250407).standard_normal((1, 3, 32, 256, 456))
+    expected = np.load(DATA / "vinet_a.expected.npy")
+
+    def run(m, c):
+        return m.logits(c)
+
+    return model, run, (torch.from_numpy(clip.astype(np.float32)),), expected, relative_error, None
+
+
 CASES = {
     "stavis-visual": lambda: _stavis(False),
     "stavis-audiovisual": lambda: _stavis(True),
     "vinet": lambda: _vinet("vinet"),
     "avinet-bilinear": lambda: _vinet("bilinear"),
     "vinet-windows": _vinet_windows,
+    "vinet-a": _vinet_a,
 }
 
 
@@ -108,7 +125,11 @@ def _folded(model):
     from salcli.models.stavis import Stavis
     from salcli.models.stavis import fold_batchnorm as fold_stavis
     from salcli.models.vinet import fold_batchnorm as fold_vinet
+    from salcli.models.vinet_a import ViNetA
+    from salcli.models.vinet_a import fold_batchnorm as fold_vinet_a
 
+    if isinstance(model, ViNetA):
+        return fold_vinet_a(copy.deepcopy(model))
     return (fold_stavis if isinstance(model, Stavis) else fold_vinet)(copy.deepcopy(model))
 
 

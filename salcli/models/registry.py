@@ -36,7 +36,15 @@ from torch import nn
 
 from salcli.defaults import DEFAULT_FUSION, FUSIONS, WARMUP_POLICIES
 from salcli.errors import WeightsError, escape
-from salcli.models import stavis, stavis_procedure, vinet, vinet_procedure, vinet_s
+from salcli.models import (
+    stavis,
+    stavis_procedure,
+    vinet,
+    vinet_a,
+    vinet_a_procedure,
+    vinet_procedure,
+    vinet_s,
+)
 from salcli.models.checkpoints import check_keys, load_file, unwrap_state_dict
 from salcli.models.s3d import S3DBackbone
 from salcli.models.soundnet import SoundNet8
@@ -249,6 +257,8 @@ AVINET = ModelFamily(
 
 # --- ViNet-S ---------------------------------------------------------------------------
 
+_VINET_PP_LICENCE = vinet_s.LICENCE  # of ViNet++'s code and weights: ViNet-S and ViNet-A
+
 VINET_S = ModelFamily(
     name="vinet-s",
     label="ViNet-S",
@@ -268,7 +278,7 @@ VINET_S = ModelFamily(
         ),
         "detect": vinet_s.detect,
     },
-    licence_notice=f"the ViNet-S weights are {vinet_s.LICENCE}",
+    licence_notice=f"the ViNet-S weights are {_VINET_PP_LICENCE}",
 )
 
 # --- STAViS ----------------------------------------------------------------------------
@@ -314,7 +324,42 @@ STAVIS = ModelFamily(
     published_unmapped=stavis.TARGET_INDEX,  # frames 1-8: their first clip maps frame 9
 )
 
-FAMILIES: tuple[ModelFamily, ...] = (VINET, AVINET, VINET_S, STAVIS)
+# --- ViNet-A ---------------------------------------------------------------------------
+
+_VINET_A_SIZE = (vinet_a_procedure.INPUT_H, vinet_a_procedure.INPUT_W)
+
+VINET_A = ModelFamily(
+    name="vinet-a",
+    label="ViNet-A",
+    clip_len=vinet_a.CLIP_LEN,
+    input_size=_VINET_A_SIZE,
+    size_multiple=vinet_a.SIZE_MULTIPLE,
+    warmups=WARMUP_POLICIES,  # reference: the authors' clamped windows (vinet_a_procedure)
+    clips=vinet_a_procedure.WindowClips,
+    transform=vinet_a_procedure.frame_to_tensor,
+    postprocess=vinet_a_procedure.postprocess,
+    postprocess_doc=(
+        f"model map (256x456) resized (bilinear) to the frame's size, "
+        f"{vinet_procedure.BLUR_KSIZE}x{vinet_procedure.BLUR_KSIZE} Gaussian blur (sigma 2.0), "
+        "min-max normalized to [0, 1] per frame (the authors score ViNet-A's maps at 256x456)"
+    ),
+    variants=(
+        Variant(
+            vinet_a.ARCH,
+            "ViNet-A",
+            vinet_a.ViNetA,
+            vinet_a.ARCH,
+            "ViNet_A_DHF1K_no_split_neck_32_kldiv_cc___6_0.pt",
+            fixed_input=_VINET_A_SIZE,
+        ),
+    ),
+    detect=vinet_a.detect,
+    fold=vinet_a.fold_batchnorm,
+    cast=vinet_a.cast_for_precision,
+    licence_notice=f"the ViNet-A weights are {_VINET_PP_LICENCE}",
+)
+
+FAMILIES: tuple[ModelFamily, ...] = (VINET, AVINET, VINET_S, STAVIS, VINET_A)
 
 # --- parts -----------------------------------------------------------------------------
 
@@ -422,6 +467,22 @@ CHECKPOINTS: tuple[Checkpoint, ...] = (
                                     ("audiovisual", "audiovisual", True))
         for k in STAVIS_SPLITS
     ),
+    # --- ViNet-A (ViNet++, ICASSP 2025): the files its inference scripts load ---
+    _published("vinet-a-dhf1k", "vinet-a", "ViNet_A_DHF1K_no_split_neck_32_kldiv_cc___6_0.pt",
+               "trained on DHF1K", _VINET_PP, note="salcli's default ViNet-A weights"),
+    _published("vinet-a-hollywood", "vinet-a",
+               "ViNet_A_Hollywood2_no_split_neck_32_kldiv_cc___6_0.pt",
+               "trained on Hollywood-2", _VINET_PP),
+    _published("vinet-a-ucf", "vinet-a", "ViNet_A_UCF_no_split_neck_32_kldiv_cc___6_0.pt",
+               "trained on UCF-Sports", _VINET_PP),
+    _published("vinet-a-etmd-av-split1", "vinet-a", "ViNet_A_ETMD_av_1_neck_32_kldiv_cc___2_0.pt",
+               "fine-tuned on split 1 of ETMD_av", _VINET_PP,
+               note="predict split 1's test videos with it (the authors' test loader for "
+               "ETMD_av takes the window's even positions; salcli's clips are the visual "
+               "loaders' odd ones)"),
+    _published("vinet-a-mvva-split1", "vinet-a", "ViNet_A_mvva_1_neck_32_kldiv_cc___2_0.pt",
+               "fine-tuned on split 1 of MVVA", _VINET_PP,
+               note="predict split 1's test videos with it"),
 )  # fmt: skip
 
 # --- what the declarations give --------------------------------------------------------

@@ -45,14 +45,13 @@ BLUR_KSIZE = 11  # pixels, Gaussian kernel side of the maps; sigma derived as Op
 MIN_FPS = 10  # frames/s the audio buffer is sized for
 AUDIO_BUFFER = AUDIO_RATE // MIN_FPS * CLIP_LEN  # 70 560 samples: a clip's sound input
 
-_MEAN = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
-_STD = torch.tensor(IMAGENET_STD).view(3, 1, 1)
-
 
 @functools.lru_cache(maxsize=8)
-def _mean_std(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """The normalization constants (3, 1, 1), once per device."""
-    return _MEAN.to(device), _STD.to(device)
+def _mean_std(
+    device: torch.device, mean: tuple[float, ...], std: tuple[float, ...]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The normalization constants (3, 1, 1), once per device and family."""
+    return torch.tensor(mean).view(3, 1, 1).to(device), torch.tensor(std).view(3, 1, 1).to(device)
 
 
 def frame_to_tensor(
@@ -61,8 +60,11 @@ def frame_to_tensor(
     *,
     round_to_uint8: bool = True,
     device: torch.device | str | None = None,
+    mean: tuple[float, float, float] = IMAGENET_MEAN,
+    std: tuple[float, float, float] = IMAGENET_STD,
 ) -> torch.Tensor:
-    """(H, W, 3) uint8 RGB -> (3, h, w) float32, resized and ImageNet-normalized.
+    """(H, W, 3) uint8 RGB -> (3, h, w) float32, resized and normalized per channel with
+    ``mean`` and ``std`` (RGB, on [0, 1] values; ImageNet's by default).
 
     The resize is bilinear and antialiased when shrinking, as torchvision's ``Resize``
     on PIL images in the authors' pipeline; ``round_to_uint8`` rounds the resized
@@ -81,8 +83,8 @@ def frame_to_tensor(
         if round_to_uint8:
             x = x.round_().clamp_(0, 255)
     x = x[0].div_(255.0)
-    mean, std = _mean_std(device)
-    return (x - mean) / std  # (3, h, w)
+    m, s = _mean_std(device, tuple(mean), tuple(std))
+    return (x - m) / s  # (3, h, w)
 
 
 def postprocess(saliency: np.ndarray, height: int, width: int) -> np.ndarray:

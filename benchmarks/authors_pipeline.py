@@ -21,6 +21,11 @@ Written from the facts in ``shared/docs/conventions.md`` (not from the authors' 
 instead: the same frames in and maps out but for two steps, (3) frame t is predicted from
 frames t-T+1 ... t, positions before the video reading frame 0 (no flipped clips, no
 padding), and (4) the 8-bit maps are round(255 x + 0.5), clamped to 255.
+``procedure="vinet-a"``, the ViNet-A scripts: (2) frames resized to 256x456 and normalized
+with mean 0.45 and std 0.225; (3) frame t from the odd positions t-31, t-29, ..., t+31 of
+the window t-32 ... t+31, clamped to the video; (4) as ViNet-S's, but the map is resized
+to the frame as salcli's are (the authors keep 256x456 on the visual sets), so that the
+two can be compared frame by frame.
 
 Needs Pillow (``pip install pillow``), which salcli itself does not use.
 """
@@ -28,7 +33,7 @@ Needs Pillow (``pip install pillow``), which salcli itself does not use.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -84,10 +89,12 @@ def extract_frames(video: str | Path, folder: str | Path, frame_format: str = "j
 
 
 def load_frame(
-    path: str | Path, size: tuple[int, int] = (INPUT_H, INPUT_W)
+    path: str | Path,
+    size: tuple[int, int] = (INPUT_H, INPUT_W),
+    normalization: tuple[Sequence[float], Sequence[float]] = (IMAGENET_MEAN, IMAGENET_STD),
 ) -> tuple[torch.Tensor, tuple[int, int]]:
     """A JPEG file -> ((3, h, w) float32, (H, W) of the file): PIL bilinear resize,
-    ToTensor, Normalize."""
+    ToTensor, Normalize with ``normalization`` (mean, std)."""
     from PIL import Image
 
     with Image.open(path) as im:
@@ -95,8 +102,8 @@ def load_frame(
     frame_size = (img.height, img.width)
     img = img.resize((size[1], size[0]), Image.BILINEAR)  # PIL takes (width, height)
     x = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).permute(2, 0, 1)
-    mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
+    mean = torch.tensor(normalization[0]).view(3, 1, 1)
+    std = torch.tensor(normalization[1]).view(3, 1, 1)
     return (x - mean) / std, frame_size  # (3, h, w)
 
 
@@ -125,9 +132,22 @@ def causal_schedule(n: int, clip_len: int = CLIP_LEN) -> Iterator[tuple[int, lis
         yield t, [max(0, j) for j in range(t - clip_len + 1, t + 1)], False
 
 
-SCHEDULES = {"vinet": reference_schedule, "vinet-s": causal_schedule}
-# 8-bit maps: ViNet's round(255 x); the ViNet-S scripts' round(255 x + 0.5)
-HALF_LEVEL_UP = {"vinet": 0.0, "vinet-s": 0.5}
+def window_schedule(n: int, clip_len: int = CLIP_LEN) -> Iterator[tuple[int, list[int], bool]]:
+    """ViNet-A's loop: frame t from the odd positions of the window t-T ... t+T-1, each
+    clamped to [0, n-1] (never flipped)."""
+    for t in range(n):
+        yield t, [min(max(j, 0), n - 1) for j in range(t - clip_len + 1, t + clip_len, 2)], False
+
+
+SCHEDULES = {"vinet": reference_schedule, "vinet-s": causal_schedule, "vinet-a": window_schedule}
+# 8-bit maps: ViNet's round(255 x); the ViNet++ scripts' round(255 x + 0.5)
+HALF_LEVEL_UP = {"vinet": 0.0, "vinet-s": 0.5, "vinet-a": 0.5}
+# (mean, std) of each procedure's frame normalization, RGB
+NORMALIZATION = {
+    "vinet": (IMAGENET_MEAN, IMAGENET_STD),
+    "vinet-s": (IMAGENET_MEAN, IMAGENET_STD),
+    "vinet-a": ((0.45, 0.45, 0.45), (0.225, 0.225, 0.225)),
+}
 
 
 def postprocess_u8(saliency: np.ndarray, height: int, width: int, up: float = 0.0) -> np.ndarray:
@@ -167,7 +187,7 @@ def predict_folder(
     for t, held, flipped in SCHEDULES[procedure](n, clip_len):
         for j in held:
             if j not in cache:
-                cache[j], sizes[j] = load_frame(frames[j], input_size)
+                cache[j], sizes[j] = load_frame(frames[j], input_size, NORMALIZATION[procedure])
         for j in [j for j in cache if j < held[0]]:
             del cache[j]
         clip = torch.stack([cache[j] for j in held], dim=1)[None]  # (1, 3, T, h, w)

@@ -66,8 +66,11 @@ from salcli.models.vinet_procedure import CLIP_LEN  # noqa: E402
 MANIFESTS = {
     "vinet": ROOT / "tests" / "data" / "vinet.keys.json",
     "vinet-s": ROOT / "tests" / "data" / "vinet_s.keys.json",
+    "vinet-a": ROOT / "tests" / "data" / "vinet_a.keys.json",
 }
-T = CLIP_LEN  # frames per ViNet / ViNet-S clip
+# each model's input size (--input-size applies to the others); ViNet-A takes only this one
+FIXED_INPUT = {"vinet-a": "256x456"}
+T = CLIP_LEN  # frames per clip of every model here
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -85,10 +88,10 @@ def _model(weights: str | None, arch: str = "vinet") -> torch.nn.Module:
 
     if weights:
         return load_checkpoint(weights, audio=False)[2].eval()
-    from salcli.testing import deterministic_state_dict, load_manifest
+    from salcli.testing import tamed_state_dict
 
     model = build_model(arch).eval()
-    model.load_state_dict(deterministic_state_dict(load_manifest(MANIFESTS[arch])))
+    model.load_state_dict(tamed_state_dict(MANIFESTS[arch]))
     return model
 
 
@@ -97,11 +100,11 @@ def checkpoint_file(folder: str | Path, weights: str | None = None, arch: str = 
     file that ``Predictor`` loads as the CLI does (BatchNorm folded, cast to the precision)."""
     if weights:
         return Path(weights)
-    from salcli.testing import deterministic_state_dict, load_manifest
+    from salcli.testing import tamed_state_dict
 
     path = Path(folder) / f"{arch}_deterministic.pt"
     if not path.is_file():
-        torch.save(deterministic_state_dict(load_manifest(MANIFESTS[arch])), path)
+        torch.save(tamed_state_dict(MANIFESTS[arch]), path)
     return path
 
 
@@ -203,7 +206,9 @@ def gflop_per_map(model: torch.nn.Module, clips: int, reuse: bool, size) -> floa
 
     from salcli.inference.overlap import forward_windows
 
-    h, w = FLOP_INPUT
+    # at a small size, scaled by area (exact where every size is the input's over a power
+    # of 2); a model with a fixed input at its own size
+    h, w = FLOP_INPUT if getattr(model, "arch", "") not in FIXED_INPUT else size
     with torch.inference_mode(), FlopCounterMode(display=False) as counter:
         if reuse:
             forward_windows(model, torch.randn(1, 3, clips + T - 1, h, w), T)
@@ -225,6 +230,7 @@ def _best(run, repeats: int) -> float:
 
 def phase_model(args) -> dict:
     from salcli.inference.engine import CHANNELS_LAST
+    from salcli.inference.overlap import supports_reuse
     from salcli.inference.predictor import Predictor
 
     h, w = _size(args.input_size)
@@ -254,7 +260,7 @@ def phase_model(args) -> dict:
             (setting, False, lambda xc=xc: p.engine.forward(xc)),
             (f"{setting} reuse", True, lambda f=frames: p.engine.forward_stream(f, T)),
         ):
-            if reuse and b == 1:
+            if reuse and (b == 1 or not supports_reuse(p.model)):
                 continue
             s = _best(run, args.repeats) / b
             gflop = gflop_per_map(fp32, b, True, (h, w)) if reuse else clip_gflop
@@ -418,8 +424,9 @@ def main_models(args) -> None:
         )
         print(f"machine: {machine()}")
         results = {}
+        size = args.input_size
         for arch in models:
-            args.model = arch
+            args.model, args.input_size = arch, FIXED_INPUT.get(arch, size)
             results[arch] = main_compare(args, video, tmp)
     if len(models) < 2:
         return
@@ -471,7 +478,7 @@ def main() -> None:
     )
     ap.add_argument("--repeats", type=int, default=2, help="model-only timings (best of)")
     ap.add_argument("--weights", help="a checkpoint of the one model (default: deterministic)")
-    ap.add_argument("--models", default="vinet", help="comma-separated: vinet, vinet-s")
+    ap.add_argument("--models", default="vinet", help="comma-separated: vinet, vinet-s, vinet-a")
     ap.add_argument("--model", default="vinet", help=argparse.SUPPRESS)  # a child's
     ap.add_argument("--memory", action="store_true", help="peak RSS against video length")
     ap.add_argument("--skip-model", action="store_true", help="no model-only figures")

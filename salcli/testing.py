@@ -66,6 +66,20 @@ def deterministic_state_dict(manifest: dict[str, list[int]]) -> dict[str, torch.
     return {key: fill_tensor(key, shape) for key, shape in manifest.items()}
 
 
+def tamed_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """``deterministic_state_dict`` of the manifest at ``path``, with the manifest's
+    taming for real video where it has one (``model.tamed_for_real_video``: tensors
+    times exact powers of two, so that real frames keep the logits moderate)."""
+    with open(path) as f:
+        manifest = json.load(f)
+    sd = deterministic_state_dict(manifest["keys"])
+    for key, factor in manifest.get("model", {}).get("tamed_for_real_video", {}).items():
+        if math.log2(factor) != round(math.log2(factor)):
+            raise ValueError(f"{key}: the taming factor {factor} is not a power of two")
+        sd[key] = sd[key] * factor
+    return sd
+
+
 def reference_inputs(h: int = 224, w: int = 384, t: int = 32) -> tuple[np.ndarray, np.ndarray]:
     """The clip and waveform the reference outputs were computed from."""
     clip = np.random.default_rng(20201211).standard_normal((1, 3, t, h, w)).astype(np.float32)

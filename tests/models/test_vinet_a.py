@@ -55,6 +55,7 @@ from salcli.testing import (
     randomize_norms,
     relative_error,
     rounding_envelope,
+    tamed_state_dict,
 )
 
 MANIFEST = DATA / "vinet_a.keys.json"
@@ -69,17 +70,6 @@ def reference_clip() -> torch.Tensor:
     """The input of the authors' expected logits (the reference section)."""
     clip = np.random.default_rng(20250407).standard_normal((1, 3, T, *SIZE))
     return torch.from_numpy(clip.astype(np.float32))
-
-
-def tamed_state_dict() -> dict[str, torch.Tensor]:
-    """The filled checkpoint with the manifest's taming for real video (one tensor times
-    an exact power of two)."""
-    sd = deterministic_state_dict(load_manifest(MANIFEST))
-    taming = json.loads(MANIFEST.read_text())["model"]["tamed_for_real_video"]
-    for key, factor in taming.items():
-        assert math.log2(factor) == round(math.log2(factor))  # exact
-        sd[key] = sd[key] * factor
-    return sd
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +91,7 @@ def golden() -> dict[str, np.ndarray]:
 def tamed_file(tmp_path_factory):
     """A tamed ViNet-A checkpoint saved as the published files are (a plain state_dict)."""
     path = tmp_path_factory.mktemp("vinet_a") / "ViNet_A_DHF1K_no_split_neck_32_kldiv_cc___6_0.pt"
-    torch.save(tamed_state_dict(), path)
+    torch.save(tamed_state_dict(MANIFEST), path)
     return path
 
 

@@ -183,9 +183,11 @@ class PredictOptions:
     warmup: str | None = option(
         None,
         "--warmup",
-        help="Frames without a full clip (ViNet/AViNet: the first 31; STAViS: the first 8) "
-        "[default: mirror]: mirror reflects the video's frames into the missing ones; "
-        "reference does as the authors (ViNet: reversed clips; STAViS: frame 8's map). "
+        help="Frames without a full clip (ViNet, ViNet-S, AViNet: the first 31; ViNet-A: "
+        "the first and last 31; STAViS: the first 8) [default: mirror]: mirror reflects the "
+        "video's frames into the missing ones; reference does as the authors (ViNet: "
+        "reversed clips; ViNet-S, ViNet-A: the nearest frame repeated; STAViS: frame 8's "
+        "map). "
         "Every frame gets one map, also in videos shorter than a clip.",
         shapes_maps=True,
     )

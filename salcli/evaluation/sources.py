@@ -94,12 +94,16 @@ class PredictorRun(ModelRun):
 
     def __init__(self, predictor: Predictor):
         self.predictor = predictor
-        self.label = predictor.label
-        members = predictor.members or (predictor,)
-        self.family_label, self.unmapped = members_facts([(m.family, m.warmup) for m in members])
-        self.weights_path = predictor.weights_path
-        if predictor.members:
-            self.weights_path = weights_text([m.weights_path for m in predictor.members])
+        members = getattr(predictor, "members", ())  # an ensemble's models
+        if members:
+            self.label = predictor.label
+            self.weights_path = weights_text([m.weights_path for m in members])
+        else:
+            self.label = predictor.variant.label
+            self.weights_path = predictor.weights_path
+        self.family_label, self.unmapped = members_facts(
+            [(m.family, m.warmup) for m in members or (predictor,)]
+        )
         self.warmup = predictor.warmup
 
     def iter_maps(

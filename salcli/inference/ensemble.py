@@ -50,7 +50,7 @@ import torch
 import torch.nn.functional as F
 
 from salcli import __version__
-from salcli.errors import OptionError, WeightsError, escape
+from salcli.errors import OptionError, WeightsError
 from salcli.media.audio import AudioTrack
 from salcli.media.decode import Frame, VideoMeta, Warn, prefetch
 from salcli.media.writers import RunInfo
@@ -184,7 +184,7 @@ class Ensemble:
         ``fusion`` to an AViNet (each member checked the rest as it loaded)."""
         labels = ", ".join(m.label for m in self.members)
         if options.audio and not any(m.audio for m in self.members):
-            files = ", ".join(escape(str(m.weights_path)) for m in self.members)
+            files = ", ".join(str(m.weights_path) for m in self.members)
             raise WeightsError(f"{files}: {labels}: every one is visual only; sound needs "
                                "an audio-visual model")  # fmt: skip
         if options.fusion is not None and not any(

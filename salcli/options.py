@@ -17,6 +17,7 @@ become command-line parameters in ``salcli.cli._options``.
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -84,6 +85,17 @@ def parse_formats(value: str | Iterable[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(formats))
 
 
+def parse_weights(value: str | os.PathLike | Sequence | None) -> str | tuple[str, ...] | None:
+    """One checkpoint (a path or name: a str), several (a tuple: an ensemble, in order), or
+    None (the family's default file). A sequence of one is that one checkpoint."""
+    if value is None or isinstance(value, str | os.PathLike):
+        return None if value is None else str(value)
+    items = tuple(str(v) for v in value)
+    if not items:
+        return None
+    return items[0] if len(items) == 1 else items
+
+
 def parse_size(value: str | Sequence[int] | None) -> tuple[int, int] | None:
     """ "224x384" or (224, 384) -> (224, 384); None stays None (the model family's size)."""
     if value is None or value == "":
@@ -120,13 +132,15 @@ class PredictOptions:
     """How videos are predicted: the model, how it runs, the procedure, the outputs."""
 
     # --- the model ---------------------------------------------------------------------
-    weights: str | None = option(
+    weights: str | tuple[str, ...] | None = option(
         None,
         "--weights",
         "-w",
         help="Checkpoint file, file name in the weights folders, or registry name "
         "[default: ViNet_DHF1K.pt; with --audio AViNet_bilinear.pt]. The model family "
-        "(ViNet, AViNet, STAViS) is recognised from the checkpoint.",
+        "(ViNet, AViNet, STAViS) is recognised from the checkpoint. Repeated: an ensemble, "
+        "every model run over one decode and their maps averaged (docs/predict.md).",
+        cli_type=list[str],
     )
     audio: bool = option(
         False,
@@ -221,7 +235,7 @@ class PredictOptions:
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
-        set_(self, "weights", None if self.weights is None else str(self.weights))
+        set_(self, "weights", parse_weights(self.weights))
         if self.fusion is not None:
             _one_of("fusion", self.fusion, FUSIONS)
         _one_of("device", self.device, DEVICES)
@@ -370,6 +384,7 @@ __all__ = [
     "map_settings_names",
     "parse_formats",
     "parse_size",
+    "parse_weights",
     "split_cluster",
     "split_options",
 ]

@@ -72,12 +72,13 @@ def evaluate_command(
         "writes them), or one .h5 file; a {split} in it: one per split. Without it the "
         "model is run.",
     ),
-    weights: str | None = typer.Option(
+    weights: list[str] | None = typer.Option(
         None,
         "--weights",
         "-w",
         help="Model weights: a checkpoint file or a registry name. A {split} in it scores "
-        "each split with its own checkpoint (e.g. 'audiovisual_split{split}_save_60.pth').",
+        "each split with its own checkpoint (e.g. 'audiovisual_split{split}_save_60.pth'). "
+        "Repeated: an ensemble, the models' maps averaged as salcli predict does.",
     ),
     audio: bool = typer.Option(
         False,
@@ -155,7 +156,7 @@ def evaluate_command(
                 root=root,
                 split=split,
                 predictions=predictions,
-                weights=weights,
+                weights=tuple(weights) if weights else None,
                 audio=audio,
                 baseline=baseline,
                 metrics=metrics,

@@ -81,11 +81,16 @@ def register(app: typer.Typer) -> None:
 
 
 def _describe(predictor) -> str:
-    """One line: what runs, where, in which precision ("auto"'s choice shown)."""
+    """One line: what runs, where, in which precision ("auto"'s choice shown); for an
+    ensemble, each model's, and the size its maps are averaged at."""
+    if predictor.members:
+        h, w = predictor.input_size
+        each = "; ".join(_describe(m).removeprefix("salcli: ") for m in predictor.members)
+        return f"salcli: ensemble of {each}; maps averaged at {h}x{w}"
     opts = predictor.options
     precision = predictor.precision + (" (auto)" if opts.precision == "auto" else "")
     return (
-        f"salcli: {predictor.variant.label} on {predictor.device.type}, {precision}, "
+        f"salcli: {predictor.label} on {predictor.device.type}, {precision}, "
         f"batch {predictor.batch_size}, reuse {'on' if predictor.reuse else 'off'}"
     )
 

@@ -124,9 +124,8 @@ class Cluster:
         if n > fits:
             self._say(f"the Ray cluster has room for {fits} workers of {each}; the other "
                       f"{n - fits} start when it grows")  # fmt: skip
-        weights = options.weights
-        if weights and Path(weights).expanduser().is_file():  # a file here: the same path there
-            options = options.replace(weights=str(_absolute(Path(weights).expanduser())))
+        if options.weights:  # a file here (each of an ensemble's): the same path there
+            options = options.replace(weights=_absolute_weights(options.weights))
         if not g and options.device == "auto":
             options = options.replace(device="cpu")  # a worker without a GPU uses none
         self.each, self.size = each, n
@@ -386,6 +385,15 @@ class ClusterBatch:
 def _absolute(path: Path) -> Path:
     """What a worker gets: its working folder is not the driver's (another machine)."""
     return Path(os.path.abspath(path))
+
+
+def _absolute_weights(weights: str | tuple[str, ...]) -> str | tuple[str, ...]:
+    """``weights`` (one, or an ensemble's) with each file found here made absolute;
+    names (registry, weights folders) as they are."""
+    if isinstance(weights, tuple):
+        return tuple(str(_absolute_weights(w)) for w in weights)
+    path = Path(weights).expanduser()
+    return str(_absolute(path)) if path.is_file() else weights
 
 
 def _as_given(result: VideoResult, sent: Job, job: Job) -> VideoResult:

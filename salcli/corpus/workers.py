@@ -115,10 +115,12 @@ class VideoWorker:
             # the settings a video's record must match: a frame folder's hold its fps
             # (``Predictor.settings``), so the driver gets both kinds (the root is a folder)
             "settings": {"file": p.settings(folder=False), "folder": p.settings(folder=True)},
-            "label": p.variant.label,
-            "variant": p.variant.name,
+            "label": p.label,
+            "variant": p.arch,
             "warmup": p.warmup,
-            "weights": str(p.weights_path or ""),
+            "weights": " + ".join(str(m.weights_path or "") for m in p.members or (p,)),
+            # each model's (one, or an ensemble's): what evaluate says of the run
+            "members": [{"variant": m.arch, "warmup": m.warmup} for m in p.members or (p,)],
             "device": p.device.type,
             "precision": p.precision,
             "batch_size": p.batch_size,

@@ -23,7 +23,7 @@ from salcli.evaluation.sources import (
     ModelRun,
     ModelSource,
     h5_maps,
-    published_unmapped,
+    members_facts,
 )
 from salcli.inference.predictor import VideoResult
 from salcli.media.records import remove_record
@@ -47,7 +47,7 @@ class ClusterModel(ModelRun):
     def __init__(
         self,
         cluster: ClusterOptions,
-        weights: str | Path | None,
+        weights: str | Path | tuple[str, ...] | None,
         audio: bool,
         maps_dir: str | Path | None,
         *,
@@ -55,7 +55,7 @@ class ClusterModel(ModelRun):
         on_warning: Callable[[str], None] | None = None,
     ):
         options = (options or PredictOptions()).replace(
-            weights=None if weights is None else str(weights),
+            weights=weights,  # PredictOptions takes one or an ensemble's
             audio=audio,
             formats=("h5",),
             h5_dtype="float32",
@@ -78,12 +78,11 @@ class ClusterModel(ModelRun):
         self.maps_dir = Path(maps_dir)
         info = self.cluster.info
         self.weights_path = info["weights"] or None
-        self.family, self.variant = family_of(info["variant"])
-        self.label = self.variant.label
-        self.family_label = self.family.label
+        self.label = info["label"]
         self.warmup = info.get("warmup")
         # a published warm-up leaves the first frames its procedure never maps unscored
-        self.unmapped = published_unmapped(self.family, self.warmup)
+        members = [(family_of(m["variant"])[0], m["warmup"]) for m in info["members"]]
+        self.family_label, self.unmapped = members_facts(members)
         self._queue: deque[Work] = deque()
         self._works: dict[Path, Work] = {}
         self._results: dict[Path, VideoResult] = {}

@@ -15,7 +15,8 @@ is reported (``on_warning``, ``EvalResult.unscored``). No frame is subsampled.
 
 A ``{split}`` in ``weights`` (or ``predictions``) scores each split with its own
 checkpoint (or predictions), the paper's protocol for the 3-split sets; a single-split
-set (DIEM) then scores its one test list once per split 1-3.
+set (DIEM) then scores its one test list once per split 1-3. Several ``weights`` (a
+tuple) score an ensemble (salcli.inference.ensemble), a ``{split}`` filled in each.
 
 The model run takes ``warmup`` (and ``precision``) as ``salcli predict`` does. Under
 ``warmup="reference"`` a family whose published procedure gives its first frames no map
@@ -66,7 +67,9 @@ from salcli.evaluation.sources import (
     Source,
     as_model_run,
     make_predictor,
+    weights_text,
 )
+from salcli.options import parse_weights
 
 if TYPE_CHECKING:
     from salcli.inference.predictor import Predictor
@@ -106,13 +109,25 @@ def parse_metrics(text: str | Sequence[str] | None) -> tuple[str, ...]:
     return tuple(out)
 
 
-def per_split(value: str | Path | None) -> bool:
-    """Whether ``value`` (weights / predictions) holds the ``{split}`` placeholder."""
-    return value is not None and SPLIT_PLACEHOLDER in str(value)
+Weights = str | Path | tuple[str, ...] | None  # one checkpoint, or an ensemble's
 
 
-def fill_split(value: str | Path, split: str) -> str:
-    """``value`` with ``{split}`` replaced by the split's name (other braces untouched)."""
+def _each(value: str | Path | tuple[str, ...]) -> tuple[str | Path, ...]:
+    """The checkpoints of ``weights``: an ensemble's, or the one."""
+    return value if isinstance(value, tuple) else (value,)
+
+
+def per_split(value: Weights) -> bool:
+    """Whether ``value`` (weights, one of an ensemble's, or predictions) holds the
+    ``{split}`` placeholder."""
+    return value is not None and any(SPLIT_PLACEHOLDER in str(v) for v in _each(value))
+
+
+def fill_split(value: str | Path | tuple[str, ...], split: str) -> str | tuple[str, ...]:
+    """``value`` with ``{split}`` replaced by the split's name (other braces untouched);
+    an ensemble's weights, each of them."""
+    if isinstance(value, tuple):
+        return tuple(str(fill_split(v, split)) for v in value)
     return str(value).replace(SPLIT_PLACEHOLDER, split)
 
 
@@ -133,7 +148,7 @@ class EvalOptions:
     root: str | Path | None = None  # the data root (default: datasets.default_root())
     split: str | None = None  # "1" | "2" | "3" | "all" | a split folder; None: the default
     predictions: str | Path | None = None
-    weights: str | Path | None = None
+    weights: Weights = None  # a list or tuple of several: an ensemble
     audio: bool = False  # the model hears the dataset's wav
     baseline: str | None = None  # "center"
     metrics: str | Sequence[str] | None = None  # names or "cc,nss"; a tuple once built
@@ -150,6 +165,8 @@ class EvalOptions:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "metrics", parse_metrics(self.metrics))
+        if isinstance(self.weights, list | tuple):  # several: an ensemble (one: that one)
+            object.__setattr__(self, "weights", parse_weights(self.weights))
         if self.split is not None:
             object.__setattr__(self, "split", str(self.split))
         seed = self.seed
@@ -232,19 +249,23 @@ class _SplitSources:
     shared: Source | None = None  # the one source of every split
 
 
-def _split_weights(template: str, splits: Sequence[str]) -> dict[str, str]:
-    """Each split's checkpoint; when the first is a file, every one must be (checked
-    before anything runs; registry names are left to the model's loader)."""
+def _split_weights(
+    template: str | tuple[str, ...], splits: Sequence[str]
+) -> dict[str, str | tuple[str, ...]]:
+    """Each split's checkpoint (an ensemble's: each member's); when a member's first is a
+    file, every one of that member must be (checked before anything runs; registry names
+    are left to the model's loader)."""
     names = {s: fill_split(template, s) for s in splits}
-    first = Path(names[splits[0]]).expanduser()
-    if first.is_file():
-        missing = [n for n in names.values() if not Path(n).expanduser().is_file()]
-        if missing:
-            raise WeightsError(
-                f"no checkpoint {escape(', '.join(missing))} for {{weights}} {escape(template)} "
-                f"(splits {', '.join(splits)})",
-                options=("weights",),
-            )
+    for k, member in enumerate(_each(template)):
+        files = [_each(names[s])[k] for s in splits]
+        if Path(files[0]).expanduser().is_file():
+            missing = [str(n) for n in files if not Path(n).expanduser().is_file()]
+            if missing:
+                raise WeightsError(
+                    f"no checkpoint {escape(', '.join(missing))} for {{weights}} "
+                    f"{escape(str(member))} (splits {', '.join(splits)})",
+                    options=("weights",),
+                )
     return names
 
 
@@ -264,7 +285,8 @@ def _sources(opts: EvalOptions, splits: Sequence[str]) -> _SplitSources:
         disk = {s: DiskSource(fill_split(opts.predictions, s)) for s in splits}
         return _SplitSources(disk.__getitem__, f"predictions {opts.predictions}")
     if opts.weights is not None and per_split(opts.weights):
-        names = _split_weights(str(opts.weights), splits)
+        template = opts.weights if isinstance(opts.weights, tuple) else str(opts.weights)
+        names = _split_weights(template, splits)
         return _SplitSources(lambda split: _model(opts, names[split], split), None)
     shared: Source
     if opts.predictions is not None:
@@ -377,7 +399,7 @@ def _report(
 ) -> EvalResult:
     source = sources.description
     if source is None and scored.first is not None:  # a model per split: as the first one
-        source = f"{scored.first.label}, weights {opts.weights}"
+        source = f"{scored.first.label}, weights {weights_text(opts.weights)}"
     conventions = _conventions(ds, splits, opts, scoring, scored, source)
     if opts.templated:
         conventions["per_split"] = scored.used

@@ -16,7 +16,7 @@ A prediction is read as the MATLAB scripts read it (:func:`read_prediction`); th
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Generator, Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -74,16 +74,37 @@ def published_unmapped(family: ModelFamily, warmup: str | None) -> int:
     return int(family.published_unmapped) if warmup == REFERENCE_WARMUP else 0
 
 
+def members_facts(members: Sequence[tuple[ModelFamily, str | None]]) -> tuple[str, int]:
+    """(family label, first frames left unscored) of a model run of ``members`` ((family,
+    warm-up) of each model: one, or an ensemble's): their families' labels joined, and
+    the most frames any member's published procedure leaves unmapped."""
+    label = " + ".join(dict.fromkeys(family.label for family, _ in members))
+    return label, max(published_unmapped(family, warmup) for family, warmup in members)
+
+
+def weights_text(weights: str | Path | Sequence[str | Path] | None) -> str:
+    """``weights`` for the conventions: the one checkpoint, or an ensemble's joined."""
+    if weights is None or isinstance(weights, str | Path):
+        return str(weights)
+    return " + ".join(str(w) for w in weights)
+
+
 class PredictorRun(ModelRun):
     """A salcli ``Predictor`` (salcli.inference.predictor) as evaluate runs it."""
 
     def __init__(self, predictor: Predictor):
         self.predictor = predictor
-        self.label = predictor.variant.label
-        self.family_label = predictor.family.label
-        self.weights_path = predictor.weights_path
+        members = getattr(predictor, "members", ())  # an ensemble's models
+        if members:
+            self.label = predictor.label
+            self.weights_path = weights_text([m.weights_path for m in members])
+        else:
+            self.label = predictor.variant.label
+            self.weights_path = predictor.weights_path
+        self.family_label, self.unmapped = members_facts(
+            [(m.family, m.warmup) for m in members or (predictor,)]
+        )
         self.warmup = predictor.warmup
-        self.unmapped = published_unmapped(predictor.family, predictor.warmup)
 
     def iter_maps(
         self, frames: Path, *, fps: float | None = None, audio_path: Path | None = None

@@ -9,6 +9,9 @@ One streaming path, one module per stage, each testable alone::
       -> engine: device, precision, layout, reuse (salcli.inference.engine)
       -> post-process (the family's) -> writers (salcli.media.writers, background thread)
 
+Several weights files make an ensemble (salcli.inference.ensemble): one decode, each
+model on its own clips, the maps averaged before the post-processing.
+
 A ``Predictor`` is a loaded model (its family read from the checkpoint,
 ``salcli.models.registry``) with validated options (``salcli.options.PredictOptions``)::
 
@@ -36,9 +39,10 @@ from torch import nn
 
 from salcli import __version__
 from salcli.defaults import DEFAULT_FUSION
-from salcli.errors import NoAudioError, OptionError, WeightsError, escape
+from salcli.errors import NoAudioError, OptionError, UsageError, WeightsError, escape
 from salcli.inference.clips import iter_clips, predict_key_frames
 from salcli.inference.engine import Engine
+from salcli.inference.ensemble import Ensemble, once
 from salcli.media import records
 from salcli.media.audio import AudioTrack, duration_mismatch
 from salcli.media.decode import DEFAULT_FOLDER_FPS, Frame, VideoMeta, Warn, open_video, prefetch
@@ -94,15 +98,20 @@ class Predictor:
     family and variant are recognised from the checkpoint. ``model``: a ready module
     instead (tests, experiments), used as it is; loaded checkpoints get the family's
     inference rewrite (BatchNorm folded into the convolutions: same maps, ~15 % faster).
+    Several ``weights`` (a list or tuple) make an ensemble: ``members`` holds a
+    Predictor per file, ``family`` and ``variant`` are None, and the maps are the
+    members' averaged (salcli.inference.ensemble).
 
     Every other keyword is an option of ``salcli.options.PredictOptions`` (validated
     there, documented there and in ``salcli predict --help``), or pass ``options=``.
     ``on_warning`` receives every warning as one line (default: ``warnings.warn``).
     """
 
+    _in_ensemble = False  # one model of an ensemble (_Member)
+
     def __init__(
         self,
-        weights: str | Path | None = None,
+        weights: str | Path | Sequence[str | Path] | None = None,
         *,
         model: nn.Module | None = None,
         options: PredictOptions | None = None,
@@ -115,6 +124,10 @@ class Predictor:
         self.warn = on_warning or _default_warn
         self.weights_path: Path | None = None
         self.weights_sha256 = ""
+        self.members: tuple[Predictor, ...] = ()  # an ensemble's models, in order
+        if isinstance(opts.weights, tuple):
+            self._init_ensemble(opts, model)
+            return
         loaded = model is None
         if loaded:
             self.family, self.variant, model = self._load(opts)
@@ -122,9 +135,11 @@ class Predictor:
             self._say_licence()
         else:
             self.family, self.variant = model_family(model)
-        self.arch = self.variant.name
+        self.arch, self.label = self.variant.name, self.variant.label
+        self.postprocess = self.family.postprocess  # raw map (h, w) -> the frame's (H, W)
         self.audio = self.variant.hears
-        if opts.audio and not self.audio:
+        # an ensemble's member without sound runs visual (the ensemble checks --audio)
+        if opts.audio and not self.audio and not self._in_ensemble:
             raise WeightsError(f"{self._what()}: {self.variant.label} is visual only; "
                                "sound needs an audio-visual model")  # fmt: skip
         self.warmup = opts.warmup or self.family.warmups[0]
@@ -136,7 +151,7 @@ class Predictor:
         self.stride = opts.stride
         self.allow_silence = opts.allow_silence
         self.schedule = self.family.clips(self.warmup)
-        if opts.fusion is not None and self.family.name != "avinet":
+        if opts.fusion is not None and self.family.name != "avinet" and not self._in_ensemble:
             raise OptionError("fusion", f"{opts.fusion}: {self.variant.label} has no fusion "
                               "to choose (only AViNet has)")  # fmt: skip
         # with a stride the clips in a batch are not consecutive: nothing to share
@@ -160,7 +175,23 @@ class Predictor:
                 f"{self.precision} arithmetic): correct, but far slower than fp32"
             )
 
-    # -- what the engine decided ------------------------------------------------------
+    def _init_ensemble(self, opts: PredictOptions, model: nn.Module | None) -> None:
+        """A ``_Member`` per file (warnings said once); the ensemble's engine facts, model,
+        weights and raw maps are its members' (salcli.inference.ensemble.Ensemble)."""
+        if model is not None:
+            raise UsageError("a model passed in runs alone: an ensemble loads its weights files")
+        say = once(self.warn)
+        self.members = tuple(
+            _Member(options=opts.replace(weights=w), on_warning=say) for w in opts.weights
+        )
+        self.ensemble = self.engine = e = Ensemble(self.members, opts)
+        self.family = self.variant = None
+        self.arch, self.label, self.weights_sha256 = e.arch, e.label, e.weights_sha256
+        self.audio, self.warmup, self.postprocess = e.audio, e.warmup, e.postprocess
+        self.input_size = e.size  # where the members' maps are averaged
+        self.stride, self.allow_silence = opts.stride, opts.allow_silence
+
+    # -- what the engine decided (an ensemble's: salcli.inference.ensemble.Ensemble) ------
 
     model = property(lambda self: self.engine.model)
     device = property(lambda self: self.engine.device)
@@ -186,7 +217,9 @@ class Predictor:
     def _load(self, opts: PredictOptions) -> tuple[ModelFamily, Variant, nn.Module]:
         wanted = (opts.fusion or DEFAULT_FUSION) if opts.audio else "vinet"
         path = resolve_weights(opts.weights, wanted)  # an existing file, or a WeightsError
-        family, variant, model = load_checkpoint(path, audio=opts.audio)
+        # an ensemble's member hears where it can (None), the others run visual
+        audio = None if self._in_ensemble and opts.audio else opts.audio
+        family, variant, model = load_checkpoint(path, audio=audio)
         self.weights_path = Path(path)
         # a family without fusions refuses --fusion itself (an OptionError, in __init__)
         fusions = family.name == "avinet"
@@ -228,12 +261,15 @@ class Predictor:
         own."""
         if folder is None:
             folder = source is not None and Path(source).is_dir()
-        resolved = {
-            "precision": self.precision,
-            "input_size": f"{self.input_size[0]}x{self.input_size[1]}",
-            "warmup": self.warmup,
-            "stride": self.stride,
-        }
+        if self.members:  # each member's value, joined in order
+            resolved = self.ensemble.resolved()
+        else:
+            resolved = {
+                "precision": self.precision,
+                "input_size": f"{self.input_size[0]}x{self.input_size[1]}",
+                "warmup": self.warmup,
+            }
+        resolved["stride"] = self.stride
         out: dict[str, Any] = {"model": self.arch, "weights_sha256": self.weights_sha256}
         for name in map_settings_names():
             if name == "fps":  # a video file has its own rate; a folder's is a setting
@@ -241,11 +277,15 @@ class Predictor:
                     out["fps"] = float(fps or self.options.fps or DEFAULT_FOLDER_FPS)
                 continue
             out[name] = resolved.get(name, getattr(self.options, name))
+        if self.members:
+            out["members"] = self.ensemble.member_settings()
         return out
 
     def run_info(self, source: str | Path | None = None, *, fps: float | None = None) -> RunInfo:
         settings = self.settings(source, fps=fps)
         extra = {k: v for k, v in settings.items() if k not in ("model", "weights_sha256")}
+        if self.members:
+            return self.ensemble.run_info(extra)
         return RunInfo(
             model=self.arch,
             weights_sha256=self.weights_sha256,
@@ -295,6 +335,8 @@ class Predictor:
         meta = reader.meta
         try:
             track = self._open_audio(meta, source, audio_path) if self.audio else None
+            if self.members:  # a track for each member that hears
+                track = self.ensemble.tracks(track)
         except BaseException:
             reader.close()
             raise
@@ -304,8 +346,14 @@ class Predictor:
         """(frame, raw model map (h, w)) for every frame, in order, before post-processing.
 
         Frames are decoded (and on CUDA transformed) on a background thread; with
-        ``keep_rgb`` each frame keeps its picture for the writers that show it.
+        ``keep_rgb`` each frame keeps its picture for the writers that show it. An
+        ensemble's raw map is its members' average (salcli.inference.ensemble).
         """
+        if self.members:
+            yield from self.ensemble.raw_maps(
+                reader, meta, track, keep_rgb=keep_rgb, prefetch_frames=PREFETCH_FRAMES
+            )
+            return
         size = self.input_size
         transform = self.family.transform
         device = self.device if self.gpu_resize else None
@@ -326,6 +374,24 @@ class Predictor:
                     f.rgb = f.rgb if keep_rgb else None
                 yield f
 
+        decoding = prefetch(decoded(), maxsize=PREFETCH_FRAMES)
+        frames = prepared(decoding)
+        try:
+            yield from self.maps_of_frames(frames, meta, track)
+        finally:
+            frames.close()
+            decoding.close()
+            reader.close()
+            if track is not None:
+                track.close()
+
+    def maps_of_frames(
+        self, frames: Iterator, meta: VideoMeta, track: AudioTrack | None
+    ) -> Iterator[tuple[Any, np.ndarray]]:
+        """(frame, raw map (h, w)) for every frame of ``frames``, in order: frames that
+        carry this model's input (``tensor``, (3, h, w)), put into clips, key frames and
+        batches and run through the engine (with ``track``, each clip's sound excerpt)."""
+
         def predict(clips: list[list[Frame]]) -> np.ndarray:
             sound = None
             if track is not None:
@@ -334,19 +400,17 @@ class Predictor:
                 sound = a.batch(np.stack(excerpts))
             return self.engine(clips, sound)
 
-        decoding = prefetch(decoded(), maxsize=PREFETCH_FRAMES)
-        frames = prepared(decoding)
         clips = iter_clips(frames, self.schedule)
-        try:
-            yield from predict_key_frames(
-                clips, predict, stride=self.stride, batch_size=self.batch_size
-            )
-        finally:
-            frames.close()
-            decoding.close()
-            reader.close()
-            if track is not None:
-                track.close()
+        return predict_key_frames(clips, predict, stride=self.stride, batch_size=self.batch_size)
+
+    def iter_raw_maps(
+        self, source: str | Path, *, fps: float | None = None, audio_path: str | Path | None = None
+    ) -> Iterator[tuple[int, np.ndarray]]:
+        """(0-based frame index, raw map (h, w) float32) for every frame of ``source``:
+        the model's output before ``postprocess`` (an ensemble's: the average)."""
+        reader, meta, track = self._open(source, fps, audio_path)
+        for frame, raw in self._raw_maps(reader, meta, track):
+            yield frame.index, raw
 
     def stream(
         self, source: str | Path, *, fps: float | None = None, audio_path: str | Path | None = None
@@ -357,7 +421,7 @@ class Predictor:
         order. Errors in opening the file are raised here, before any map.
         """
         reader, meta, track = self._open(source, fps, audio_path)
-        post = self.family.postprocess
+        post = self.postprocess
 
         def maps() -> Iterator[tuple[int, float, np.ndarray]]:
             for frame, raw in self._raw_maps(reader, meta, track):
@@ -456,7 +520,7 @@ class Predictor:
         """Every frame's map, post-processed on the writer thread and handed to
         ``writers``; the number of maps. On any error the pipeline is stopped and the
         writer thread aborted (the caller aborts the writers)."""
-        post = self.family.postprocess
+        post = self.postprocess
 
         def write_one(job: tuple[Frame, np.ndarray]) -> None:  # on the writer thread
             frame, raw = job
@@ -482,6 +546,13 @@ class Predictor:
             sink.abort()
             raise
         return n
+
+
+class _Member(Predictor):
+    """One model of an ensemble: with ``audio`` it hears where its family can and runs
+    visual otherwise; ``audio`` and ``fusion`` are checked over the whole ensemble."""
+
+    _in_ensemble = True
 
 
 def _close_quietly(reader, track) -> None:

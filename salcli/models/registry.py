@@ -602,11 +602,14 @@ def _holds_keys_of(fam: ModelFamily, obj: object) -> bool:
         return False
 
 
-def load_checkpoint(path: str | Path, *, audio: bool) -> tuple[ModelFamily, Variant, nn.Module]:
+def load_checkpoint(
+    path: str | Path, *, audio: bool | None
+) -> tuple[ModelFamily, Variant, nn.Module]:
     """Read ``path`` (``torch.load(weights_only=True)``), recognise its family, choose the
-    variant that runs with the sound (``audio``) or without, build it and load the file
-    strictly (every tensor from the file: nothing is initialised at random first). A
-    one-line ``WeightsError`` for anything else."""
+    variant that runs with the sound (``audio``) or without (None: with the sound where a
+    variant of the checkpoint's takes it, else without: a member of an ensemble), build it
+    and load the file strictly (every tensor from the file: nothing is initialised at
+    random first). A one-line ``WeightsError`` for anything else."""
     obj = load_file(path)
     try:
         found = recognise(obj)
@@ -615,7 +618,10 @@ def load_checkpoint(path: str | Path, *, audio: bool) -> tuple[ModelFamily, Vari
     if found is None:
         raise WeightsError(f"{path}: {describe_state_dict(unwrap_state_dict(obj))}")
     fam, arch, sd = found
-    variant = fam.variant_for(arch, audio)
+    if audio is None:
+        variant = fam.variant_for(arch, True) or fam.variant_for(arch, False)
+    else:
+        variant = fam.variant_for(arch, audio)
     if variant is None:
         name = next(v.label for v in fam.variants if v.arch == arch)
         if audio:

@@ -186,6 +186,28 @@ def test_real_vinet_and_vinet_s(vinet_checkpoint, vinet_s_checkpoint, make_video
     assert min(np.abs(alone[0][t] - alone[1][t]).max() for t in range(2)) > 1e-3
 
 
+def test_vinet_s_and_vinet_a_are_vinet_e(vinet_s_checkpoint, tmp_path, make_video):
+    """The real networks at their published sizes, the published warm-ups: each frame's
+    raw map is ViNet-S's upsampled bicubically to 256x456 and averaged with ViNet-A's;
+    the written map is that, post-processed as ViNet-A's (ViNet's rule)."""
+    from salcli.testing import tamed_state_dict
+
+    vinet_a = tmp_path / "ViNet_A_DHF1K_no_split_neck_32_kldiv_cc___6_0.pt"
+    torch.save(tamed_state_dict(DATA / "vinet_a.keys.json"), vinet_a)
+    video = make_video(n_frames=2)  # both of ViNet-A's clamped clips are the same clip
+    ens = Predictor([vinet_s_checkpoint, vinet_a], warmup="reference", batch_size=2, **FP32)
+    raw = dict(ens.iter_raw_maps(video))
+    alone = [dict(m.iter_raw_maps(video)) for m in ens.members]
+    frame = next(iter(salcli.media.decode.open_video(video))).rgb
+    maps = ens.predict(video)
+    for t in range(2):
+        assert alone[0][t].shape == (224, 384) and alone[1][t].shape == VINET_E_SIZE
+        want = _by_hand([alone[0][t], alone[1][t]], VINET_E_SIZE)
+        np.testing.assert_allclose(raw[t], want, atol=1e-6, rtol=0)
+        post = vinet_postprocess(want, *frame.shape[:2])
+        np.testing.assert_allclose(maps[t], post, atol=1e-5, rtol=0)
+
+
 def test_the_frames_held_are_bounded_by_the_clips_not_the_video(
     stand_ins, vinet_checkpoint, vinet_s_checkpoint, tmp_path, monkeypatch
 ):

@@ -16,12 +16,17 @@ A ``Predictor`` is a loaded model (its family read from the checkpoint,
 ``salcli.models.registry``) with validated options (``salcli.options.PredictOptions``)::
 
     >>> import salcli
-    >>> maps = salcli.inference.predictor("clip.mp4")            # (N, H, W) float32 in [0, 1]
+    >>> maps = salcli.predict("clip.mp4")            # (N, H, W) float32 in [0, 1]
     >>> p = salcli.Predictor("ViNet_DHF1K.pt", batch_size=8)
     >>> for index, saliency in p.iter_maps("clip.mp4"): ...
     >>> p.write("clip.mp4", "out/", formats=("png", "h5"))   # outputs + completion record
+    >>> e = salcli.Predictor(["vinet-s-dhf1k", "vinet-a-dhf1k"])  # an ensemble: ViNet-E
 
 Many videos with resume and shards: ``salcli.predict_many`` (salcli.corpus.local).
+
+The module is over 500 lines because ``Predictor`` is one class: loading, the settings
+its outputs record, streaming and writing share its state; the stages themselves live in
+the modules above.
 """
 
 from __future__ import annotations

@@ -30,9 +30,10 @@
 # (pip --target, no index; skipped, saying so, where they are for another Python); salcli
 # from this checkout (PYTHONPATH, nothing installed) and the packages it needs; the tests
 # marked cuda (tests/test_gpu.py: every model on CUDA in bf16 and fp16 against the CPU's
-# fp32 maps, and the CUDA settings); benchmarks/bench_gpu.py (model-only maps/s of ViNet
-# and AViNet(B) in bf16 per batch, eager / overlap reuse / CUDA graph / torch.compile;
-# end to end from H.264; peak GPU memory; per-frame CC against fp32; the targets).
+# fp32 maps, and the CUDA settings); benchmarks/bench_gpu.py (model-only maps/s of ViNet,
+# ViNet-S, AViNet(B) and ViNet-A in bf16 per batch, eager / overlap reuse / CUDA graph /
+# torch.compile; end to end from H.264; peak GPU memory; per-frame CC against fp32; the
+# targets, and ViNet-S against its authors' 1000 maps/s claim).
 # Each step's log goes to $OUT/<step>.log where OUT is set (the device tool's folder;
 # 6 files, within the 8 it sends back), else to a new folder under /tmp.
 # Without CUDA (here, to check the script) the benchmark runs as --device cpu --quick.

@@ -1,4 +1,5 @@
-"""The CUDA path: every model (ViNet, the three AViNet fusions, both STAViS heads) under
+"""The CUDA path: every model (ViNet, the three AViNet fusions, both STAViS heads, ViNet-S,
+ViNet-A and their ensemble) under
 bf16 / fp16 autocast gives the CPU's fp32 maps; pinned batches and resizing on the GPU,
 the batch size fitted to memory, torch.compile, overlap reuse.
 
@@ -8,10 +9,12 @@ no CUDA device is present. ``benchmarks/gpu_check.sh`` runs them on a lent GPU.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
-from helpers import SMALL_INPUT
+from helpers import DATA, SMALL_INPUT
 
 from salcli.inference import engine as E
 from salcli.inference import hardware as H
@@ -125,6 +128,33 @@ def test_stavis_maps_on_cuda_equal_cpu_fp32(
     assert p.device.type == "cuda" and p.precision == precision and p.gpu_resize is True
     got = p.predict(stavis_video)
     assert got.shape == ref.shape == (STAVIS_FRAMES, *VIDEO_SIZE) and got.dtype == np.float32
+    assert _cc(got, ref) >= MIN_CC
+    assert _smooth(got)
+
+
+@pytest.fixture(scope="module")
+def vinet_pp_files(tmp_path_factory) -> dict[str, Path]:
+    """ViNet-S and ViNet-A files as published (plain state_dicts), tamed for real video."""
+    from salcli.testing import tamed_state_dict
+
+    folder = tmp_path_factory.mktemp("vinet_pp")
+    files = {}
+    for name in ("vinet_s", "vinet_a"):
+        files[name] = folder / f"{name}.pt"
+        torch.save(tamed_state_dict(DATA / f"{name}.keys.json"), files[name])
+    return files
+
+
+@pytest.mark.parametrize("precision", HALF)
+@pytest.mark.parametrize("members", [("vinet_s",), ("vinet_a",), ("vinet_s", "vinet_a")])
+def test_vinet_pp_maps_on_cuda_equal_cpu_fp32(vinet_pp_files, cpu_video, members, precision):
+    """ViNet-S at a small input, ViNet-A at its fixed 256x456, and the two as ViNet-E."""
+    weights = [vinet_pp_files[m] for m in members]
+    size = {} if "vinet_a" in members else {"input_size": SMALL_INPUT}
+    ref = Predictor(weights, device="cpu", precision="fp32", **size).predict(cpu_video)
+    p = Predictor(weights, device="cuda", precision=precision, **size)
+    got = p.predict(cpu_video)
+    assert got.shape == ref.shape == (6, *VIDEO_SIZE)
     assert _cc(got, ref) >= MIN_CC
     assert _smooth(got)
 

@@ -26,6 +26,9 @@ with mean 0.45 and std 0.225; (3) frame t from the odd positions t-31, t-29, ...
 the window t-32 ... t+31, clamped to the video; (4) as ViNet-S's, but the map is resized
 to the frame as salcli's are (the authors keep 256x456 on the visual sets), so that the
 two can be compared frame by frame.
+``procedure="vinet-e"`` with ``model=(ViNet-S, ViNet-A)``, the ViNet-E script: each model
+on its own frames and clip of frame t (as above), ViNet-S's raw map resized bicubically
+to ViNet-A's 256x456, the two averaged, then (4) as ViNet-A's.
 
 Needs Pillow (``pip install pillow``), which salcli itself does not use.
 """
@@ -141,7 +144,7 @@ def window_schedule(n: int, clip_len: int = CLIP_LEN) -> Iterator[tuple[int, lis
 
 SCHEDULES = {"vinet": reference_schedule, "vinet-s": causal_schedule, "vinet-a": window_schedule}
 # 8-bit maps: ViNet's round(255 x); the ViNet++ scripts' round(255 x + 0.5)
-HALF_LEVEL_UP = {"vinet": 0.0, "vinet-s": 0.5, "vinet-a": 0.5}
+HALF_LEVEL_UP = {"vinet": 0.0, "vinet-s": 0.5, "vinet-a": 0.5, "vinet-e": 0.5}
 # (mean, std) of each procedure's frame normalization, RGB
 NORMALIZATION = {
     "vinet": (IMAGENET_MEAN, IMAGENET_STD),
@@ -162,8 +165,61 @@ def postprocess_u8(saliency: np.ndarray, height: int, width: int, up: float = 0.
     return np.clip(np.rint(m * 255.0 + up), 0, 255).astype(np.uint8)
 
 
+class _Loader:
+    """One procedure's frames as its script reads them: each JPEG once, kept while a later
+    clip still holds it (the sliding list)."""
+
+    def __init__(self, frames: list[Path], size: tuple[int, int], procedure: str) -> None:
+        self.frames, self.size, self.normalization = frames, size, NORMALIZATION[procedure]
+        self.cache: dict[int, torch.Tensor] = {}  # frame index -> (3, h, w)
+        self.sizes: dict[int, tuple[int, int]] = {}  # frame index -> (H, W) of the file
+
+    def clip(self, held: list[int], flipped: bool) -> torch.Tensor:
+        for j in held:
+            if j not in self.cache:
+                self.cache[j], self.sizes[j] = load_frame(
+                    self.frames[j], self.size, self.normalization
+                )
+        for j in [j for j in self.cache if j < min(held)]:
+            del self.cache[j]
+        clip = torch.stack([self.cache[j] for j in held], dim=1)[None]  # (1, 3, T, h, w)
+        return torch.flip(clip, dims=[2]) if flipped else clip
+
+
+# ViNet-E's members (ViNet-S, ViNet-A) and the size their maps are averaged at (ViNet-A's)
+ENSEMBLE = ("vinet-s", "vinet-a")
+ENSEMBLE_SIZE = (256, 456)  # (H, W)
+
+
+def _ensemble_maps(models: Sequence[nn.Module], frames: list[Path], clip_len: int):
+    """(frame t, ViNet-E's raw (256, 456) map, frame size) in frame order: both members
+    on their own clip of frame t, ViNet-S's map bicubic to 256x456, the two averaged."""
+    n = len(frames)
+    sizes = {"vinet-s": (INPUT_H, INPUT_W), "vinet-a": ENSEMBLE_SIZE}
+    loaders = [_Loader(frames, sizes[p], p) for p in ENSEMBLE]
+    runs = [SCHEDULES[p](n, clip_len) for p in ENSEMBLE]
+    for (t, s_held, _), (t_a, a_held, _) in zip(*runs, strict=True):
+        assert t == t_a, "both loaders give the same frame t"
+        with torch.no_grad():
+            s = models[0](loaders[0].clip(s_held, False))[:, None]  # (1, 1, 224, 384)
+            a = models[1](loaders[1].clip(a_held, False))[0]  # (256, 456)
+        s = torch.nn.functional.interpolate(
+            s, size=ENSEMBLE_SIZE, mode="bicubic", align_corners=False
+        )[0, 0]
+        yield t, torch.stack([a, s]).mean(dim=0).numpy(), loaders[0].sizes[t]
+
+
+def _single_maps(model: nn.Module, frames: list[Path], input_size, clip_len: int, procedure: str):
+    """(frame t, the model's raw map, frame size) in the script's run order."""
+    loader = _Loader(frames, input_size, procedure)
+    for t, held, flipped in SCHEDULES[procedure](len(frames), clip_len):
+        clip = loader.clip(held, flipped)
+        with torch.no_grad():
+            yield t, model(clip)[0].numpy(), loader.sizes[t]  # (h, w)
+
+
 def predict_folder(
-    model: nn.Module,
+    model: nn.Module | Sequence[nn.Module],
     frames: list[Path],
     out_dir: str | Path | None = None,
     *,
@@ -173,29 +229,21 @@ def predict_folder(
 ) -> np.ndarray:
     """Maps of a folder of JPEG frames, the authors' way: (N, H, W) uint8, in frame order.
 
-    Each JPEG is read once; one fp32 clip per map at batch 1. With ``out_dir`` the maps
-    are also saved there as 1-based PNG files.
+    Each JPEG is read once (by each member of ViNet-E, whose ``model`` is the pair
+    (ViNet-S, ViNet-A)); one fp32 clip per map at batch 1. With ``out_dir`` the maps are
+    also saved there as 1-based PNG files.
     """
-    n = len(frames)
-    model = model.eval()
     out = Path(out_dir) if out_dir is not None else None
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-    cache: dict[int, torch.Tensor] = {}  # the sliding list: frame index -> (3, h, w)
-    sizes: dict[int, tuple[int, int]] = {}
-    maps: list[np.ndarray | None] = [None] * n
-    for t, held, flipped in SCHEDULES[procedure](n, clip_len):
-        for j in held:
-            if j not in cache:
-                cache[j], sizes[j] = load_frame(frames[j], input_size, NORMALIZATION[procedure])
-        for j in [j for j in cache if j < held[0]]:
-            del cache[j]
-        clip = torch.stack([cache[j] for j in held], dim=1)[None]  # (1, 3, T, h, w)
-        if flipped:
-            clip = torch.flip(clip, dims=[2])
-        with torch.no_grad():
-            saliency = model(clip)[0].numpy()  # (h, w)
-        u8 = postprocess_u8(saliency, *sizes[t], HALF_LEVEL_UP[procedure])
+    if procedure == "vinet-e":
+        raw = _ensemble_maps([m.eval() for m in model], frames, clip_len)
+    else:
+        raw = _single_maps(model.eval(), frames, input_size, clip_len, procedure)
+    up = HALF_LEVEL_UP[procedure]
+    maps: list[np.ndarray | None] = [None] * len(frames)
+    for t, saliency, size in raw:
+        u8 = postprocess_u8(saliency, *size, up)
         if out is not None:
             cv2.imwrite(str(out / MAP_NAME.format(t + 1)), u8)
         maps[t] = u8
@@ -203,7 +251,7 @@ def predict_folder(
 
 
 def run(
-    model: nn.Module,
+    model: nn.Module | Sequence[nn.Module],
     video: str | Path,
     workdir: str | Path,
     *,

@@ -32,13 +32,14 @@ Reports, each phase in its own process (so peak RSS is its own):
 ``--memory`` instead runs salcli (png + h5 outputs) on generated videos of each length
 in ``--frames`` at a small size, and reports peak RSS per length.
 
-``--models`` runs all of the above for each model in turn (``vinet``, ``vinet-s``; the
+``--models`` runs all of the above for each model in turn (``vinet``, ``vinet-s``,
+``vinet-a``, ``vinet-e``: the ensemble of ViNet-S and ViNet-A, end to end only; the
 authors' phase re-enacts each one's own scripts), then the ratio of each model's rates to
 the first one's: end to end (salcli's defaults) and model only (the best batch).
 
-Weights: ``--weights`` (one model) or the deterministic checkpoint of salcli.testing, from
-each model's key manifest (the timings and CCs do not depend on the values much; a real
-checkpoint gives real-looking maps).
+Weights: ``--weights`` (one model; ``A,B`` for ``vinet-e``) or the deterministic
+checkpoint of salcli.testing, from each model's key manifest (the timings and CCs do not
+depend on the values much; a real checkpoint gives real-looking maps).
 Prints figures; asserts nothing. Needs Pillow for the authors' phase.
 """
 
@@ -68,8 +69,10 @@ MANIFESTS = {
     "vinet-s": ROOT / "tests" / "data" / "vinet_s.keys.json",
     "vinet-a": ROOT / "tests" / "data" / "vinet_a.keys.json",
 }
+# ensembles: name -> its members (ViNet-E: ViNet-S and ViNet-A, averaged at ViNet-A's size)
+ENSEMBLES = {"vinet-e": ("vinet-s", "vinet-a")}
 # each model's input size (--input-size applies to the others); ViNet-A takes only this one
-FIXED_INPUT = {"vinet-a": "256x456"}
+FIXED_INPUT = {"vinet-a": "256x456", "vinet-e": "256x456"}
 T = CLIP_LEN  # frames per clip of every model here
 
 
@@ -82,10 +85,14 @@ def _peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
 
 
-def _model(weights: str | None, arch: str = "vinet") -> torch.nn.Module:
-    """The model as the authors run it: loaded, not folded, fp32."""
+def _model(weights: str | None, arch: str = "vinet") -> torch.nn.Module | tuple:
+    """The model as the authors run it: loaded, not folded, fp32 (an ensemble's: a tuple
+    of its members', ``weights`` then their files joined by commas)."""
     from salcli.models.registry import build_model, load_checkpoint
 
+    if arch in ENSEMBLES:
+        files = weights.split(",") if weights else [None] * len(ENSEMBLES[arch])
+        return tuple(_model(f, m) for f, m in zip(files, ENSEMBLES[arch], strict=True))
     if weights:
         return load_checkpoint(weights, audio=False)[2].eval()
     from salcli.testing import tamed_state_dict
@@ -95,9 +102,15 @@ def _model(weights: str | None, arch: str = "vinet") -> torch.nn.Module:
     return model
 
 
-def checkpoint_file(folder: str | Path, weights: str | None = None, arch: str = "vinet") -> Path:
+def checkpoint_file(
+    folder: str | Path, weights: str | None = None, arch: str = "vinet"
+) -> Path | list[Path]:
     """``weights``, or the deterministic checkpoint of ``arch`` written into ``folder``: a
-    file that ``Predictor`` loads as the CLI does (BatchNorm folded, cast to the precision)."""
+    file that ``Predictor`` loads as the CLI does (BatchNorm folded, cast to the precision);
+    an ensemble's: its members' files."""
+    if arch in ENSEMBLES:
+        files = weights.split(",") if weights else [None] * len(ENSEMBLES[arch])
+        return [checkpoint_file(folder, f, m) for f, m in zip(files, ENSEMBLES[arch], strict=True)]
     if weights:
         return Path(weights)
     from salcli.testing import tamed_state_dict
@@ -127,7 +140,7 @@ def phase_salcli(args) -> dict:
         checkpoint_file(out.parent, args.weights, args.model),  # as the CLI loads a file
         device="cpu",
         on_warning=lambda line: None,  # a licence notice
-        input_size=_size(args.input_size),
+        input_size=None if args.model in ENSEMBLES else _size(args.input_size),  # its members'
         warmup=opts.pop("warmup", "reference"),
         **opts,
     )
@@ -375,7 +388,10 @@ def main_compare(args, video: str, tmp: Path) -> dict[str, float]:
         f"mean {cc_authors.mean():.6f}, min {cc_authors.min():.6f}"
     )
     summary = {"end_to_end": rate_ours, "authors": rate_theirs}
-    if not args.skip_model:
+    if args.model in ENSEMBLES:
+        members = ", ".join(ENSEMBLES[args.model])
+        print(f"model only: {args.model} runs each of {members} once a map")
+    elif not args.skip_model:
         model = _child("model", args, batch_sizes=args.batch_sizes, repeats=args.repeats, out=tmp)
         rates = model["conv_rates"]
         mean_rate = {k: sum(v.values()) / len(v) for k, v in rates.items()}
@@ -477,8 +493,12 @@ def main() -> None:
         "--rounds", type=int, default=1, help="end-to-end runs of each phase, alternated (best of)"
     )
     ap.add_argument("--repeats", type=int, default=2, help="model-only timings (best of)")
-    ap.add_argument("--weights", help="a checkpoint of the one model (default: deterministic)")
-    ap.add_argument("--models", default="vinet", help="comma-separated: vinet, vinet-s, vinet-a")
+    ap.add_argument(
+        "--weights", help="a checkpoint of the one model; A,B for vinet-e (default: deterministic)"
+    )
+    ap.add_argument(
+        "--models", default="vinet", help="comma-separated: vinet, vinet-s, vinet-a, vinet-e"
+    )
     ap.add_argument("--model", default="vinet", help=argparse.SUPPRESS)  # a child's
     ap.add_argument("--memory", action="store_true", help="peak RSS against video length")
     ap.add_argument("--skip-model", action="store_true", help="no model-only figures")

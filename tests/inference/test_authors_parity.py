@@ -101,3 +101,26 @@ def test_vinet_s_reference_maps_match_the_authors_procedure(tmp_path):
     model.load_state_dict(deterministic_state_dict(load_manifest(DATA / "vinet_s.keys.json")))
     cc = _parity(model, tmp_path, 6, (96, 128), (32, 64), "png")
     assert cc.min() >= MIN_CC, cc
+
+
+@pytest.mark.slow
+def test_vinet_e_maps_match_the_authors_ensemble_script(tmp_path):
+    """ViNet-E: salcli's ensemble of the two files against the E script's loop (each model
+    on its own frames and clip of frame t, ViNet-S bicubic to 256x456, averaged, then
+    ViNet-A's post-processing) on lossless frames, at the published sizes."""
+    from salcli.models.registry import load_checkpoint
+    from salcli.testing import tamed_state_dict
+
+    torch.set_num_threads(2)
+    files = []
+    for arch in ap.ENSEMBLE:
+        path = tmp_path / f"{arch}.pt"
+        torch.save(tamed_state_dict(DATA / f"{arch.replace('-', '_')}.keys.json"), path)
+        files.append(path)
+    video = write_video(tmp_path / "clip.mp4", n_frames=3, size=(96, 160))
+    ours = Predictor(files, device="cpu", precision="fp32", warmup="reference").predict(video)
+    models = [load_checkpoint(path, audio=False)[2] for path in files]  # fp32, not folded
+    theirs = ap.run(models, video, tmp_path / "authors", frame_format="png", procedure="vinet-e")
+    assert ours.shape == theirs.maps.shape == (3, 96, 160)
+    cc = _per_frame_cc(ours, theirs.maps.astype(np.float32) / 255.0)
+    assert cc.min() >= MIN_CC, cc

@@ -28,7 +28,7 @@ from helpers import SMALL_INPUT, make_av_dataset, write_video
 from typer.testing import CliRunner
 
 from salcli.cli import app
-from salcli.media.records import pid_alive
+from salcli.identity import pid_alive
 from salcli.testing import FAULT_ENV
 
 runner = CliRunner()

@@ -7,7 +7,6 @@ import contextlib
 import errno
 import os
 import queue
-import secrets
 import shutil
 import sys
 import threading
@@ -21,6 +20,7 @@ import numpy as np
 
 from salcli.defaults import FORMATS, OVERLAY_ALPHA, OVERLAY_SUFFIX
 from salcli.errors import InputError, OutputError, UsageError, os_reason
+from salcli.files import temp_name
 from salcli.media.decode import VideoMeta
 
 VALUE_RANGE = (0.0, 1.0)
@@ -147,8 +147,9 @@ def overlay(rgb: np.ndarray, saliency_u8: np.ndarray, alpha: float = OVERLAY_ALP
 
 
 def _temp_name(out_dir: Path, final: Path, kind: str = "tmp") -> Path:
-    """A hidden sibling of ``final``: ``.<name>.<pid>-<random>.<kind>``."""
-    return out_dir / f".{final.name}.{os.getpid()}-{secrets.token_hex(3)}.{kind}"
+    """A hidden sibling of ``final`` in ``out_dir``, naming this process
+    (``salcli.files.temp_name``)."""
+    return temp_name(out_dir / final.name, kind)
 
 
 def _remove(path: Path) -> None:

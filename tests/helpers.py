@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+import sys
 from fractions import Fraction
 from pathlib import Path
 
@@ -423,3 +425,61 @@ def temps(folder: Path) -> list[Path]:
 def h5_frames(path: Path) -> tuple[int, int, int]:
     with h5py.File(path) as f:
         return f["saliency"].shape
+
+
+# --- salcli in another process, with the fast model --------------------------------------
+
+TESTS_DIR = Path(__file__).resolve().parent
+# the fast CLI's test hooks: a file each process appends "<pid> <stem>" to when it starts
+# computing a video (the model runs), and a file it waits for before it starts (a start
+# line for processes started together); MAP_DELAY_ENV: seconds each map takes more
+RUN_LOG_ENV, GO_ENV, MAP_DELAY_ENV = "SALCLI_TEST_RUN_LOG", "SALCLI_TEST_GO", "SALCLI_TEST_DELAY"
+GO_POLL_S = 0.01
+
+
+def fast_cli(*args, **env: str) -> tuple[list[str], dict[str, str]]:
+    """(argv, environment) of `salcli ARGS --input-size 32x64` in a new process with the
+    fast model (``use_fast_model``) and ``env`` (the hooks above, ``SALCLI_TEST_KILL``)."""
+    code = "import helpers; helpers.fast_cli_main()"
+    path = os.pathsep.join([str(REPO_ROOT), str(TESTS_DIR)])
+    argv = [sys.executable, "-c", code, *map(str, args), "--input-size", CLI_INPUT_SIZE]
+    return argv, {**os.environ, "PYTHONPATH": path, "PYTHONUNBUFFERED": "1", **env}
+
+
+def fast_cli_main() -> None:
+    """The process ``fast_cli`` starts: the hooks, then ``salcli.cli.main``."""
+    import time
+
+    import pytest
+
+    from salcli.cli import main
+    from salcli.inference.predictor import Predictor
+
+    torch.set_num_threads(1)
+    use_fast_model(pytest.MonkeyPatch())
+    log, delay = os.environ.get(RUN_LOG_ENV), float(os.environ.get(MAP_DELAY_ENV) or 0)
+    real_write = Predictor.write
+
+    def write(self, source, *args, **kw):
+        if log:
+            with open(log, "a") as f:  # one short append: whole lines, in any order
+                f.write(f"{os.getpid()} {Path(source).stem}\n")
+        if delay:
+            given = kw.get("progress")
+
+            def slow(done, total):
+                time.sleep(delay)
+                if given is not None:
+                    given(done, total)
+
+            kw["progress"] = slow
+        return real_write(self, source, *args, **kw)
+
+    Predictor.write = write
+    go = os.environ.get(GO_ENV)
+    if go:
+        Path(f"{go}.{os.getpid()}").touch()  # ready
+        while not Path(go).exists():
+            time.sleep(GO_POLL_S)
+    sys.argv = ["salcli", *sys.argv[1:]]
+    main()

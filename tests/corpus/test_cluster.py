@@ -178,6 +178,64 @@ def test_a_killed_run_resumes_without_redoing_finished_videos(
     assert hidden(out) == []  # the killed worker's temporaries were swept before b redone
 
 
+def test_a_ray_run_leaves_a_claimed_video_to_its_holder(
+    ray_address, corpus, local, vinet_checkpoint, tmp_path
+):
+    """Another run (this process) holds b's claim: the Ray run does the others, waits,
+    and does b once its holder gives it up (as a run whose video failed does)."""
+    from salcli.corpus.claims import Claims
+
+    out = tmp_path / "out"
+    holder = Claims("holder")
+    claim = holder.acquire(out, "b", str(corpus / "b.mp4"))
+    proc = subprocess.Popen(
+        cli_args(corpus, out, ray_address, vinet_checkpoint),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        seen = [json.loads(proc.stdout.readline()) for _ in range(3)]
+        assert {Path(d["path"]).stem: d["status"] for d in seen} == dict.fromkeys("acd", "done")
+        assert (out / ".b.salcli.claim").exists() and not (out / "b.h5").exists()
+        holder.release(claim)
+        [last] = [json.loads(proc.stdout.readline())]
+        assert (Path(last["path"]).stem, last["status"]) == ("b", "done")
+        assert proc.wait(timeout=60) == 0
+    finally:
+        proc.kill()
+        proc.stdout.close()
+        holder.close()
+    assert_same_outputs(out, local, VIDEOS)
+    assert hidden(out) == []
+
+
+@pytest.mark.slow
+def test_two_ray_runs_and_a_local_one_compute_each_video_once(
+    ray_address, corpus, local, vinet_checkpoint, tmp_path
+):
+    out = tmp_path / "out"
+    argv = [*cli_args(corpus, out, ray_address, vinet_checkpoint), "--workers", "1"]
+    procs = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(RAY_CPUS)]  # fmt: skip
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the workers (and the ``local`` reference) run
+    try:
+        here = predict(corpus, "-o", out, "--jsonl", weights=vinet_checkpoint)  # meanwhile
+    finally:
+        torch.set_num_threads(threads)
+    outputs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0] * RAY_CPUS, [e for _, e in outputs]
+    assert here.exit_code == 0, here.output
+    reports = [lines(o) for o, _ in outputs] + [lines(here.stdout)]
+    done = sorted(Path(d["path"]).stem for r in reports for d in r if d["status"] == "done")
+    assert done == sorted(VIDEOS)  # each computed once, by one of the runs
+    for report in reports:
+        assert sorted(Path(d["path"]).stem for d in report) == sorted(VIDEOS)
+    assert_same_outputs(out, local, VIDEOS)
+    assert hidden(out) == []
+
+
 def test_a_failing_video_and_a_dying_worker_leave_the_others_done(
     ray_address, corpus, local, vinet_checkpoint, tmp_path, monkeypatch
 ):

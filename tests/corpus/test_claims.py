@@ -368,5 +368,39 @@ def test_a_claim_lost_mid_video_stops_it_cleanly(
     assert sorted(p.name for p in out.iterdir()) == [".v.salcli.claim"]  # nothing of ours
 
 
+# --- salcli status -----------------------------------------------------------------------------
+
+
+def test_status_counts_a_corpus(corpus, tmp_path, vinet_checkpoint, fast_model):
+    out = tmp_path / "out"
+    a_b = [corpus / "a.mp4", corpus / "b.mp4"]
+    assert predict(*a_b, "-o", out, "-f", "h5", weights=vinet_checkpoint).exit_code == 0
+    holder = Claims("busy")
+    holder.acquire(out, "c", str(corpus / "c.mp4"))
+    write_claim(out, "d", host=identity.host_name(), pid=dead_pid())  # a dead run's
+    runs = tmp_path / "runs.jsonl"
+    runs.write_text(json.dumps({"path": str(corpus / "e.mp4"), "status": "failed",
+                                "error": "e.mp4: broken"}) + "\n")  # fmt: skip
+    r = runner.invoke(app, ["status", str(out), "--corpus", str(corpus), "--runs", str(runs),
+                            "--jsonl"])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    *videos, summary = [json.loads(x) for x in r.stdout.splitlines()]
+    states = {Path(v["path"]).stem: v["state"] for v in videos}
+    assert states == {"a": "finished", "b": "finished", "c": "claimed", "d": "missing",
+                      "e": "failed", "f": "missing"}  # fmt: skip
+    by = {Path(v["path"]).stem: v for v in videos}
+    assert by["c"]["holder"]["run"] == "busy" and by["c"]["holder"]["pid"] == os.getpid()
+    assert by["d"]["stale_claim"]["run"] == "other" and by["e"]["error"] == "e.mp4: broken"
+    assert summary == {"counts": {"finished": 2, "claimed": 1, "failed": 1, "missing": 2,
+                                  "stale_claims": 1}}  # fmt: skip
+    text = runner.invoke(app, ["status", str(out)])  # no corpus: what the folder knows of
+    assert text.exit_code == 0
+    assert "4 videos: 2 finished, 1 claimed, 0 failed, 1 missing; 1 stale claim" in text.stderr
+    assert f"claimed {corpus / 'c.mp4'}: held by" in text.stderr
+    holder.close()
+    assert not claim_path(out, "c").exists()
+    assert runner.invoke(app, ["status", str(tmp_path / "nowhere")]).exit_code == 2
+
+
 def test_the_default_lease_is_well_above_the_heartbeat():
     assert Claims().heartbeat_s * 10 <= DEFAULT_LEASE_S

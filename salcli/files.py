@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import secrets
 import signal
@@ -23,6 +24,17 @@ def temp_name(path: Path, kind: str = "tmp") -> Path:
     <random>.<kind>`` (``salcli.identity.Holder.tag``), the form salcli.media.records
     recognises as a leftover, and of whom."""
     return path.with_name(f".{path.name}.{me().tag}-{secrets.token_hex(3)}.{kind}")
+
+
+def make_folder(folder: Path) -> None:
+    """Create the output folder ``folder`` and its parents; an ``OutputError`` saying why
+    it cannot be."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        if not folder.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, "not a folder")
+    except OSError as exc:
+        raise OutputError(f"{folder}: cannot create the output folder ({os_reason(exc)})") from None
 
 
 def kill_point(point: str, name: str) -> None:

@@ -43,7 +43,7 @@ from pathlib import Path
 
 from salcli import identity
 from salcli.defaults import DEFAULT_LEASE_S, HEARTBEATS_PER_LEASE
-from salcli.files import kill_point, temp_name
+from salcli.files import kill_point, make_folder, temp_name
 from salcli.identity import Holder, me
 from salcli.media.records import claim_path, missing_parents, remove_empty
 
@@ -229,11 +229,12 @@ class Claims:
 
     def acquire(self, out_dir: Path, stem: str, source: str | None = None) -> Claim | ClaimInfo:
         """Claim ``stem`` (the video ``source``) in ``out_dir``: our ``Claim``, or the
-        live claim of another run (stale ones are taken over)."""
+        live claim of another run (stale ones are taken over). An ``OutputError`` when
+        ``out_dir`` cannot be created."""
         out_dir = Path(out_dir)
         path = claim_path(out_dir, stem)
         created = missing_parents(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
+        make_folder(out_dir)
         taken: ClaimInfo | None = None
         info: ClaimInfo | None = None
         for _ in range(TAKEOVER_TRIES):

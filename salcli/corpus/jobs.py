@@ -104,7 +104,7 @@ def run_claimed(
         return early
     try:
         got = claims.acquire(job.out_dir, job.stem, str(job.source))
-    except OSError as err:
+    except (SalcliError, OSError) as err:
         return failed_result(str(job.source), err)
     if isinstance(got, ClaimInfo):
         return claimed_result(job, got)

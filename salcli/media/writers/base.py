@@ -4,7 +4,6 @@ paths, the ``Writer`` base class (temporary names, rename on close, abort), help
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import queue
 import shutil
@@ -20,7 +19,7 @@ import numpy as np
 
 from salcli.defaults import FORMATS, OVERLAY_ALPHA, OVERLAY_SUFFIX
 from salcli.errors import InputError, OutputError, UsageError, os_reason
-from salcli.files import temp_name
+from salcli.files import make_folder, temp_name
 from salcli.media.decode import VideoMeta
 
 VALUE_RANGE = (0.0, 1.0)
@@ -198,14 +197,10 @@ class Writer:
         self._state = "open"  # "open" | "closed" | "aborted"
         self._configure()
         try:
-            self.out_dir.mkdir(parents=True, exist_ok=True)
-            if not self.out_dir.is_dir():
-                raise NotADirectoryError(errno.ENOTDIR, "not a folder")
-        except OSError as exc:
+            make_folder(self.out_dir)
+        except OutputError:
             self._state = "aborted"
-            raise OutputError(
-                f"{self.out_dir}: cannot create the output folder ({os_reason(exc)})"
-            ) from None
+            raise
         with self._guard():
             self._open()
 

@@ -432,9 +432,12 @@ def h5_frames(path: Path) -> tuple[int, int, int]:
 TESTS_DIR = Path(__file__).resolve().parent
 # the fast CLI's test hooks: a file each process appends "<pid> <stem>" to when it starts
 # computing a video (the model runs), and a file it waits for before it starts (a start
-# line for processes started together); MAP_DELAY_ENV: seconds each map takes more
-RUN_LOG_ENV, GO_ENV, MAP_DELAY_ENV = "SALCLI_TEST_RUN_LOG", "SALCLI_TEST_GO", "SALCLI_TEST_DELAY"
+# line for processes started together); MEET_ENV=N: a process computes its first video
+# only once N processes have started one (the run log names N pids), so that N runs hold
+# a claim each at once
+RUN_LOG_ENV, GO_ENV, MEET_ENV = "SALCLI_TEST_RUN_LOG", "SALCLI_TEST_GO", "SALCLI_TEST_MEET"
 GO_POLL_S = 0.01
+MEET_TIMEOUT_S = 120.0  # a process waits this long at most for the others (then goes on)
 
 
 def fast_cli(*args, **env: str) -> tuple[list[str], dict[str, str]]:
@@ -448,8 +451,6 @@ def fast_cli(*args, **env: str) -> tuple[list[str], dict[str, str]]:
 
 def fast_cli_main() -> None:
     """The process ``fast_cli`` starts: the hooks, then ``salcli.cli.main``."""
-    import time
-
     import pytest
 
     from salcli.cli import main
@@ -457,29 +458,36 @@ def fast_cli_main() -> None:
 
     torch.set_num_threads(1)
     use_fast_model(pytest.MonkeyPatch())
-    log, delay = os.environ.get(RUN_LOG_ENV), float(os.environ.get(MAP_DELAY_ENV) or 0)
+    log = os.environ.get(RUN_LOG_ENV)
     real_write = Predictor.write
 
     def write(self, source, *args, **kw):
         if log:
             with open(log, "a") as f:  # one short append: whole lines, in any order
                 f.write(f"{os.getpid()} {Path(source).stem}\n")
-        if delay:
-            given = kw.get("progress")
-
-            def slow(done, total):
-                time.sleep(delay)
-                if given is not None:
-                    given(done, total)
-
-            kw["progress"] = slow
+            _meet(Path(log), int(os.environ.get(MEET_ENV) or 0))
         return real_write(self, source, *args, **kw)
 
     Predictor.write = write
     go = os.environ.get(GO_ENV)
     if go:
         Path(f"{go}.{os.getpid()}").touch()  # ready
-        while not Path(go).exists():
-            time.sleep(GO_POLL_S)
+        _wait_for(Path(go).exists)
     sys.argv = ["salcli", *sys.argv[1:]]
     main()
+
+
+def _meet(log: Path, n: int) -> None:
+    """Wait until ``n`` processes have written to the run log (their first video each)."""
+    if n:
+        _wait_for(lambda: len({x.split()[0] for x in log.read_text().splitlines()}) >= n)
+
+
+def _wait_for(condition) -> None:
+    """Look at ``condition`` every ``GO_POLL_S`` until it holds (``MEET_TIMEOUT_S`` at
+    most: the test then fails on what it checks rather than hangs)."""
+    import time
+
+    deadline = time.monotonic() + MEET_TIMEOUT_S
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(GO_POLL_S)

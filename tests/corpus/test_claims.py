@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 from helpers import (
     GO_ENV,
-    MAP_DELAY_ENV,
+    MEET_ENV,
     RUN_LOG_ENV,
     fast_cli,
     lines,
@@ -44,7 +44,6 @@ from salcli.media.records import claim_path, clean_stale_temps
 FRAMES = 3  # per video
 PROCESSES = 4  # runs started together
 RUN_TIMEOUT_S = 120  # a run of the small corpus, at most (a bound, not a timing)
-MAP_DELAY_S = "0.05"  # each map takes this much more in the runs started together
 RACE_ROUNDS = 12  # stale claims raced for by RACERS processes
 RACERS = 3
 
@@ -114,7 +113,9 @@ def dead_pid() -> int:
 def test_runs_started_together_compute_each_video_once(corpus, single, tmp_path, vinet_checkpoint):
     out, log, go = tmp_path / "out", tmp_path / "runs.log", tmp_path / "go"
     argv, env = fast_cli(*run_args(corpus, out, vinet_checkpoint))
-    env.update({RUN_LOG_ENV: str(log), GO_ENV: str(go), MAP_DELAY_ENV: MAP_DELAY_S})
+    # each run computes its first video only once every run holds one: all PROCESSES
+    # claims are live at once, however the processes are scheduled
+    env.update({RUN_LOG_ENV: str(log), GO_ENV: str(go), MEET_ENV: str(PROCESSES)})
     procs = [
         subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for _ in range(PROCESSES)
@@ -137,7 +138,7 @@ def test_runs_started_together_compute_each_video_once(corpus, single, tmp_path,
     for report in reports:  # each run reports every video once: done here, or skipped
         assert sorted(Path(d["path"]).stem for d in report) == stems(corpus)
         assert {d["status"] for d in report} <= {"done", "skipped"}
-    assert len({pid for pid, _ in (x.split() for x in log.read_text().splitlines())}) > 1
+    assert len({pid for pid, _ in (x.split() for x in log.read_text().splitlines())}) == PROCESSES
     assert_same_outputs(out, single, stems(corpus))
     assert temps(out) == []  # no claims, no temporaries
 

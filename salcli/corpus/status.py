@@ -62,8 +62,9 @@ def _finished(record: dict | None) -> bool:
 
 
 def _known_videos(output_dir: Path) -> list[tuple[Path, str, str | None]]:
-    """(folder, stem, source or None) of every record and claim below ``output_dir``."""
-    found: dict[tuple[Path, str], str | None] = {}
+    """(folder, stem, None: the source is read from the record or claim) of every record
+    and claim below ``output_dir``."""
+    found: dict[tuple[Path, str], None] = {}  # in the order found, once each
     for root, dirs, files in os.walk(output_dir):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         here = Path(root)
@@ -75,7 +76,7 @@ def _known_videos(output_dir: Path) -> list[tuple[Path, str, str | None]]:
             else:
                 continue
             found.setdefault((here, stem), None)
-    return [(folder, stem, source) for (folder, stem), source in found.items()]
+    return [(folder, stem, None) for folder, stem in found]
 
 
 def read_runs(paths: Iterable[str | Path]) -> dict[str, dict]:

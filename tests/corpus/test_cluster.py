@@ -266,12 +266,13 @@ def test_a_worker_killed_mid_video_is_retried(
     r = predict(corpus, "-o", out, "--ray", ray_address, "--jsonl", weights=vinet_checkpoint)
     assert r.exit_code == 0, r.output
     assert statuses(r) == dict.fromkeys(VIDEOS, "done")
-    # the temporaries b's worker had when it was killed
+    # the claim and temporaries b's worker had when it was killed
     left = [name for name in marker.read_text().split() if name.startswith(".b.")]
-    assert any(name.startswith(".b.h5.") for name in left)
-    dead = {int(name.rsplit(".", 2)[-2].split("-")[0]) for name in left}
+    assert ".b.salcli.claim" in left and any(name.startswith(".b.h5.") for name in left)
+    temporaries = [name for name in left if name.endswith(".tmp")]
+    dead = {int(name.rsplit(".", 2)[-2].split("-")[0]) for name in temporaries}
     assert not any(pid_alive(pid) for pid in dead)
-    assert hidden(out) == []  # swept by the retry, in another process
+    assert hidden(out) == []  # taken over and swept by the retry, in another process
     assert_same_outputs(out, local, VIDEOS)
 
 

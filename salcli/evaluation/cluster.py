@@ -5,13 +5,13 @@ can write."""
 from __future__ import annotations
 
 import tempfile
-import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from salcli.corpus.cluster import CLAIM_POLL_S, Cluster
+from salcli.corpus import cluster as corpus_cluster
+from salcli.corpus.cluster import Cluster
 from salcli.corpus.inputs import Job
 from salcli.corpus.workers import Work
 from salcli.errors import (
@@ -115,7 +115,7 @@ class ClusterModel(ModelRun):
                     raise ClusterError(f"{key}: lost on the cluster") from None
                 continue
             if result.status == "claimed":  # another run computes these maps: wait for them
-                time.sleep(CLAIM_POLL_S)
+                corpus_cluster.wait_for_claims()
                 self._queue.append(work)
                 continue
             self._results[Path(work.job.source)] = result

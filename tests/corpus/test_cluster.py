@@ -179,33 +179,32 @@ def test_a_killed_run_resumes_without_redoing_finished_videos(
 
 
 def test_a_ray_run_leaves_a_claimed_video_to_its_holder(
-    ray_address, corpus, local, vinet_checkpoint, tmp_path
+    ray_address, corpus, local, vinet_checkpoint, tmp_path, monkeypatch
 ):
-    """Another run (this process) holds b's claim: the Ray run does the others, waits,
+    """Another run (here: this test) holds b's claim: the Ray run does the others, waits,
     and does b once its holder gives it up (as a run whose video failed does)."""
+    from salcli.corpus import cluster
     from salcli.corpus.claims import Claims
 
     out = tmp_path / "out"
     holder = Claims("holder")
     claim = holder.acquire(out, "b", str(corpus / "b.mp4"))
-    proc = subprocess.Popen(
-        cli_args(corpus, out, ray_address, vinet_checkpoint),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        seen = [json.loads(proc.stdout.readline()) for _ in range(3)]
-        assert {Path(d["path"]).stem: d["status"] for d in seen} == dict.fromkeys("acd", "done")
-        assert (out / ".b.salcli.claim").exists() and not (out / "b.h5").exists()
+    seen_waiting = []
+
+    def give_up() -> None:  # the driver waits for b: its holder gives it up
+        seen_waiting.append(sorted(p.name for p in out.iterdir() if p.suffix == ".h5"))
+        assert (out / ".b.salcli.claim").exists()
         holder.release(claim)
-        [last] = [json.loads(proc.stdout.readline())]
-        assert (Path(last["path"]).stem, last["status"]) == ("b", "done")
-        assert proc.wait(timeout=60) == 0
+
+    monkeypatch.setattr(cluster, "wait_for_claims", give_up)
+    try:
+        r = predict(corpus, "-o", out, "--ray", ray_address, "--jsonl", weights=vinet_checkpoint)
     finally:
-        proc.kill()
-        proc.stdout.close()
         holder.close()
+    assert r.exit_code == 0, r.output
+    assert seen_waiting == [["a.h5", "c.h5", "d.h5"]]  # the others done, b left to its holder
+    assert [(Path(d["path"]).stem, d["status"]) for d in lines(r.stdout)][-1] == ("b", "done")
+    assert statuses(r) == dict.fromkeys(VIDEOS, "done")
     assert_same_outputs(out, local, VIDEOS)
     assert hidden(out) == []
 

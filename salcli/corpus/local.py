@@ -136,6 +136,11 @@ class BatchRun:
                 hooks[1]()
 
 
+def wait_for_claims(seconds: float) -> None:
+    """The pause between looks at videos other runs hold (the tests' seam)."""
+    time.sleep(seconds)
+
+
 def come_back(
     later: list[tuple[Any, VideoResult]],
     again: Callable[[Any, str | None], VideoResult],
@@ -161,7 +166,7 @@ def come_back(
             yield from (result for _, result in later)
             return
         if later:
-            time.sleep(poll_s)
+            wait_for_claims(poll_s)
 
 
 def predict_many(

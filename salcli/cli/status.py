@@ -20,22 +20,28 @@ MAX_LISTED = 20  # videos listed per state (claimed, stale, failed) before "... 
 
 
 def status_command(
-    output_dir: Path = typer.Argument(..., help="The output folder of the runs (their -o)."),
+    output_dir: Path = typer.Argument(
+        ..., help="The output folder of the runs (their -o).", metavar="OUT"
+    ),
     corpus: list[str] = typer.Option(
         [],
         "--corpus",
         help="The runs' inputs (as given to predict): videos not started "
         "count as missing. Repeatable.",
-    ),  # fmt: skip
+        metavar="PATH",
+    ),
     recursive: bool = typer.Option(False, "--recursive", "-r", help="As the runs' --recursive."),
-    glob: str | None = typer.Option(None, "--glob", help="As the runs' --glob."),
+    glob: str | None = typer.Option(None, "--glob", help="As the runs' --glob.", metavar="PATTERN"),
     runs: list[Path] = typer.Option(
         [],
         "--runs",
         help="The runs' --jsonl output: their failures. Repeatable; the last "
         "line per video counts.",
-    ),  # fmt: skip
-    lease: float = typer.Option(DEFAULT_LEASE_S, "--lease", help="As the runs' --lease."),
+        metavar="FILE",
+    ),
+    lease: float = typer.Option(
+        DEFAULT_LEASE_S, "--lease", help="As the runs' --lease.", metavar="SECONDS"
+    ),
     jsonl: bool = typer.Option(
         False, "--jsonl", help="One JSON object per video, then one with the counts."
     ),

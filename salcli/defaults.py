@@ -25,6 +25,11 @@ MAX_FPS = 1000.0  # frames/s; rates above this are taken as broken metadata
 # --- file names ---------------------------------------------------------------
 RECORD_SUFFIX = ".salcli.json"  # <stem>.salcli.json: a video's completion record
 OVERLAY_SUFFIX = "_saliency.mp4"  # <stem>_saliency.mp4: the overlay video
+CLAIM_SUFFIX = ".salcli.claim"  # .<stem>.salcli.claim: a run is computing the video
+
+# --- claims (salcli.corpus.claims) --------------------------------------------
+DEFAULT_LEASE_S = 600.0  # s without a heartbeat before another host's claim is taken over
+HEARTBEATS_PER_LEASE = 20  # heartbeat period = lease / this (30 s by default)
 
 WARMUP_POLICIES = ("mirror", "reference")
 FORMATS = ("png", "h5", "mp4")

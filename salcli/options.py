@@ -27,12 +27,14 @@ from salcli.defaults import (
     DEFAULT_DEVICE,
     DEFAULT_FORMATS,
     DEFAULT_H5_DTYPE,
+    DEFAULT_LEASE_S,
     DEFAULT_PRECISION,
     DEFAULT_REUSE_BATCH_SIZE,
     DEVICES,
     FORMATS,
     FUSIONS,
     H5_DTYPES,
+    HEARTBEATS_PER_LEASE,
     MAX_FPS,
     PRECISIONS,
     WARMUP_POLICIES,
@@ -271,10 +273,32 @@ class BatchOptions:
         help="Process the K-th of N deterministic shares of the inputs: K/N.",
         cli_type=str,
     )
+    wait: bool = option(
+        True,
+        "--wait/--no-wait",
+        help="Videos another live run has claimed are left to it and looked at again after "
+        "the list: wait until each is finished (skipped), failed or taken over from a dead "
+        "run (then done here); --no-wait reports those still claimed as 'claimed'.",
+    )
+    lease: float = option(
+        DEFAULT_LEASE_S,
+        "--lease",
+        help="Seconds without a heartbeat after which a claim made on another host is "
+        f"taken over (claims are refreshed every lease/{HEARTBEATS_PER_LEASE}; on this "
+        "host a dead run's claim is taken over at once).",
+        metavar="SECONDS",
+    )
 
     def __post_init__(self) -> None:
         if isinstance(self.shard, str):
             object.__setattr__(self, "shard", parse_shard(self.shard))
+        check_lease(self.lease)
+
+
+def check_lease(lease: float) -> None:
+    """A lease is a positive number of seconds."""
+    if isinstance(lease, bool) or not isinstance(lease, int | float) or not lease > 0:
+        raise OptionError("lease", f"must be a number of seconds above 0, got {lease!r}")
 
 
 RAY_LOCAL = "local"  # --ray local: start a Ray instance on this machine

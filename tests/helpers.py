@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+import sys
 from fractions import Fraction
 from pathlib import Path
 
@@ -423,3 +425,69 @@ def temps(folder: Path) -> list[Path]:
 def h5_frames(path: Path) -> tuple[int, int, int]:
     with h5py.File(path) as f:
         return f["saliency"].shape
+
+
+# --- salcli in another process, with the fast model --------------------------------------
+
+TESTS_DIR = Path(__file__).resolve().parent
+# the fast CLI's test hooks: a file each process appends "<pid> <stem>" to when it starts
+# computing a video (the model runs), and a file it waits for before it starts (a start
+# line for processes started together); MEET_ENV=N: a process computes its first video
+# only once N processes have started one (the run log names N pids), so that N runs hold
+# a claim each at once
+RUN_LOG_ENV, GO_ENV, MEET_ENV = "SALCLI_TEST_RUN_LOG", "SALCLI_TEST_GO", "SALCLI_TEST_MEET"
+GO_POLL_S = 0.01
+MEET_TIMEOUT_S = 120.0  # a process waits this long at most for the others (then goes on)
+
+
+def fast_cli(*args, **env: str) -> tuple[list[str], dict[str, str]]:
+    """(argv, environment) of `salcli ARGS --input-size 32x64` in a new process with the
+    fast model (``use_fast_model``) and ``env`` (the hooks above, ``SALCLI_TEST_KILL``)."""
+    code = "import helpers; helpers.fast_cli_main()"
+    path = os.pathsep.join([str(REPO_ROOT), str(TESTS_DIR)])
+    argv = [sys.executable, "-c", code, *map(str, args), "--input-size", CLI_INPUT_SIZE]
+    return argv, {**os.environ, "PYTHONPATH": path, "PYTHONUNBUFFERED": "1", **env}
+
+
+def fast_cli_main() -> None:
+    """The process ``fast_cli`` starts: the hooks, then ``salcli.cli.main``."""
+    import pytest
+
+    from salcli.cli import main
+    from salcli.inference.predictor import Predictor
+
+    torch.set_num_threads(1)
+    use_fast_model(pytest.MonkeyPatch())
+    log = os.environ.get(RUN_LOG_ENV)
+    real_write = Predictor.write
+
+    def write(self, source, *args, **kw):
+        if log:
+            with open(log, "a") as f:  # one short append: whole lines, in any order
+                f.write(f"{os.getpid()} {Path(source).stem}\n")
+            _meet(Path(log), int(os.environ.get(MEET_ENV) or 0))
+        return real_write(self, source, *args, **kw)
+
+    Predictor.write = write
+    go = os.environ.get(GO_ENV)
+    if go:
+        Path(f"{go}.{os.getpid()}").touch()  # ready
+        _wait_for(Path(go).exists)
+    sys.argv = ["salcli", *sys.argv[1:]]
+    main()
+
+
+def _meet(log: Path, n: int) -> None:
+    """Wait until ``n`` processes have written to the run log (their first video each)."""
+    if n:
+        _wait_for(lambda: len({x.split()[0] for x in log.read_text().splitlines()}) >= n)
+
+
+def _wait_for(condition) -> None:
+    """Look at ``condition`` every ``GO_POLL_S`` until it holds (``MEET_TIMEOUT_S`` at
+    most: the test then fails on what it checks rather than hangs)."""
+    import time
+
+    deadline = time.monotonic() + MEET_TIMEOUT_S
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(GO_POLL_S)

@@ -16,6 +16,7 @@ from salcli.cli._console import exits, say
 from salcli.cli._options import with_options
 from salcli.cli._progress import Bars
 from salcli.cli._signals import terminable
+from salcli.corpus.claims import describe_holder
 from salcli.corpus.cluster import ClusterBatch
 from salcli.corpus.local import BatchRun
 from salcli.defaults import DEFAULT_OUTPUT_SUBDIR
@@ -119,7 +120,7 @@ def _predict_batch(
             line = results.describe()
         if not quiet and not jsonl:
             say(line)
-        counts = {"done": 0, "skipped": 0, "failed": 0}
+        counts = {"done": 0, "skipped": 0, "claimed": 0, "failed": 0}
         with contextlib.closing(results) if cluster else contextlib.nullcontext():
             for result in results:
                 counts[result.status] += 1
@@ -128,7 +129,8 @@ def _predict_batch(
                 _report(result, jsonl=jsonl, quiet=quiet)
     failed = counts["failed"]
     if not quiet and not jsonl and len(run.jobs) > 1:
-        say(f"salcli: {counts['done']} done, {counts['skipped']} skipped, {failed} failed")
+        claimed = f"{counts['claimed']} claimed by other runs, " if counts["claimed"] else ""
+        say(f"salcli: {counts['done']} done, {counts['skipped']} skipped, {claimed}{failed} failed")
     if failed:
         if not quiet and not jsonl:
             say(f"salcli: {failed} of {len(run.jobs)} inputs failed")
@@ -161,7 +163,8 @@ def _corpus_bar(bars: Bars):
         seconds = max(time.perf_counter() - status.started, 1e-9)
         states = (
             f"{status.done} done, {status.skipped} skipped, {status.failed} failed, "
-            f"{status.running} running on {status.workers} workers"
+            + (f"{status.claimed} claimed, " if status.claimed else "")
+            + f"{status.running} running on {status.workers} workers"
         )
         bar.update(completed=status.finished, total=status.total or None, states=states,
                    rate=f"{status.maps / seconds:.2f}")  # fmt: skip
@@ -180,6 +183,9 @@ def _report(result, *, jsonl: bool, quiet: bool) -> None:
         return
     if result.status == "skipped":
         say(f"skipped {result.source}: already done (use --overwrite to redo)")
+        return
+    if result.status == "claimed":
+        say(f"claimed {result.source}: {describe_holder(result.holder or {})}")
         return
     rate = result.frames / result.seconds if result.seconds else 0.0
     say(

@@ -11,11 +11,13 @@
   checks on the driver) run on the workers. ``salcli evaluate --ray`` runs its model on
   them too (``salcli.evaluation.cluster``).
 
-The temporaries of a worker that was killed are removed by the next attempt at that video
-(``salcli.media.records.clean_stale_temps``: their process no longer exists). That check is
-by process id on the machine doing the sweep: on a file system shared by several machines
-a temporary of a worker killed on another machine is removed only where its process id is
-not in use (docs/cluster.md).
+Workers claim each video (``salcli.corpus.claims``), as local runs do: two Ray runs, or a
+Ray run beside local ones, compute each video once. A video another run holds comes back
+to the driver "claimed"; after the list the driver sends it again once its claim is gone
+(finished: skipped; its holder failed or died: done here), or, with ``wait`` off, reports
+it "claimed". The claim and temporaries of a worker that was killed are taken over by the
+next attempt at that video: its process is gone (same host), or its heartbeat is older
+than the lease (another host).
 """
 
 from __future__ import annotations
@@ -29,10 +31,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from salcli.corpus.claims import Claims, live_claim
 from salcli.corpus.connection import connect, disconnect, import_ray
 from salcli.corpus.inputs import Job
 from salcli.corpus.jobs import check_finished, failed_result
 from salcli.corpus.workers import VIDEO_RETRIES, Work, _actor_class, _error_from
+from salcli.defaults import DEFAULT_LEASE_S
 from salcli.errors import (
     ClusterError,
     SalcliError,
@@ -43,6 +47,7 @@ from salcli.options import ClusterOptions, PredictOptions
 from salcli.testing import FAULT_ENV
 
 POLL_S = 0.5  # seconds between looks at the cluster (signals, progress) while waiting
+CLAIM_POLL_S = 2.0  # seconds between looks at videos other runs hold, while waiting
 STOP_GRACE_S = 10.0  # seconds stopped workers get to remove their partial outputs
 
 
@@ -57,6 +62,7 @@ class ClusterStatus:
     done: int = 0
     skipped: int = 0
     failed: int = 0
+    claimed: int = 0  # left to other runs (without wait)
     running: int = 0
     workers: int = 0
     maps: int = 0  # maps (frames) of the videos done
@@ -64,7 +70,7 @@ class ClusterStatus:
 
     @property
     def finished(self) -> int:
-        return self.done + self.skipped + self.failed
+        return self.done + self.skipped + self.failed + self.claimed
 
 
 class Cluster:
@@ -74,7 +80,8 @@ class Cluster:
 
     Raises, before any video: the install hint without Ray (UsageError), a ClusterError
     when the cluster cannot be reached or no worker fits, the workers' start-up error (a
-    bad option, missing weights: the error and exit code of a local run)."""
+    bad option, missing weights: the error and exit code of a local run). ``run`` and
+    ``lease``: the claims the workers make (the run's id, ``salcli.corpus.claims``)."""
 
     def __init__(
         self,
@@ -82,6 +89,8 @@ class Cluster:
         options: PredictOptions,
         *,
         overwrite: bool = False,
+        run: str | None = None,
+        lease: float = DEFAULT_LEASE_S,
         on_warning: Callable[[str], None] | None = None,
         on_status: Callable[[ClusterStatus], None] | None = None,
     ):
@@ -97,6 +106,7 @@ class Cluster:
         self._closed = False
         self.info: dict[str, Any] = {}
         self.status = ClusterStatus(started=time.perf_counter())
+        self.claiming = {"run": run, "lease": lease}
         self._owned = connect(str(cluster.ray))
         try:
             self._start(cluster, options, overwrite)
@@ -132,7 +142,8 @@ class Cluster:
         actor = _actor_class().options(num_cpus=c, num_gpus=g)
         fault = os.environ.get(FAULT_ENV) or None
         for _ in range(n):
-            a = actor.remote(options, overwrite=overwrite, threads=c, fault=fault)
+            a = actor.remote(options, overwrite=overwrite, threads=c, fault=fault,
+                             **self.claiming)  # fmt: skip
             self._actors.append(a)
             self._starting[a.ready.remote()] = a
         while not self.info:  # the first worker that starts sets what every one must run
@@ -261,7 +272,8 @@ class Cluster:
                     self._warn(message)
                 if result is None:  # stopped: only while closing
                     continue
-                self._count(result)
+                if result.status != "claimed":  # counted once the run gives up on it
+                    self._count(result)
                 yield work, result
         self._report()
 
@@ -272,6 +284,8 @@ class Cluster:
             s.maps += result.frames
         elif result.status == "skipped":
             s.skipped += 1
+        elif result.status == "claimed":
+            s.claimed += 1
         else:
             s.failed += 1
 
@@ -344,10 +358,13 @@ class ClusterBatch:
             cluster,
             run.options,
             overwrite=run.batch.overwrite,
+            run=run.run_id,
+            lease=run.batch.lease,
             on_warning=on_warning,
             on_status=on_status,
         )
         self.cluster.status.total = len(run.jobs)
+        self.claims = Claims(run.run_id, run.batch.lease)  # the driver's: stale ones cleared
 
     def describe(self) -> str:
         return self.cluster.describe()
@@ -371,15 +388,56 @@ class ClusterBatch:
                     todo.append(Work(Job(_absolute(job.source), _absolute(job.out_dir))))
                     given[todo[-1].job] = job
                     continue
+                if early.status == "skipped":  # a run that died before its release
+                    self.claims.clear_stale(job.out_dir, job.stem)
                 cluster.count(early)
                 yield early
+            later: list[tuple[Work, VideoResult]] = []  # left to other runs, for now
             for work, result in cluster.results(todo):
-                yield _as_given(result, work.job, given.pop(work.job))
+                if result.status == "claimed":
+                    later.append((work, result))
+                else:
+                    yield _as_given(result, work.job, given[work.job])
+            for work, result in self._come_back(later):
+                yield _as_given(result, work.job, given[work.job])
         finally:
             self.close()
 
+    def _come_back(
+        self, later: list[tuple[Work, VideoResult]]
+    ) -> Iterator[tuple[Work, VideoResult]]:
+        """The videos of ``later`` (left to other runs) sent again once their claim is
+        gone; with ``wait`` until none is left, without it once (those still claimed are
+        reported so)."""
+        lease = self.run.batch.lease
+        while later:
+            held = [live_claim(w.job.out_dir, w.job.stem, lease) is not None for w, _ in later]
+            free = [item for item, busy in zip(later, held, strict=True) if not busy]
+            later = [item for item, busy in zip(later, held, strict=True) if busy]
+            if not free and not self.run.batch.wait:
+                for work, result in later:
+                    self.cluster.count(result)
+                    yield work, result
+                return
+            if not free:
+                wait_for_claims()
+                continue
+            again = deque(Work(w.job, w.fps, w.audio_path, met=(r.holder or {}).get("run"))
+                          for w, r in free)  # fmt: skip
+            for work, result in self.cluster.results(again):
+                if result.status == "claimed":
+                    later.append((work, result))
+                else:
+                    yield work, result
+
     def close(self) -> None:
         self.cluster.close()
+        self.claims.close()
+
+
+def wait_for_claims() -> None:
+    """The pause between looks at videos other runs hold (the tests' seam)."""
+    time.sleep(CLAIM_POLL_S)
 
 
 def _absolute(path: Path) -> Path:

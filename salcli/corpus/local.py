@@ -14,26 +14,35 @@ layer over this module:
   settings that shape the maps, and whose outputs all exist, is skipped; one made from
   the same source with other settings fails with a line suggesting ``overwrite``;
   outputs that belong to another source are never overwritten silently;
-- temporaries of killed runs are removed before a video is redone;
+- each video is claimed before any work on it (``salcli.corpus.claims``), so runs that
+  overlap (several processes, shards, Ray runs) compute it once; a video claimed by a
+  live run is left to it and come back to after the list: with ``wait`` (the default)
+  the run waits until its holder finishes it (skipped), fails it or dies (then it is
+  done here), without ``wait`` it is reported "claimed";
+- temporaries of dead runs are removed before a video is redone;
 - one video's failure is a result, never an exception: the batch goes on (Ctrl-C and
   SIGTERM stop it, after the current video's partial outputs are removed).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
+from salcli.corpus.claims import Claims, new_run_id
 from salcli.corpus.cluster import ClusterBatch
 from salcli.corpus.inputs import Job, expand_inputs, select_shard
-from salcli.corpus.jobs import predict_job, prepare_job
+from salcli.corpus.jobs import run_claimed
 from salcli.defaults import DEFAULT_OUTPUT_SUBDIR
 from salcli.errors import UsageError
 from salcli.inference.predictor import Predictor, VideoResult
 from salcli.media.decode import Warn
 from salcli.media.records import StaleTemps
 from salcli.options import split_cluster, split_options
+
+MAX_WAIT_POLL_S = 2.0  # s between looks at the videos left to other runs, at most
 
 # progress(stem) -> (update(done, total), finish()) or None: a per-video progress display
 Progress = Callable[[str], tuple[Callable[[int, int | None], None], Callable[[], None]] | None]
@@ -75,6 +84,7 @@ class BatchRun:
         self._predictor = predictor
         self._warn = on_warning
         self._progress = progress
+        self.run_id = new_run_id()
 
     @property
     def predictor(self) -> Predictor:
@@ -86,25 +96,77 @@ class BatchRun:
         if not self.jobs:
             return
         predictor = self.predictor
-        sweeper = StaleTemps()
-        for job in self.jobs:
-            yield self.run_one(predictor, job, sweeper)
+        claims = Claims(self.run_id, self.batch.lease)
+        sweeper = StaleTemps(claims.lease_s)
+        later: list[tuple[Job, VideoResult]] = []  # left to other runs, for now
+        try:
+            for job in self.jobs:
+                result = self.run_one(predictor, job, sweeper, claims)
+                if result.status == "claimed":
+                    later.append((job, result))
+                else:
+                    yield result
+            yield from come_back(
+                later,
+                lambda job, met: self.run_one(predictor, job, sweeper, claims, met=met),
+                wait=self.batch.wait,
+                poll_s=min(MAX_WAIT_POLL_S, claims.heartbeat_s),
+            )
+        finally:
+            claims.close()
 
-    def run_one(self, predictor: Predictor, job: Job, sweeper) -> VideoResult:
-        """Skip, or predict and record, one job; a failure is returned, never raised
-        (Ctrl-C and SIGTERM are: they stop the batch)."""
-        opts = self.options
-        early = prepare_job(
-            predictor, job, opts.formats, overwrite=self.batch.overwrite, sweep=sweeper.clean
-        )
-        if early is not None:
-            return early
+    def run_one(
+        self,
+        predictor: Predictor,
+        job: Job,
+        sweeper: StaleTemps,
+        claims: Claims,
+        met: str | None = None,
+    ) -> VideoResult:
+        """Skip, leave to its holder, or claim, predict and record one job; a failure is
+        returned, never raised (Ctrl-C and SIGTERM are: they stop the batch)."""
         hooks = self._progress(job.stem) if self._progress else None
         try:
-            return predict_job(predictor, job, opts.formats, progress=hooks[0] if hooks else None)
+            return run_claimed(
+                predictor, job, self.options.formats, claims, overwrite=self.batch.overwrite,
+                sweeper=sweeper, progress=hooks[0] if hooks else None, met=met,
+            )  # fmt: skip
         finally:
             if hooks:
                 hooks[1]()
+
+
+def wait_for_claims(seconds: float) -> None:
+    """The pause between looks at videos other runs hold (the tests' seam)."""
+    time.sleep(seconds)
+
+
+def come_back(
+    later: list[tuple[Any, VideoResult]],
+    again: Callable[[Any, str | None], VideoResult],
+    *,
+    wait: bool,
+    poll_s: float,
+) -> Iterator[VideoResult]:
+    """The videos of ``later`` (each with its "claimed" result) tried ``again`` after
+    the list, each until it is no longer claimed by a live run; with ``wait`` every
+    ``poll_s`` seconds until none is, without one more time, those still claimed then
+    reported as they are. ``again(item, run)``: ``run`` is the id of the run that held
+    it (what that run made is not redone, even with ``overwrite``)."""
+    while later:
+        still = []
+        for item, met in later:
+            result = again(item, (met.holder or {}).get("run"))
+            if result.status == "claimed":
+                still.append((item, result))
+            else:
+                yield result
+        later = still
+        if not wait:
+            yield from (result for _, result in later)
+            return
+        if later:
+            wait_for_claims(poll_s)
 
 
 def predict_many(

@@ -1,9 +1,11 @@
 """What runs on a Ray cluster's workers: a ``VideoWorker`` (a Ray actor) builds one
 ``Predictor`` from the run's ``PredictOptions`` once, then takes one video at a time end
-to end with the code of a local batch (``salcli.corpus.jobs.prepare_job``: the
-stale-temporary sweep and the record checks, whoever ran the video before;
-``predict_job``: ``Predictor.write``), so its outputs are those of a local run. Ray
-restarts a worker whose process dies and retries its video (``VIDEO_RETRIES`` times).
+to end with the code of a local batch (``salcli.corpus.jobs.run_claimed``: the claim,
+the stale-temporary sweep and the record checks, whoever ran the video before, then
+``Predictor.write``), so its outputs are those of a local run and a video another run
+(local or Ray) holds is left to it ("claimed"). Ray restarts a worker whose process dies
+and retries its video (``VIDEO_RETRIES`` times); the dead process's claim is taken over
+at once (same host, process gone).
 """
 
 from __future__ import annotations
@@ -17,9 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from salcli import errors
+from salcli.corpus.claims import Claims
 from salcli.corpus.connection import import_ray
 from salcli.corpus.inputs import Job
-from salcli.corpus.jobs import failed_result, predict_job, prepare_job
+from salcli.corpus.jobs import failed_result, run_claimed
+from salcli.defaults import DEFAULT_LEASE_S
 from salcli.errors import (
     ClusterError,
     OptionError,
@@ -42,6 +46,7 @@ class Work:
     job: Job
     fps: float | None = None
     audio_path: Path | None = None
+    met: str | None = None  # the run whose claim was met on it before (run_claimed)
 
 
 class _Stopped(BaseException):
@@ -72,9 +77,9 @@ def _error_from(state: dict[str, Any]) -> SalcliError:
 
 class VideoWorker:
     """What each Ray actor holds: one ``Predictor`` built once (``options``; ``threads``
-    torch threads), then ``run`` takes one video at a time: the stale-temporary sweep
-    and record checks of ``batch.prepare_job``, then ``batch.predict_job``. A start-up
-    error is kept and reported by ``ready`` (a bad option, missing weights)."""
+    torch threads), then ``run`` takes one video at a time with ``jobs.run_claimed``
+    under the claims of run ``run`` (``lease``). A start-up error is kept and reported by
+    ``ready`` (a bad option, missing weights)."""
 
     def __init__(
         self,
@@ -83,6 +88,8 @@ class VideoWorker:
         overwrite: bool = False,
         threads: int = 1,
         fault: str | None = None,
+        run: str | None = None,
+        lease: float = DEFAULT_LEASE_S,
     ):
         import torch
 
@@ -92,6 +99,7 @@ class VideoWorker:
         self._fault = fault
         self.overwrite = overwrite
         self.formats = options.formats
+        self.claims = Claims(run, lease)
         self.predictor: Predictor | None = None
         self._error: dict[str, Any] | None = None
         try:
@@ -105,9 +113,11 @@ class VideoWorker:
 
     def ready(self, after: Job | None = None) -> dict[str, Any]:
         """What this worker runs, or its start-up error (``{"error": ...}``). ``after``:
-        the video its previous process died on: its temporaries are removed first."""
+        the video its previous process died on: its claim and temporaries are removed
+        first."""
         if after is not None:
-            clean_stale_temps(after.out_dir, after.stem)
+            self.claims.clear_stale(after.out_dir, after.stem)
+            clean_stale_temps(after.out_dir, after.stem, self.claims.lease_s)
         if self.predictor is None:
             return {"error": self._error}
         p = self.predictor
@@ -137,11 +147,6 @@ class VideoWorker:
             return failed_result(str(job.source), self._error["message"]), []
         self._take_warnings()
         p = self.predictor
-        # a frame folder's rate (evaluate's fold lists) goes with the video: the record's
-        # settings hold the rate the maps were made at
-        early = prepare_job(p, job, self.formats, overwrite=self.overwrite, fps=work.fps)
-        if early is not None:
-            return early, self._take_warnings()
 
         def progress(done: int, total: int | None) -> None:  # after each map
             if self._stopping.is_set():
@@ -150,9 +155,12 @@ class VideoWorker:
                 strike(self._fault, job.stem, job.out_dir, self._stopping, _Stopped)
 
         try:
-            result = predict_job(
-                p, job, self.formats, progress=progress, fps=work.fps, audio_path=work.audio_path
-            )
+            # a frame folder's rate (evaluate's fold lists) goes with the video: the
+            # record's settings hold the rate the maps were made at
+            result = run_claimed(
+                p, job, self.formats, self.claims, overwrite=self.overwrite, fps=work.fps,
+                audio_path=work.audio_path, progress=progress, met=work.met,
+            )  # fmt: skip
         except _Stopped:
             return None, []
         return result, self._take_warnings()

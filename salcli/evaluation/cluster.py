@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from salcli.corpus import cluster as corpus_cluster
 from salcli.corpus.cluster import Cluster
 from salcli.corpus.inputs import Job
 from salcli.corpus.workers import Work
@@ -42,7 +43,9 @@ class ClusterModel(ModelRun):
     (``AHEAD_PER_WORKER`` videos per worker at most waiting to be read).
 
     ``maps_dir`` None: a temporary folder (one machine only), each stack removed once
-    read; given, the stacks and records stay, so a re-run skips the videos done."""
+    read; given, the stacks and records stay, so a re-run skips the videos done, and
+    runs sharing it compute each video once (the workers' claims: a video another run
+    holds is waited for and read when its holder has written it)."""
 
     def __init__(
         self,
@@ -110,6 +113,10 @@ class ClusterModel(ModelRun):
                 self._stream = None
                 if not self._queue:
                     raise ClusterError(f"{key}: lost on the cluster") from None
+                continue
+            if result.status == "claimed":  # another run computes these maps: wait for them
+                corpus_cluster.wait_for_claims()
+                self._queue.append(work)
                 continue
             self._results[Path(work.job.source)] = result
         return self._results.pop(key)

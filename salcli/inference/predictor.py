@@ -34,7 +34,7 @@ from __future__ import annotations
 import contextlib
 import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,7 +66,7 @@ class VideoResult:
     """What happened to one input (the CLI's summary line and JSON line)."""
 
     source: str
-    status: str  # "done" | "skipped" | "failed"
+    status: str  # "done" | "skipped" | "failed" | "claimed" (another run computes it)
     frames: int = 0
     fps: float = 0.0
     seconds: float = 0.0
@@ -75,8 +75,10 @@ class VideoResult:
     # the same line as a template naming its options as {name}, for the command line
     error_template: str | None = field(default=None, repr=False)
     error_options: tuple[str, ...] = field(default=(), repr=False)
+    holder: dict | None = None  # "claimed": who computes it (salcli.corpus.claims)
 
     def as_dict(self) -> dict:
+        extra = {"holder": self.holder} if self.holder is not None else {}
         return {
             "path": self.source,
             "status": self.status,
@@ -85,7 +87,7 @@ class VideoResult:
             "seconds": round(self.seconds, 3),
             "outputs": self.outputs,
             "error": self.error,
-        }
+        } | extra
 
 
 _LICENCES_SAID: set[str] = set()  # families whose licence notice this process has given
@@ -460,6 +462,8 @@ class Predictor:
         audio_path: str | Path | None = None,
         progress: Callable[[int, int | None], None] | None = None,
         record: bool = True,
+        record_fields: Mapping[str, Any] | None = None,
+        commit: Callable[[str], None] | None = None,
     ) -> VideoResult:
         """Predict ``source`` and write its maps in every format of ``formats`` (default:
         the options') under ``out_dir``, then its completion record (``record``; see
@@ -469,6 +473,11 @@ class Predictor:
         partial output is removed, as is an output folder this call created, and the
         error is re-raised. The source is decoded once: the overlay writer gets the
         decoded frames from the pipeline.
+
+        ``record_fields``: more fields for the record (a corpus run's id). ``commit``:
+        called with ``"outputs"`` before the outputs replace anything and ``"record"``
+        before the record is written (a corpus run checks its claim there); what it
+        raises stops the video as any error does.
         """
         started = time.perf_counter()
         out_dir = Path(out_dir)
@@ -487,6 +496,8 @@ class Predictor:
             raise
         try:
             n = self._write_maps(reader, meta, track, writers, progress)
+            if commit is not None:
+                commit("outputs")
             previous = records.read_record(out_dir, meta.stem) if record else None
             if record:  # from here until the new record, a killed run redoes the video
                 records.remove_record(out_dir, meta.stem)
@@ -506,6 +517,8 @@ class Predictor:
             outputs=outputs,
         )
         if record:
+            if commit is not None:
+                commit("record")
             record_of_run = records.merged(
                 previous,
                 out_dir=out_dir,
@@ -517,6 +530,7 @@ class Predictor:
                 fps=meta.fps,
                 settings=self.settings(source, fps=fps),
                 salcli_version=__version__,
+                **(record_fields or {}),
             )
             records.write_record(out_dir, meta.stem, record_of_run)
         return result

@@ -5,12 +5,16 @@ After every output of a video is complete, ``<out_dir>/<stem>.salcli.json`` is w
 same source (its absolute path, or the same file name and size: a corpus that moved),
 names the formats asked for, and every output of those formats still exists. A run killed
 mid-video leaves no record, so the next run redoes that video; the temporaries it left
-(``.<final name>.<pid>-<random>.tmp`` / ``.old``, see ``salcli.media.writers``) belong to a
-process that no longer exists and are removed by ``clean_stale_temps`` before the video
-is redone. A video being redone loses its record first (``remove_record``), so a redo that
-fails is never mistaken for the older, finished one. The record also holds the settings
-that shape the maps (model, weights' SHA-256, warm-up, input size): a re-run with other
-settings does not take them for its own (``settings_changed``).
+(``.<final name>.<pid>-<start>-<host>-<random>.tmp`` / ``.old``, see ``salcli.files``)
+belong to a process that no longer runs and are removed by ``clean_stale_temps`` before
+the video is redone: on this host when their process is gone (pid and start time,
+``salcli.identity``), from another host when they have not changed for a lease. A video
+being redone loses its record first (``remove_record``), so a redo that fails is never
+mistaken for the older, finished one. The record also holds the settings that shape the
+maps (model, weights' SHA-256, warm-up, input size): a re-run with other settings does
+not take them for its own (``settings_changed``); and the run that wrote it (``run``,
+``host``). The claims that keep two runs off one video live beside the records
+(``claim_path``, ``salcli.corpus.claims``).
 """
 
 from __future__ import annotations
@@ -21,19 +25,34 @@ import re
 import shutil
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
-from salcli.defaults import FORMATS, RECORD_SUFFIX
+from salcli import identity
+from salcli.defaults import (
+    CLAIM_SUFFIX,
+    DEFAULT_LEASE_S,
+    FORMATS,
+    RECORD_SUFFIX,
+)
 from salcli.files import write_text_atomic
+from salcli.identity import Holder, from_tag
 
-# hidden temporaries of salcli's atomic writers: .<final name>.<pid>-<hex>.tmp|old
-_TEMP_RE = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)-[0-9a-f]+\.(?:tmp|old)$")
+# hidden temporaries of salcli's atomic writers: .<final name>.<pid>-<start>-<host>-<hex>.tmp|old
+_TEMP_RE = re.compile(r"^\.(?P<name>.+)\.(?P<tag>\d+-\d+-[A-Za-z0-9_-]+)-[0-9a-f]+\.(?:tmp|old)$")
+# those of salcli 0.1 to 0.3: .<final name>.<pid>-<hex>.tmp|old
+_PID_TEMP_RE = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)-[0-9a-f]+\.(?:tmp|old)$")
 # the record temporaries of salcli 0.1.0: .<stem>.salcli.json.tmp-<pid>
 _OLD_RECORD_TEMP_RE = re.compile(r"^\.(?P<name>.+)\.tmp-(?P<pid>\d+)$")
 
 
 def record_path(out_dir: Path, stem: str) -> Path:
     return Path(out_dir) / f"{stem}{RECORD_SUFFIX}"
+
+
+def claim_path(out_dir: Path, stem: str) -> Path:
+    """Where a run claims ``stem`` (``salcli.corpus.claims``): hidden, beside the outputs."""
+    return Path(out_dir) / f".{stem}{CLAIM_SUFFIX}"
 
 
 def source_key(source: Path) -> str:
@@ -177,27 +196,40 @@ def remove_record(out_dir: Path, stem: str) -> None:
     record_path(out_dir, stem).unlink(missing_ok=True)
 
 
-def pid_alive(pid: int) -> bool:
-    """Whether process ``pid`` exists on this machine."""
-    if pid == os.getpid():
-        return True
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's process
-    except OSError:
-        return True  # cannot tell: keep its files
-    return True
+@dataclass(frozen=True)
+class Temporary:
+    """A salcli temporary: its path, the process that made it, whether it is a folder."""
+
+    path: Path
+    holder: Holder
+    is_dir: bool
+
+    def stale(self, lease_s: float) -> bool:
+        """Its process is gone: on this host, by pid and start time; from another host,
+        the temporary has not changed for ``lease_s`` seconds (a temporary grows while
+        it is written; a corpus run sweeps only under its claim on the video)."""
+        if self.holder.on_this_host():
+            return not self.holder.alive_here()
+        try:
+            return identity.now() - self.path.stat().st_mtime > lease_s
+        except OSError:
+            return False  # gone already
 
 
-def _temporaries(out_dir: Path) -> dict[str, list[tuple[Path, int, bool]]]:
-    """salcli temporaries in ``out_dir`` by the final name they stand for:
-    (path, pid of the process that made it, is a folder)."""
-    found: dict[str, list[tuple[Path, int, bool]]] = {}
+def _parse_temp(entry: os.DirEntry) -> tuple[str, Holder] | None:
+    match = _TEMP_RE.match(entry.name)
+    if match is not None:
+        holder = from_tag(match["tag"])
+        return (match["name"], holder) if holder is not None else None
+    match = _PID_TEMP_RE.match(entry.name) or _OLD_RECORD_TEMP_RE.match(entry.name)
+    if match is None:
+        return None
+    return match["name"], Holder(identity.host_name(), int(match["pid"]))  # written on this host
+
+
+def temporaries(out_dir: Path) -> dict[str, list[Temporary]]:
+    """salcli temporaries in ``out_dir`` by the final name they stand for."""
+    found: dict[str, list[Temporary]] = {}
     try:
         entries = list(os.scandir(out_dir))
     except OSError:
@@ -205,57 +237,63 @@ def _temporaries(out_dir: Path) -> dict[str, list[tuple[Path, int, bool]]]:
     for entry in entries:
         if not entry.name.startswith("."):
             continue
-        match = _TEMP_RE.match(entry.name) or _OLD_RECORD_TEMP_RE.match(entry.name)
-        if match is None:
+        parsed = _parse_temp(entry)
+        if parsed is None:
             continue
         try:
             is_dir = entry.is_dir(follow_symlinks=False)
         except OSError:
             continue
-        found.setdefault(match["name"], []).append((Path(entry.path), int(match["pid"]), is_dir))
+        name, holder = parsed
+        found.setdefault(name, []).append(Temporary(Path(entry.path), holder, is_dir))
     return found
 
 
-def _sweep(temps: dict[str, list[tuple[Path, int, bool]]], out_dir: Path, stem: str) -> list[Path]:
+def video_names(out_dir: Path, stem: str) -> set[str]:
+    """The names of every file salcli keeps for ``stem`` in ``out_dir``: outputs of every
+    format, record, claim."""
     names = {p.name for p in expected_outputs(out_dir, stem, FORMATS)}
-    names.add(record_path(out_dir, stem).name)
+    return names | {record_path(out_dir, stem).name, claim_path(out_dir, stem).name}
+
+
+def _sweep(
+    temps: dict[str, list[Temporary]], out_dir: Path, stem: str, lease_s: float
+) -> list[Path]:
     removed: list[Path] = []
-    for name in names:
-        for path, pid, is_dir in temps.get(name, []):
-            if pid_alive(pid):
+    for name in video_names(out_dir, stem):
+        for temp in temps.get(name, []):
+            if not temp.stale(lease_s):
                 continue
             try:
-                if is_dir:
-                    shutil.rmtree(path)
+                if temp.is_dir:
+                    shutil.rmtree(temp.path)
                 else:
-                    path.unlink()
-                removed.append(path)
+                    temp.path.unlink()
+                removed.append(temp.path)
             except OSError:
                 pass
     return removed
 
 
-def clean_stale_temps(out_dir: Path, stem: str) -> list[Path]:
-    """Remove the temporaries of ``stem``'s outputs (every format) and record in
-    ``out_dir`` left by processes that no longer run on this machine (a killed run).
-    Temporaries of live processes are kept. Returns what was removed; never raises.
-
-    The process check is local: on a file system shared by several machines, two
-    runs must not work on the same video at once (``--shard`` never lets them).
-    """
-    return _sweep(_temporaries(Path(out_dir)), Path(out_dir), stem)
+def clean_stale_temps(out_dir: Path, stem: str, lease_s: float = DEFAULT_LEASE_S) -> list[Path]:
+    """Remove the temporaries of ``stem``'s outputs (every format), record and claim in
+    ``out_dir`` whose process is gone (``Temporary.stale``). Temporaries of live
+    processes are kept. Returns what was removed; never raises."""
+    return _sweep(temporaries(Path(out_dir)), Path(out_dir), stem, lease_s)
 
 
 class StaleTemps:
     """``clean_stale_temps`` for a whole run: each output folder is listed once (a
-    folder holding the outputs of thousands of videos is not listed per video).
-    Temporaries made after the listing are this run's own and are not touched."""
+    folder holding the outputs of thousands of videos is not listed per video), and
+    listed again only for a video taken over from a dead run (``fresh``): its
+    temporaries were made after the first listing."""
 
-    def __init__(self) -> None:
-        self._listed: dict[Path, dict[str, list[tuple[Path, int, bool]]]] = {}
+    def __init__(self, lease_s: float = DEFAULT_LEASE_S) -> None:
+        self.lease_s = lease_s
+        self._listed: dict[Path, dict[str, list[Temporary]]] = {}
 
-    def clean(self, out_dir: Path, stem: str) -> list[Path]:
+    def clean(self, out_dir: Path, stem: str, *, fresh: bool = False) -> list[Path]:
         key = Path(os.path.abspath(out_dir))
-        if key not in self._listed:
-            self._listed[key] = _temporaries(key)
-        return _sweep(self._listed[key], key, stem)
+        if fresh or key not in self._listed:
+            self._listed[key] = temporaries(key)
+        return _sweep(self._listed[key], key, stem, self.lease_s)

@@ -28,7 +28,7 @@ from helpers import SMALL_INPUT, make_av_dataset, write_video
 from typer.testing import CliRunner
 
 from salcli.cli import app
-from salcli.media.records import pid_alive
+from salcli.identity import pid_alive
 from salcli.testing import FAULT_ENV
 
 runner = CliRunner()
@@ -178,6 +178,63 @@ def test_a_killed_run_resumes_without_redoing_finished_videos(
     assert hidden(out) == []  # the killed worker's temporaries were swept before b redone
 
 
+def test_a_ray_run_leaves_a_claimed_video_to_its_holder(
+    ray_address, corpus, local, vinet_checkpoint, tmp_path, monkeypatch
+):
+    """Another run (here: this test) holds b's claim: the Ray run does the others, waits,
+    and does b once its holder gives it up (as a run whose video failed does)."""
+    from salcli.corpus import cluster
+    from salcli.corpus.claims import Claims
+
+    out = tmp_path / "out"
+    holder = Claims("holder")
+    claim = holder.acquire(out, "b", str(corpus / "b.mp4"))
+    seen_waiting = []
+
+    def give_up() -> None:  # the driver waits for b: its holder gives it up
+        seen_waiting.append(sorted(p.name for p in out.iterdir() if p.suffix == ".h5"))
+        assert (out / ".b.salcli.claim").exists()
+        holder.release(claim)
+
+    monkeypatch.setattr(cluster, "wait_for_claims", give_up)
+    try:
+        r = predict(corpus, "-o", out, "--ray", ray_address, "--jsonl", weights=vinet_checkpoint)
+    finally:
+        holder.close()
+    assert r.exit_code == 0, r.output
+    assert seen_waiting == [["a.h5", "c.h5", "d.h5"]]  # the others done, b left to its holder
+    assert [(Path(d["path"]).stem, d["status"]) for d in lines(r.stdout)][-1] == ("b", "done")
+    assert statuses(r) == dict.fromkeys(VIDEOS, "done")
+    assert_same_outputs(out, local, VIDEOS)
+    assert hidden(out) == []
+
+
+@pytest.mark.slow
+def test_two_ray_runs_and_a_local_one_compute_each_video_once(
+    ray_address, corpus, local, vinet_checkpoint, tmp_path
+):
+    out = tmp_path / "out"
+    argv = [*cli_args(corpus, out, ray_address, vinet_checkpoint), "--workers", "1"]
+    procs = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(RAY_CPUS)]  # fmt: skip
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the workers (and the ``local`` reference) run
+    try:
+        here = predict(corpus, "-o", out, "--jsonl", weights=vinet_checkpoint)  # meanwhile
+    finally:
+        torch.set_num_threads(threads)
+    outputs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0] * RAY_CPUS, [e for _, e in outputs]
+    assert here.exit_code == 0, here.output
+    reports = [lines(o) for o, _ in outputs] + [lines(here.stdout)]
+    done = sorted(Path(d["path"]).stem for r in reports for d in r if d["status"] == "done")
+    assert done == sorted(VIDEOS)  # each computed once, by one of the runs
+    for report in reports:
+        assert sorted(Path(d["path"]).stem for d in report) == sorted(VIDEOS)
+    assert_same_outputs(out, local, VIDEOS)
+    assert hidden(out) == []
+
+
 def test_a_failing_video_and_a_dying_worker_leave_the_others_done(
     ray_address, corpus, local, vinet_checkpoint, tmp_path, monkeypatch
 ):
@@ -208,12 +265,13 @@ def test_a_worker_killed_mid_video_is_retried(
     r = predict(corpus, "-o", out, "--ray", ray_address, "--jsonl", weights=vinet_checkpoint)
     assert r.exit_code == 0, r.output
     assert statuses(r) == dict.fromkeys(VIDEOS, "done")
-    # the temporaries b's worker had when it was killed
+    # the claim and temporaries b's worker had when it was killed
     left = [name for name in marker.read_text().split() if name.startswith(".b.")]
-    assert any(name.startswith(".b.h5.") for name in left)
-    dead = {int(name.rsplit(".", 2)[-2].split("-")[0]) for name in left}
+    assert ".b.salcli.claim" in left and any(name.startswith(".b.h5.") for name in left)
+    temporaries = [name for name in left if name.endswith(".tmp")]
+    dead = {int(name.rsplit(".", 2)[-2].split("-")[0]) for name in temporaries}
     assert not any(pid_alive(pid) for pid in dead)
-    assert hidden(out) == []  # swept by the retry, in another process
+    assert hidden(out) == []  # taken over and swept by the retry, in another process
     assert_same_outputs(out, local, VIDEOS)
 
 

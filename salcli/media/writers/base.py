@@ -4,10 +4,8 @@ paths, the ``Writer`` base class (temporary names, rename on close, abort), help
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import queue
-import secrets
 import shutil
 import sys
 import threading
@@ -21,6 +19,7 @@ import numpy as np
 
 from salcli.defaults import FORMATS, OVERLAY_ALPHA, OVERLAY_SUFFIX
 from salcli.errors import InputError, OutputError, UsageError, os_reason
+from salcli.files import make_folder, temp_name
 from salcli.media.decode import VideoMeta
 
 VALUE_RANGE = (0.0, 1.0)
@@ -147,8 +146,9 @@ def overlay(rgb: np.ndarray, saliency_u8: np.ndarray, alpha: float = OVERLAY_ALP
 
 
 def _temp_name(out_dir: Path, final: Path, kind: str = "tmp") -> Path:
-    """A hidden sibling of ``final``: ``.<name>.<pid>-<random>.<kind>``."""
-    return out_dir / f".{final.name}.{os.getpid()}-{secrets.token_hex(3)}.{kind}"
+    """A hidden sibling of ``final`` in ``out_dir``, naming this process
+    (``salcli.files.temp_name``)."""
+    return temp_name(out_dir / final.name, kind)
 
 
 def _remove(path: Path) -> None:
@@ -197,14 +197,10 @@ class Writer:
         self._state = "open"  # "open" | "closed" | "aborted"
         self._configure()
         try:
-            self.out_dir.mkdir(parents=True, exist_ok=True)
-            if not self.out_dir.is_dir():
-                raise NotADirectoryError(errno.ENOTDIR, "not a folder")
-        except OSError as exc:
+            make_folder(self.out_dir)
+        except OutputError:
             self._state = "aborted"
-            raise OutputError(
-                f"{self.out_dir}: cannot create the output folder ({os_reason(exc)})"
-            ) from None
+            raise
         with self._guard():
             self._open()
 

@@ -25,9 +25,10 @@ MAX_FPS = 1000.0  # frames/s; rates above this are taken as broken metadata
 # --- file names ---------------------------------------------------------------
 RECORD_SUFFIX = ".salcli.json"  # <stem>.salcli.json: a video's completion record
 OVERLAY_SUFFIX = "_saliency.mp4"  # <stem>_saliency.mp4: the overlay video
+SALIENCY_VIDEO_SUFFIX = ".mp4"  # <stem>.mp4: the maps as a grey video (format "video")
 
 WARMUP_POLICIES = ("mirror", "reference")
-FORMATS = ("png", "h5", "mp4")
+FORMATS = ("png", "h5", "mp4", "video")
 H5_DTYPES = ("float16", "float32")
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")

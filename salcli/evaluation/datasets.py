@@ -21,6 +21,10 @@ Two layouts (docs/evaluate.md, "Dataset layouts", draws both as trees):
 
   splits 1, 2, 3; DIEM has one fixed split (``DIEM_list_test_fps.txt``).
 
+- video files (NTIRE 2026 / MSU, ``ntire26``): the videos, their ground-truth saliency
+  as videos and the fixations as JSON, listed by ``TrainTestSplit.json``
+  (``salcli.evaluation.videosets`` reads it).
+
 Fixation maps are read from images (``> 0``) or MAT files: v5 (scipy.io.loadmat) and
 v7.3 (HDF5, read with h5py; MATLAB stores arrays column-major, so they come back
 transposed and are turned back). Density maps are returned as float64 on MATLAB's
@@ -61,6 +65,7 @@ AV_FOLDERS = ("video_frames", "video_audio", "annotations", "fold_lists")  # top
 
 FRAME_FOLDER = "frames"  # layout names
 AUDIO_VISUAL = "av"
+VIDEO_FILES = "videos"
 
 
 @dataclass(frozen=True)
@@ -68,9 +73,9 @@ class DatasetSpec:
     """What salcli knows of one published dataset."""
 
     name: str  # salcli's name (evaluate's dataset)
-    layout: str  # FRAME_FOLDER or AUDIO_VISUAL
+    layout: str  # FRAME_FOLDER, AUDIO_VISUAL or VIDEO_FILES
     folders: tuple[str, ...]  # folder names on disk, the published one first
-    protocol: str  # "dhf1k" or "av" (see salcli.evaluation.protocols)
+    protocol: str  # "dhf1k", "av" or "ntire26" (see salcli.evaluation.protocols)
     splits: tuple[str, ...]  # the evaluable splits
     fps: float | None = None  # frame rate of the frame-folder sets (no fold list)
 
@@ -97,6 +102,13 @@ DATASETS: dict[str, DatasetSpec] = {
     "avad": DatasetSpec("avad", AUDIO_VISUAL, ("AVAD",), "av", SPLITS_AV),
     "etmd": DatasetSpec("etmd", AUDIO_VISUAL, ("ETMD_av",), "av", SPLITS_AV),
     "summe": DatasetSpec("summe", AUDIO_VISUAL, ("SumMe",), "av", SPLITS_AV),
+    "ntire26": DatasetSpec(
+        "ntire26",
+        VIDEO_FILES,
+        ("NTIRE26", "ntire26", "VideoSaliencyChallenge"),
+        "ntire26",
+        ("public_test", "private_test", "train"),
+    ),
 }
 
 
@@ -218,6 +230,11 @@ class VideoItem:
     wav_expected: Path | None = None  # where the layout puts the audio track
     problem: str | None = None  # why the video has no ground truth at all (None: it has)
 
+    @property
+    def video_file(self) -> bool:
+        """Whether ``frames`` is a video file, its soundtrack its own (no separate wav)."""
+        return False
+
     def missing(self) -> list[int]:
         """0-based indices of the frames whose density or fixation file is missing."""
         pairs = zip(self.density_paths, self.fixation_paths, strict=True)
@@ -284,6 +301,14 @@ class Dataset:
         too, all on its one test list, as STAViS evaluates it.
         """
         spec = self.spec
+        if spec.layout == VIDEO_FILES:
+            if split is None:
+                return [spec.splits[0]]
+            if split not in spec.splits:
+                raise OptionError(
+                    "split", f"must be one of {', '.join(spec.splits)}, not {split!r}"
+                )
+            return [split]
         if spec.layout == FRAME_FOLDER:
             if split in (None, "all"):
                 for s in spec.splits:
@@ -319,6 +344,10 @@ class Dataset:
         """The test videos of one concrete split (see :meth:`splits`)."""
         if self.spec.layout == FRAME_FOLDER:
             return self._frame_folder_videos(split)
+        if self.spec.layout == VIDEO_FILES:
+            from salcli.evaluation import videosets
+
+            return list(videosets.videos(self.root, split))
         return self._av_videos(split)
 
     def _frame_folder_videos(self, split: str) -> list[VideoItem]:
@@ -440,6 +469,10 @@ def default_root() -> Path:
 def _looks_like(spec: DatasetSpec, path: Path) -> bool:
     if not path.is_dir():
         return False
+    if spec.layout == VIDEO_FILES:
+        from salcli.evaluation import videosets
+
+        return videosets.looks_like(path)
     if spec.layout == AUDIO_VISUAL:
         return (path / "annotations" / spec.folders[0]).is_dir() and (path / "fold_lists").is_dir()
     return any((path / s).is_dir() for s in spec.splits)
@@ -454,8 +487,8 @@ def _listing(folder: Path, limit: int = 5) -> str:
 def _what_is_missing(spec: DatasetSpec, path: Path) -> str | None:
     """For a folder that has part of the layout, what scoring needs and it lacks (one
     line); None when ``path`` has none of the layout's top-level folders."""
-    if not path.is_dir():
-        return None
+    if not path.is_dir() or spec.layout == VIDEO_FILES:
+        return None  # a folder with any part of the layout is taken (_looks_like)
     if spec.layout == FRAME_FOLDER:
         if path.name not in spec.folders:
             return None

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from salcli.defaults import FORMATS, OVERLAY_ALPHA, OVERLAY_SUFFIX
+from salcli.defaults import FORMATS, OVERLAY_ALPHA, OVERLAY_SUFFIX, SALIENCY_VIDEO_SUFFIX
 from salcli.errors import InputError, OutputError, UsageError, os_reason
 from salcli.media.decode import VideoMeta
 
@@ -29,6 +29,7 @@ OPTIONS = {
     "png": ("png_digits",),
     "h5": ("h5_dtype", "h5_gzip"),
     "mp4": ("mp4_crf", "mp4_odd", "mp4_alpha"),
+    "video": (),
 }
 
 
@@ -126,6 +127,8 @@ def output_paths(fmt: str, out_dir: Path, stem: str) -> list[Path]:
         return [out_dir / stem]
     if name == "h5":
         return [out_dir / f"{stem}.h5"]
+    if name == "video":
+        return [out_dir / f"{stem}{SALIENCY_VIDEO_SUFFIX}"]
     return [out_dir / f"{stem}{OVERLAY_SUFFIX}"]
 
 

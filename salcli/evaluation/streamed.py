@@ -22,6 +22,7 @@ import multiprocessing
 import os
 from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -158,7 +159,11 @@ def _outcomes(
         try:
             for item, future in zip(items, futures, strict=True):
                 tracker.step(item.name, item.n_frames)
-                yield item, future.result()
+                try:
+                    yield item, future.result()
+                except BrokenProcessPool:  # a worker killed (out of memory, a signal)
+                    lost = InputError("its scoring process ended abruptly (out of memory?)")
+                    yield item, _Outcome(None, error=lost)
         finally:
             for future in futures:
                 future.cancel()

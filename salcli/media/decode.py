@@ -501,3 +501,45 @@ def frame_count(path: str | Path) -> int:
             return sum(1 for p in container.demux(stream) if p.size)
     except (av.FFmpegError, OSError, ValueError, UnicodeDecodeError) as exc:
         raise InputError(f"{path}: not a readable video ({one_line(exc)})") from None
+
+
+def seek_frames(
+    path: str | Path, indices: Iterable[int], *, png: bool = False
+) -> Iterator[tuple[int, np.ndarray]]:
+    """(index, frame) for the frames ``indices`` (0-based) of the video ``path``, in
+    increasing order, each once: found by seeking to the key frame before the first and
+    decoding forward, one frame in memory at a time. A frame is RGB (H, W, 3) uint8, or
+    with ``png`` as :func:`png_frames` gives it. A frame's index is its time since the
+    stream's start times its average rate (constant-rate video). ``InputError`` when the
+    file does not decode or a frame is not found."""
+    av = _av()
+    want = sorted(set(int(i) for i in indices))
+    if not want:
+        return
+    pending = set(want)
+    try:
+        container = av.open(str(path), metadata_errors="ignore")
+    except (av.FFmpegError, OSError, ValueError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: not a readable video ({one_line(exc)})") from None
+    with container:
+        if not container.streams.video:
+            raise InputError(f"{path}: no video stream")
+        stream = container.streams.video[0]
+        rate = float(stream.average_rate or stream.guessed_rate or FALLBACK_FPS)
+        base, start = stream.time_base, stream.start_time or 0
+        try:
+            container.seek(start + int(want[0] / rate / base), stream=stream, backward=True)
+            for vf in container.decode(stream):
+                if vf.pts is None:
+                    continue
+                k = round(float((vf.pts - start) * base) * rate)
+                if k > want[-1]:
+                    break
+                if k in pending:
+                    pending.discard(k)
+                    fmt = png_pixel_format(vf.format) if png else "rgb24"
+                    yield k, vf.to_ndarray(format=fmt)
+        except (av.FFmpegError, ValueError) as exc:
+            raise InputError(f"{path}: cannot decode ({one_line(exc)})") from None
+    if pending:
+        raise InputError(f"{path}: no frame {min(pending) + 1} (the video is shorter)")

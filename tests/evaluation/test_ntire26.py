@@ -1,5 +1,5 @@
 """The NTIRE 2026 / MSU set (``ntire26``) on a tiny generated copy of its layout: salcli's
-scores against a plain re-statement of the challenge's bench.py loop (FFmpeg-style
+scores against a plain re-statement of the challenge's bench.py loop (the FFmpeg binary's
 extraction to PNG files, then its per-frame metrics), predictions as saliency videos, PNG
 folders and HDF5 stacks, the model run, the layout checks, and the command line."""
 
@@ -8,11 +8,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import av
 import cv2
 import h5py
+import imageio_ffmpeg
 import numpy as np
 import pytest
 from helpers import NTIRE_SPLITS, make_ntire26, sub_app, write_video
@@ -102,14 +104,11 @@ def ntire(tmp_path_factory):
 
 
 def extract(video: Path, folder: Path) -> Path:
-    """What `ffmpeg -i video folder/%03d.png` writes: RGB frames, 16 bits per channel from
-    a 10-bit source, 8 from an 8-bit one (PyAV's libswscale does the conversion)."""
+    """bench.py's extraction: ``ffmpeg -v error -i video folder/%03d.png`` (the FFmpeg
+    binary imageio-ffmpeg ships; bench.py's README pins 4.4.2, this one is 7.0)."""
     folder.mkdir(parents=True)
-    with av.open(str(video)) as container:
-        for k, frame in enumerate(container.decode(video=0), 1):
-            deep = max(c.bits for c in frame.format.components) > 8
-            rgb = frame.to_ndarray(format="rgb48le" if deep else "rgb24")
-            cv2.imwrite(str(folder / f"{k:03d}.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
+    subprocess.run([ffmpeg, "-v", "error", "-i", str(video), f"{folder}/%03d.png"], check=True)
     return folder
 
 

@@ -1,16 +1,17 @@
 """``predict --format video``: the maps as a grey video (the NTIRE 2026 submission format).
-Read back as the challenge's bench.py reads a submission (FFmpeg's extraction to PNG: the
-frames converted to 8-bit RGB by libswscale, which PyAV's ``to_ndarray`` also runs), every
-frame is the map written, round(255 x) on all three channels, at the source's frame count
-and rate."""
+Read back as the challenge's bench.py reads a submission (the FFmpeg binary's extraction
+to PNG: 8-bit RGB frames), every frame is the map written, round(255 x) on all three
+channels, at the source's frame count and rate."""
 
 from __future__ import annotations
 
+import subprocess
 from fractions import Fraction
 from pathlib import Path
 
 import av
 import cv2
+import imageio_ffmpeg
 import numpy as np
 import pytest
 from helpers import predict, use_fast_model, write_video
@@ -24,11 +25,16 @@ NTSC = Fraction(30000, 1001)  # frames/s: a rate that is not an integer
 
 
 def bench_extraction(path: Path) -> tuple[list[np.ndarray], Fraction]:
-    """(frames, rate) as ``ffmpeg -i path %03d.png`` holds them: (H, W, 3) uint8 RGB."""
+    """(frames, rate): the frames as ``ffmpeg -v error -i path %03d.png`` writes them and
+    bench.py reads them back (``cv2.imread(..., IMREAD_UNCHANGED)``: (H, W, 3) uint8 BGR),
+    by the FFmpeg binary imageio-ffmpeg ships; the rate as the container states it."""
+    folder = path.parent / f"{path.stem}_frames"
+    folder.mkdir()
+    ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
+    subprocess.run([ffmpeg, "-v", "error", "-i", str(path), f"{folder}/%03d.png"], check=True)
+    frames = [cv2.imread(str(p), cv2.IMREAD_UNCHANGED) for p in sorted(folder.iterdir())]
     with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        frames = [f.to_ndarray(format="rgb24") for f in container.decode(stream)]
-        return frames, stream.average_rate
+        return frames, container.streams.video[0].average_rate
 
 
 def write_maps(folder: Path, source: Path, maps: list[np.ndarray]) -> Path:
@@ -62,9 +68,9 @@ def test_every_frame_reads_back_exactly(tmp_path, size):
         want = to_uint8(m)
         for c in range(3):
             assert np.array_equal(frame[..., c], want), (k, c)
-    # salcli's own reading of it (evaluate's route) gives the same frames
+    # salcli's own reading of it (evaluate's route, RGB) gives the same frames
     for (k, img), frame in zip(png_frames(path), frames, strict=True):
-        assert np.array_equal(img, frame), k
+        assert np.array_equal(img, frame[..., ::-1]), k
 
 
 def test_the_source_itself_is_not_overwritten(tmp_path):

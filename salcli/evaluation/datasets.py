@@ -23,7 +23,7 @@ Two layouts (docs/evaluate.md, "Dataset layouts", draws both as trees):
 
 - video files (NTIRE 2026 / MSU, ``ntire26``): the videos, their ground-truth saliency
   as videos and the fixations as JSON, listed by ``TrainTestSplit.json``
-  (``salcli.evaluation.videosets`` reads it).
+  (the last part of this module reads it; ``salcli.evaluation.videosets`` its fixations).
 
 Fixation maps are read from images (``> 0``) or MAT files: v5 (scipy.io.loadmat) and
 v7.3 (HDF5, read with h5py; MATLAB stores arrays column-major, so they come back
@@ -43,6 +43,7 @@ is still listed, with ``VideoItem.problem`` saying what is missing; the scoring
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Iterator
@@ -51,7 +52,7 @@ from pathlib import Path
 
 import numpy as np
 
-from salcli.errors import DatasetError, OptionError, UsageError, escape
+from salcli.errors import DatasetError, InputError, OptionError, UsageError, escape
 
 DATA_ENV = "SALCLI_DATA"  # environment variable naming the data root
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
@@ -345,9 +346,7 @@ class Dataset:
         if self.spec.layout == FRAME_FOLDER:
             return self._frame_folder_videos(split)
         if self.spec.layout == VIDEO_FILES:
-            from salcli.evaluation import videosets
-
-            return list(videosets.videos(self.root, split))
+            return list(video_file_items(self.root, split))
         return self._av_videos(split)
 
     def _frame_folder_videos(self, split: str) -> list[VideoItem]:
@@ -470,9 +469,7 @@ def _looks_like(spec: DatasetSpec, path: Path) -> bool:
     if not path.is_dir():
         return False
     if spec.layout == VIDEO_FILES:
-        from salcli.evaluation import videosets
-
-        return videosets.looks_like(path)
+        return looks_like_video_files(path)
     if spec.layout == AUDIO_VISUAL:
         return (path / "annotations" / spec.folders[0]).is_dir() and (path / "fold_lists").is_dir()
     return any((path / s).is_dir() for s in spec.splits)
@@ -527,3 +524,128 @@ def locate(spec: DatasetSpec, root: str | Path | None = None) -> Path:
     how = "" if root is not None else f" (no {{root}}: from ${DATA_ENV} or the user data folder)"
     looked = escape(", ".join(str(c) for c in candidates[:1] + candidates[-1:]))
     raise DatasetError(f"dataset {spec.name} not found: looked in {looked}{how}", options=("root",))
+
+
+# --- the video-file layout (NTIRE 2026 / MSU, ``ntire26``) ---------------------------
+#
+# ROOT/TrainTestSplit.json ({"train", "public_test", "private_test"}: video names),
+# ROOT/Videos/<name>.mp4, ROOT/SaliencyTest|SaliencyTrain/[Test|Train/]<name>.mp4 (the
+# ground-truth saliency as videos), ROOT/FixationsTest|FixationsTrain/[Test|Train/]<name>/
+# fixations.json (read by salcli.evaluation.videosets). public_test and private_test read
+# the *Test folders, train the *Train ones. The source video is needed only to run a
+# model on it (and to check the frame counts when it is there).
+
+VIDEO_SPLIT_FILE = "TrainTestSplit.json"
+VIDEOS_FOLDER = "Videos"
+VIDEO_SUFFIX = ".mp4"
+FIXATIONS_FILE = "fixations.json"
+VIDEO_TEST_SPLITS = ("public_test", "private_test")
+VIDEO_TRAIN_SPLIT = "train"
+VIDEO_SPLITS = (*VIDEO_TEST_SPLITS, VIDEO_TRAIN_SPLIT)  # the lists of the split file
+VIDEO_GROUND_TRUTH = {  # split -> (saliency folder, fixations folder, their inner folder)
+    "public_test": ("SaliencyTest", "FixationsTest", "Test"),
+    "private_test": ("SaliencyTest", "FixationsTest", "Test"),
+    "train": ("SaliencyTrain", "FixationsTrain", "Train"),
+}
+VIDEO_TOP_LEVEL = (  # any of these marks a folder as the layout's root
+    VIDEO_SPLIT_FILE,
+    VIDEOS_FOLDER,
+    "SaliencyTest",
+    "FixationsTest",
+    "SaliencyTrain",
+    "FixationsTrain",
+)
+
+
+@dataclass
+class VideoFileItem(VideoItem):
+    """A video of a set distributed as video files: ``frames`` is the source video,
+    ``saliency`` its ground-truth saliency video, ``fixations_file`` its points;
+    ``n_frames`` the saliency video's frame count (the frames to score)."""
+
+    saliency: Path | None = None
+    fixations_file: Path | None = None
+
+    @property
+    def video_file(self) -> bool:
+        """``frames`` is the source video, its soundtrack its own (there is no wav)."""
+        return True
+
+
+def looks_like_video_files(path: Path) -> bool:
+    """``path`` holds part of the layout (its split file or one of its folders)."""
+    return path.is_dir() and any((path / name).exists() for name in VIDEO_TOP_LEVEL)
+
+
+def _inner_folder(folder: Path, inner: str) -> Path:
+    """``folder/inner`` when it exists (the archives' layout), else ``folder``."""
+    return folder / inner if (folder / inner).is_dir() else folder
+
+
+def video_split_names(root: Path, split: str) -> list[str]:
+    """The video names the split file lists for ``split``, as strings, in its order."""
+    path = root / VIDEO_SPLIT_FILE
+    if not path.is_file():
+        raise DatasetError(f"ntire26: no split file {path}")
+    try:
+        lists = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise DatasetError(f"{path}: not a readable JSON split file ({exc})") from None
+    if not isinstance(lists, dict) or not isinstance(lists.get(split), list):
+        raise DatasetError(f"{path}: no list {split!r} (expected keys {', '.join(VIDEO_SPLITS)})")
+    return [str(name) for name in lists[split]]
+
+
+def video_ground_truth_folders(root: Path, split: str) -> tuple[Path, Path]:
+    """(saliency videos folder, fixations folder) of ``split``."""
+    saliency, fixations, inner = VIDEO_GROUND_TRUTH[split]
+    return _inner_folder(root / saliency, inner), _inner_folder(root / fixations, inner)
+
+
+def _video_file_problem(video: Path, saliency: Path, fixations: Path) -> tuple[str | None, int]:
+    """(what keeps the video from being scored or None, the saliency video's frames)."""
+    from salcli.media.decode import frame_count
+
+    if not saliency.is_file():
+        return f"no saliency video {saliency}", 0
+    if not fixations.is_file():
+        return f"no fixations file {fixations}", 0
+    try:
+        n = frame_count(saliency)
+        if video.is_file():
+            m = frame_count(video)
+            if m != n:
+                return f"saliency video {saliency} has {n} frames, its source {video} {m}", n
+    except InputError as exc:
+        return str(exc), 0
+    return None, n
+
+
+def video_file_items(root: Path, split: str) -> list[VideoFileItem]:
+    """The videos of ``split`` (a list of the split file), each checked: a missing
+    saliency video or fixations file, or a saliency video with another frame count than
+    its source video, is the item's ``problem``."""
+    names = video_split_names(root, split)
+    if not names:
+        raise DatasetError(f"ntire26: {root / VIDEO_SPLIT_FILE} lists no video for {split!r}")
+    sal_dir, fix_dir = video_ground_truth_folders(root, split)
+    items = []
+    for name in names:
+        video = root / VIDEOS_FOLDER / f"{name}{VIDEO_SUFFIX}"
+        saliency = sal_dir / f"{name}{VIDEO_SUFFIX}"
+        fixations = fix_dir / name / FIXATIONS_FILE
+        problem, n = _video_file_problem(video, saliency, fixations)
+        items.append(
+            VideoFileItem(
+                name=name,
+                frames=video,
+                fps=None,  # the video's own
+                wav=None,  # the video's own soundtrack
+                n_frames=n,
+                split=split,
+                problem=problem,
+                saliency=saliency,
+                fixations_file=fixations,
+            )
+        )
+    return items

@@ -29,10 +29,11 @@ import numpy as np
 
 from salcli import metrics as M
 from salcli.errors import DatasetError, InputError, SalcliError
+from salcli.evaluation.datasets import VideoFileItem
 from salcli.evaluation.report import VideoScores
 from salcli.evaluation.scoring import Counts, Scoring, Tracker
 from salcli.evaluation.sources import Source
-from salcli.evaluation.videosets import VideoFileItem, bench_fixation_order, read_fixations_json
+from salcli.evaluation.videosets import bench_fixation_order, read_fixations_json
 from salcli.media.decode import png_frames
 
 DEFAULT_JOBS = 4  # processes scoring videos at once, at most (each holds ~10 frames' worth)

@@ -1,5 +1,5 @@
 """Training data of a set distributed as video files (``ntire26``, the NTIRE 2026 / MSU
-set; its layout in ``salcli.evaluation.videosets``).
+set; its layout in ``salcli.evaluation.datasets``).
 
 The videos of the split file's ``train`` list; every ``VAL_EVERY``-th of them (the 1st,
 the 11th, ... in the list's order) is held out for validation, the others are trained on
@@ -13,7 +13,7 @@ drawn as a boolean map of the saliency video's size. The sound, for AViNet, is t
 video's own soundtrack, silence where it has none (many of the set's videos have sound,
 not all).
 
-Before any training starts every video is checked (``videosets.videos``): a missing
+Before any training starts every video is checked (``datasets.video_file_items``): a missing
 video, saliency video or fixations file, or a saliency video whose frame count differs
 from its video's, is one ``DatasetError`` line naming it.
 """
@@ -29,6 +29,12 @@ import numpy as np
 
 from salcli.errors import DatasetError, NoAudioError
 from salcli.evaluation import videosets
+from salcli.evaluation.datasets import (
+    VIDEO_SPLIT_FILE,
+    VIDEO_TRAIN_SPLIT,
+    VideoFileItem,
+    video_file_items,
+)
 from salcli.media.audio import AudioTrack
 from salcli.media.decode import probe, seek_frames
 from salcli.metrics import bench_normalize, bench_points
@@ -98,7 +104,7 @@ def held_out(names: list[str]) -> tuple[list[str], list[str]]:
     return [n for n in names if n not in chosen], val
 
 
-def _files(item: videosets.VideoFileItem) -> VideoFiles:
+def _files(item: VideoFileItem) -> VideoFiles:
     if item.problem is not None:
         raise DatasetError(f"ntire26: {item.problem}")
     if not item.frames.is_file():
@@ -117,11 +123,11 @@ def _files(item: videosets.VideoFileItem) -> VideoFiles:
 
 def training_videos(root: Path) -> tuple[Named, Named]:
     """([(name, files)] to train on, [(name, files)] to validate on), each checked."""
-    items = {item.name: item for item in videosets.videos(root, videosets.TRAIN_SPLIT)}
+    items = {item.name: item for item in video_file_items(root, VIDEO_TRAIN_SPLIT)}
     train, val = held_out(list(items))
     if not train:
         raise DatasetError(
-            f"ntire26: {root / videosets.SPLIT_FILE} lists {len(items)} training video(s); "
+            f"ntire26: {root / VIDEO_SPLIT_FILE} lists {len(items)} training video(s); "
             f"at least 2 are needed (every {VAL_EVERY}th is held out for validation)"
         )
     return [(n, _files(items[n])) for n in train], [(n, _files(items[n])) for n in val]

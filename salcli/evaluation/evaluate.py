@@ -401,7 +401,6 @@ def _conventions(
     source: str | None,
 ) -> dict[str, Any]:
     """The conventions of the JSON document (see salcli.evaluation.report), in order."""
-    c = scored.counts
     if scoring.protocol.video_files:
         return _bench_conventions(scoring, scored, source)
     one_list = ds.name if len(ds.spec.splits) == 1 else None
@@ -417,13 +416,7 @@ def _conventions(
         "auc_splits": M.AUC_SPLITS,
         "auc_step": M.AUC_STEP,
         "auc_judd_jitter": True,
-        "empty_frames": "skipped" if scoring.skip_empty else "scored",
-        "empty_frames_rule": EMPTY_TEXT[scoring.skip_empty],
-        "frames_scored": c.scored,
-        "frames_skipped": c.skipped,
-        "frames_empty": c.empty,
-        "frames_missing": c.missing,
-        "videos_without_ground_truth": list(c.unscored),
+        **_frame_facts(scoring, scored.counts, EMPTY_TEXT),
     }
 
 
@@ -443,10 +436,24 @@ def _source_facts(scored: _Scored, source: str | None) -> dict[str, Any]:
     }
 
 
+def _frame_facts(scoring: Scoring, c: Counts, empty_rules: dict[bool, str]) -> dict[str, Any]:
+    """The conventions' last part: frames without fixations (``empty_rules``: the
+    protocol's texts by ``skip_empty``) and what was scored, skipped and left out."""
+    return {
+        "empty_frames": "skipped" if scoring.skip_empty else "scored",
+        "empty_frames_rule": empty_rules[scoring.skip_empty],
+        "frames_scored": c.scored,
+        "frames_skipped": c.skipped,
+        "frames_empty": c.empty,
+        "frames_missing": c.missing,
+        "videos_without_ground_truth": list(c.unscored),
+    }
+
+
 def _bench_conventions(scoring: Scoring, scored: _Scored, source: str | None) -> dict[str, Any]:
     """The conventions of a set scored as the NTIRE 2026 challenge's bench.py scores it
     (see salcli.evaluation.report): no random draw, its own metric definitions."""
-    c, protocol = scored.counts, scoring.protocol
+    protocol = scoring.protocol
     return {
         "aggregation": protocol.aggregation,
         "definitions": BENCH_DEFINITIONS,
@@ -456,13 +463,7 @@ def _bench_conventions(scoring: Scoring, scored: _Scored, source: str | None) ->
         "resizing": protocol.resizing,
         **_source_facts(scored, source),
         "metrics": list(scoring.metrics),
-        "empty_frames": "skipped" if scoring.skip_empty else "scored",
-        "empty_frames_rule": BENCH_EMPTY[scoring.skip_empty],
-        "frames_scored": c.scored,
-        "frames_skipped": c.skipped,
-        "frames_empty": c.empty,
-        "frames_missing": c.missing,
-        "videos_without_ground_truth": list(c.unscored),
+        **_frame_facts(scoring, scored.counts, BENCH_EMPTY),
     }
 
 

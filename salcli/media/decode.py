@@ -16,6 +16,7 @@ import queue
 import threading
 import warnings
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -462,13 +463,11 @@ def png_pixel_format(fmt) -> str:
     return PNG_RGB[(deep, alpha)]
 
 
-def png_frames(path: str | Path) -> Iterator[tuple[int, np.ndarray]]:
-    """(0-based index, image) for every frame of the video ``path``, as ``ffmpeg -i path
-    %03d.png`` then ``cv2.imread(..., IMREAD_UNCHANGED)`` would give them (channel order
-    aside: RGB here, BGR there): (H, W) grey or (H, W, C) colour, uint8 or uint16. One
-    frame in memory at a time; ``InputError`` when the file does not decode."""
+@contextmanager
+def _first_video_stream(path: Path):
+    """(container, its first video stream) of ``path``, open for the ``with`` block;
+    ``InputError`` naming the file when it does not open or has no video."""
     av = _av()
-    path = Path(path)
     try:
         container = av.open(str(path), metadata_errors="ignore")
     except (av.FFmpegError, OSError, ValueError, UnicodeDecodeError) as exc:
@@ -476,7 +475,17 @@ def png_frames(path: str | Path) -> Iterator[tuple[int, np.ndarray]]:
     with container:
         if not container.streams.video:
             raise InputError(f"{path}: no video stream")
-        stream = container.streams.video[0]
+        yield container, container.streams.video[0]
+
+
+def png_frames(path: str | Path) -> Iterator[tuple[int, np.ndarray]]:
+    """(0-based index, image) for every frame of the video ``path``, as ``ffmpeg -i path
+    %03d.png`` then ``cv2.imread(..., IMREAD_UNCHANGED)`` would give them (channel order
+    aside: RGB here, BGR there): (H, W) grey or (H, W, C) colour, uint8 or uint16. One
+    frame in memory at a time; ``InputError`` when the file does not decode."""
+    av = _av()
+    path = Path(path)
+    with _first_video_stream(path) as (container, stream):
         stream.thread_type = "AUTO"
         target: str | None = None
         try:
@@ -491,16 +500,13 @@ def frame_count(path: str | Path) -> int:
     """The frames of the video ``path`` as its container states them, else its video
     packets counted (nothing decoded); ``InputError`` when it is not a readable video."""
     av = _av()
-    try:
-        with av.open(str(path), metadata_errors="ignore") as container:
-            if not container.streams.video:
-                raise InputError(f"{path}: no video stream")
-            stream = container.streams.video[0]
-            if stream.frames:
-                return int(stream.frames)
+    with _first_video_stream(Path(path)) as (container, stream):
+        if stream.frames:
+            return int(stream.frames)
+        try:
             return sum(1 for p in container.demux(stream) if p.size)
-    except (av.FFmpegError, OSError, ValueError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: not a readable video ({one_line(exc)})") from None
+        except (av.FFmpegError, ValueError) as exc:
+            raise InputError(f"{path}: not a readable video ({one_line(exc)})") from None
 
 
 def seek_frames(
@@ -517,14 +523,7 @@ def seek_frames(
     if not want:
         return
     pending = set(want)
-    try:
-        container = av.open(str(path), metadata_errors="ignore")
-    except (av.FFmpegError, OSError, ValueError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: not a readable video ({one_line(exc)})") from None
-    with container:
-        if not container.streams.video:
-            raise InputError(f"{path}: no video stream")
-        stream = container.streams.video[0]
+    with _first_video_stream(Path(path)) as (container, stream):
         rate = float(stream.average_rate or stream.guessed_rate or FALLBACK_FPS)
         base, start = stream.time_base, stream.start_time or 0
         try:

@@ -275,10 +275,9 @@ def test_model_runs_on_the_videos_with_their_own_sound(ntire):
 
 
 @pytest.fixture
-def copy(ntire, tmp_path):
-    root = tmp_path / "NTIRE26"
-    shutil.copytree(ntire[0], root)
-    return root
+def copy(ntire, tmp_path) -> Path:
+    """A copy of the set to break."""
+    return shutil.copytree(ntire[0], tmp_path / "NTIRE26")
 
 
 def test_missing_split_file_is_named(copy):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import av
 import numpy as np
@@ -104,25 +105,15 @@ def test_the_sound_is_the_videos_own_else_silence(ntire):
 def test_avinet_trains_an_epoch_with_the_videos_own_sound(ntire, tmp_path):
     root, _ = ntire
     torch.manual_seed(1)
-    vinet, sound = tmp_path / "ViNet_DHF1K.pt", tmp_path / "soundnet8_final.pth"
-    torch.save(ViNet().state_dict(), vinet)
-    torch.save(SoundNet8().state_dict(), sound)
+    starts = {"init": tmp_path / "ViNet_DHF1K.pt", "soundnet": tmp_path / "soundnet8_final.pth"}
+    torch.save(ViNet().state_dict(), starts["init"])
+    torch.save(SoundNet8().state_dict(), starts["soundnet"])
+    one_epoch = dict(epochs=1, batch_size=2, loader_workers=0, val_stride=2)
+    cpu = dict(precision="fp32", device="cpu", input_size=TRAIN_INPUT)
     options = TrainOptions(
-        dataset="ntire26",
-        root=str(root),
-        audio=True,
-        fusion="concat",
-        init=str(vinet),
-        soundnet=str(sound),
-        epochs=1,
-        batch_size=2,
-        out=str(tmp_path / "run"),
-        loader_workers=0,
-        val_stride=2,
-        precision="fp32",
-        device="cpu",
-        input_size=TRAIN_INPUT,
-    )
+        dataset="ntire26", root=str(root), audio=True, fusion="concat", out=str(tmp_path / "run"),
+        **{k: str(v) for k, v in starts.items()}, **one_epoch, **cpu,
+    )  # fmt: skip
     result = train(options)
     assert result.status == "done" and result.history[-1].windows == 2
     assert np.isfinite(result.history[-1].val_loss)
@@ -133,10 +124,9 @@ def test_avinet_trains_an_epoch_with_the_videos_own_sound(ntire, tmp_path):
 
 
 @pytest.fixture
-def copy(ntire, tmp_path):
-    root = tmp_path / "NTIRE26"
-    shutil.copytree(ntire[0], root)
-    return root
+def copy(ntire, tmp_path) -> Path:
+    """A copy of the set to break."""
+    return shutil.copytree(ntire[0], tmp_path / "NTIRE26")
 
 
 def test_layout_problems_are_one_line_before_training(copy):

@@ -164,6 +164,16 @@ def _remove(path: Path) -> None:
         pass
 
 
+def _close_quietly(handle: Any) -> None:
+    """Close ``handle`` (a PyAV container, or None) on the way out of a failed write: the
+    file is deleted anyway, so a second error from closing it must not mask the first."""
+    if handle is not None:
+        try:
+            handle.close()
+        except Exception:  # noqa: BLE001 - see the docstring
+            pass
+
+
 def _take_options(fmt: str, options: dict[str, Any]) -> dict[str, Any]:
     """The options of ``fmt``; those of other formats are dropped, unknown ones refused."""
     known = {name for names in OPTIONS.values() for name in names}

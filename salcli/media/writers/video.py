@@ -18,7 +18,13 @@ import numpy as np
 
 from salcli.errors import OutputError
 from salcli.media.decode import fraction_fps
-from salcli.media.writers.base import Writer, _run_record, _temp_name, to_uint8
+from salcli.media.writers.base import (
+    Writer,
+    _close_quietly,
+    _run_record,
+    _temp_name,
+    to_uint8,
+)
 
 SALIENCY_CODEC = "libx264"
 SALIENCY_PIX_FMT = "yuv444p"  # 4:4:4: no chroma subsampling, odd sizes allowed
@@ -69,9 +75,4 @@ class SaliencyVideoWriter(Writer):
         os.replace(self._tmp, self.paths[0])
 
     def _release(self) -> None:
-        out = getattr(self, "_out", None)
-        if out is not None:
-            try:
-                out.close()
-            except Exception:  # noqa: BLE001 - the file is deleted anyway
-                pass
+        _close_quietly(getattr(self, "_out", None))

@@ -282,6 +282,7 @@ def test_evaluate_on_the_cluster_scores_as_locally(ray_address, vinet_checkpoint
     assert again.overall == local.overall  # from the maps kept in --maps-dir
 
 
+@pytest.mark.slow  # ~20 s: the model run twice, here and on Ray
 def test_evaluate_ntire26_on_the_cluster_scores_as_locally(ray_address, vinet_checkpoint, tmp_path):
     """The NTIRE 2026 set (video files, bench.py's metrics): the cluster's maps of each
     video file score as the local run's."""

@@ -195,7 +195,9 @@ def test_scores_equal_bench_py_per_frame(ntire, reference, tmp_path, monkeypatch
     root, truth, _, pred = ntire
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(cv2, "imwrite", None)  # scoring writes no frame
-    res = E.evaluate("ntire26", root=root.parent, predictions=pred, metrics="cc,sim,nss,auc_j,kld")
+    # in this process (jobs=1), where the patch holds; workers run the same score_video
+    kw = dict(predictions=pred, metrics="cc,sim,nss,auc_j,kld", jobs=1)
+    res = E.evaluate("ntire26", root=root.parent, **kw)
     assert not list(tmp_path.iterdir())
     assert res.metrics == ("cc", "sim", "nss", "auc_j", "kld") and res.protocol == "ntire26"
     ours = per_frame(res)
@@ -220,7 +222,10 @@ def test_predictions_as_videos_png_and_hdf5_agree(ntire, tmp_path):
         "h5": write_h5(tmp_path / "h5", maps, np.uint8),
         "h5 float": write_h5(tmp_path / "h5f", maps, np.float32),
     }
-    got = {k: per_frame(E.evaluate("ntire26", root=root, predictions=p)) for k, p in runs.items()}
+    got = {
+        k: per_frame(E.evaluate("ntire26", root=root, predictions=p, jobs=1))
+        for k, p in runs.items()
+    }
     for name, scores in got["video"].items():
         assert np.array_equal(got["png"][name], scores)
         assert np.array_equal(got["h5"][name], scores)
@@ -310,7 +315,7 @@ def test_malformed_fixations_and_short_predictions_fail_their_video_only(copy, n
     (pred / "v03.mp4").unlink()
     write_video(pred / "v03.mp4", 4, (24, 40))
     warned = []
-    res = E.evaluate("ntire26", root=copy, predictions=pred, on_warning=warned.append)
+    res = E.evaluate("ntire26", root=copy, predictions=pred, on_warning=warned.append, jobs=1)
     assert [v.name for v in res.videos] == ["v01"] and sorted(res.unscored) == ["v02", "v03"]
     assert any(f"{bad}: malformed fixations JSON at frame 2" in w for w in warned)
     assert any("v03: 4 predicted maps for 22 frames" in w for w in warned)

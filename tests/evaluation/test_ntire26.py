@@ -20,10 +20,12 @@ import pytest
 from helpers import NTIRE_SPLITS, make_ntire26, sub_app, write_video
 from typer.testing import CliRunner
 
+from salcli import metrics as M
 from salcli.cli.evaluate import register
 from salcli.errors import DatasetError, OptionError
 from salcli.evaluation import evaluate as E
 from salcli.evaluation.sources import ModelRun
+from salcli.evaluation.videosets import bench_fixation_order
 from salcli.media.decode import probe
 from salcli.media.writers import RunInfo, make_writer, to_uint8
 
@@ -244,6 +246,28 @@ def test_center_baseline_private_test_and_parallel(ntire):
         assert np.array_equal(a.frame_scores, b.frame_scores)
     private = E.evaluate("ntire26", root=root, baseline="center", split="private_test")
     assert [v.name for v in private.videos] == ["v04"] and private.videos[0].frames == 18
+
+
+def test_fixation_entries_follow_bench_pys_string_sorted_frame_files():
+    n = 1001  # frames 1000 and 1001 are 4-digit names: "1000.png" sorts after "100.png"
+    names = sorted(f"{k:03d}.png" for k in range(1, n + 1))  # bench.py's sorted(listdir)
+    entry_of_frame = {int(name[:-4]) - 1: k for k, name in enumerate(names)}
+    order = bench_fixation_order(n)
+    assert order.tolist() == [entry_of_frame[f] for f in range(n)]
+    assert order[99] == 99 and order[999] == 100 and order[1000] == 101 and order[100] == 102
+    assert bench_fixation_order(999).tolist() == list(range(999))
+
+
+@pytest.mark.parametrize(
+    "points",
+    [[[3, 3], [5, 5], [5, 5]], [[3, 3], [5, 7]], [[0, 9], [-1, 2], [4, 4]]],
+    ids=["row-equals-column", "two-distinct-columns", "negative-index"],
+)
+def test_auc_judd_counts_possible_fixations_as_bench_py_writes_it(points):
+    rng = np.random.default_rng(5)
+    s = M.bench_normalize(rng.random((12, 16)))
+    f = np.array(points)
+    assert M.bench_auc_judd(s, M.bench_points(f, s.shape)) == ref_auc_judd(s, f)
 
 
 # --- the model -----------------------------------------------------------------------

@@ -26,13 +26,14 @@ MAX_FPS = 1000.0  # frames/s; rates above this are taken as broken metadata
 RECORD_SUFFIX = ".salcli.json"  # <stem>.salcli.json: a video's completion record
 OVERLAY_SUFFIX = "_saliency.mp4"  # <stem>_saliency.mp4: the overlay video
 CLAIM_SUFFIX = ".salcli.claim"  # .<stem>.salcli.claim: a run is computing the video
+SALIENCY_VIDEO_SUFFIX = ".mp4"  # <stem>.mp4: the maps as a grey video (format "video")
 
 # --- claims (salcli.corpus.claims) --------------------------------------------
 DEFAULT_LEASE_S = 600.0  # s without a heartbeat before another host's claim is taken over
 HEARTBEATS_PER_LEASE = 20  # heartbeat period = lease / this (30 s by default)
 
 WARMUP_POLICIES = ("mirror", "reference")
-FORMATS = ("png", "h5", "mp4")
+FORMATS = ("png", "h5", "mp4", "video")
 H5_DTYPES = ("float16", "float32")
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")

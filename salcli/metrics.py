@@ -453,3 +453,157 @@ def aggregate_videos(
     The audio-visual protocol (STAViS / AViNet); also the mean over splits for ``all``.
     """
     return aggregate_frames(videos, metrics)
+
+
+# --- the NTIRE 2026 challenge's bench.py ---------------------------------------------
+#
+# The NTIRE 2026 Video Saliency Prediction challenge (msu-video-group/NTIRE26_Saliency_
+# Prediction) scores with its own definitions, not the MIT ones above: its bench.py reads
+# each frame as a grey image (the mean of its channels), min-max normalises it with
+# float32's eps in the denominator, resizes the prediction to the ground truth's size with
+# OpenCV's default (bilinear) resize, and puts 1e-7 in the denominators. Fixations are
+# (N, 2) integer points indexed as ``map[f[:, 0], f[:, 1]]`` (row, column). Nothing is
+# random. Each function below restates one of its definitions, operation for operation in
+# the same order, so that the float64 results are the same numbers.
+
+BENCH_NORM_EPS = float(np.finfo(np.float32).eps)  # min-max denominator: max - min + eps
+BENCH_DENOM_EPS = 1e-7  # the 1e-7 added to bench.py's std and sum denominators
+BENCH_KLD_EPS = 2.2204e-16  # bench.py's KLD constant (MATLAB's eps, as it spells it)
+BENCH_METRICS = ("cc", "sim", "nss", "auc_j")  # what the challenge scores, its order
+BENCH_EXTRA = ("kld",)  # defined in bench.py, not scored by the challenge: on request
+
+
+def bench_gray(img: np.ndarray) -> np.ndarray:
+    """A frame as bench.py makes it grey: the mean of its channels (alpha included) for an
+    (H, W, C) image, float64; a 2-D map as float64 values."""
+    img = np.asarray(img)
+    if img.ndim == 3:
+        return img.mean(axis=2)
+    if img.ndim != 2:
+        raise ValueError(f"bench_gray: expected (H, W) or (H, W, C), got shape {img.shape}")
+    return img.astype(np.float64)
+
+
+def bench_normalize(img: np.ndarray) -> np.ndarray:
+    """(x - min) / (max - min + float32 eps), float64: bench.py's reading of a map."""
+    x = bench_gray(img)
+    return (x - x.min()) / (x.max() - x.min() + BENCH_NORM_EPS)
+
+
+def bench_resize(p: np.ndarray, shape: Sequence[int]) -> np.ndarray:
+    """``p`` (H', W') float64 at ``shape`` (H, W) by OpenCV's default resize (bilinear),
+    called even when the sizes agree, as bench.py calls it."""
+    import cv2
+
+    return cv2.resize(np.asarray(p, dtype=np.float64), (int(shape[1]), int(shape[0])))
+
+
+def _bench_zscore(x: np.ndarray) -> np.ndarray:
+    return (x - np.mean(x)) / (np.std(x) + BENCH_DENOM_EPS)
+
+
+def bench_points(points: np.ndarray, shape: Sequence[int]) -> np.ndarray:
+    """Fixation points as bench.py indexes them: (N, 2) integers, row then column, each
+    inside ``shape`` (negative values count from the end, as numpy indexes them).
+    ``ValueError`` for anything else (bench.py's IndexError)."""
+    f = np.asarray(points)
+    if f.ndim != 2 or f.shape[1] != 2 or f.shape[0] == 0:
+        raise ValueError(f"fixations of shape {f.shape}, expected (N, 2) with N >= 1")
+    if f.dtype.kind not in "iu":
+        raise ValueError(f"fixation coordinates of type {f.dtype}, expected integers")
+    for axis, size in enumerate(shape[:2]):
+        bad = (f[:, axis] >= size) | (f[:, axis] < -size)
+        if bad.any():
+            row = f[np.flatnonzero(bad)[0]].tolist()
+            raise ValueError(f"fixation {row} lies outside a {shape[0]}x{shape[1]} map")
+    return f
+
+
+def _at(s: np.ndarray, f: np.ndarray) -> np.ndarray:
+    return s[f[:, 0], f[:, 1]]
+
+
+def bench_cc(p: np.ndarray, g: np.ndarray) -> float:
+    """bench.py's CC: both maps z-scored (population std + 1e-7), then
+    sum(a b) / sqrt(sum(a a) sum(b b) + 1e-7)."""
+    a, b = _bench_zscore(p), _bench_zscore(g)
+    return float((a * b).sum() / np.sqrt((a * a).sum() * (b * b).sum() + BENCH_DENOM_EPS))
+
+
+def bench_sim(p: np.ndarray, g: np.ndarray) -> float:
+    """bench.py's SIM: each map divided by (its sum + 1e-7); sum of the pixelwise minimum."""
+    x = p / (np.sum(p) + BENCH_DENOM_EPS)
+    y = g / (np.sum(g) + BENCH_DENOM_EPS)
+    return float(np.sum(np.minimum(x, y)))
+
+
+def bench_nss(p: np.ndarray, points: np.ndarray) -> float:
+    """bench.py's NSS: the z-scored map (population std + 1e-7) averaged over the fixation
+    points, a point counted as often as it is listed."""
+    return float(np.mean(_at(_bench_zscore(p), points)))
+
+
+def bench_kld(p: np.ndarray, g: np.ndarray) -> float:
+    """bench.py's KLD (which the challenge does not score): sum g ln(eps + g / (p + eps)),
+    each map divided by its sum, eps = 2.2204e-16. An all-zero map gives NaN."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        x = p / (np.sum(p) * 1.0)
+        y = g / (np.sum(g) * 1.0)
+        return float(np.sum(y * np.log(BENCH_KLD_EPS + y / (x + BENCH_KLD_EPS))))
+
+
+def _distinct_columns(points: np.ndarray) -> int:
+    """``np.unique(points, axis=1).shape[-1]``, as bench.py writes it: the number of
+    distinct *columns* of the (N, 2) array, 1 when the row and column coordinates agree
+    at every point, else 2 (not the number of distinct points)."""
+    return 1 if np.array_equal(points[:, 0], points[:, 1]) else 2
+
+
+_trapezoid = getattr(np, "trapezoid", None) or np.trapz  # numpy 2 renamed trapz
+
+
+def bench_auc_judd(p: np.ndarray, points: np.ndarray) -> float:
+    """bench.py's AUC-Judd: no jitter and no normalisation (``p`` is already min-max
+    normalised); thresholds the map's values at the points, sorted descending; TP at the
+    i-th is i / N; FP (#{p >= t} - i) / (possible - N), possible = H*W + N - the distinct
+    columns of the points (see :func:`_distinct_columns`); (0, 0) and (1, 1) close the
+    curve; trapezoidal area."""
+    values = _at(p, points)
+    n_fix = len(values)
+    possible = int(np.prod(p.shape)) + (n_fix - _distinct_columns(points))
+    thresholds = np.sort(values)[::-1]
+    above = count_at_least(p.ravel(), thresholds)  # (N,) #{p >= t}, integers
+    ranks = np.arange(1, n_fix + 1)
+    tp = np.zeros(n_fix + 2)
+    fp = np.zeros(n_fix + 2)
+    tp[-1] = fp[-1] = 1
+    fp[1:-1] = (above - ranks) / (possible - n_fix)
+    tp[1:-1] = ranks / n_fix
+    return float(_trapezoid(tp, fp))
+
+
+def bench_scores(
+    p: np.ndarray, g: np.ndarray, points: np.ndarray | None, metrics: Sequence[str]
+) -> list[float]:
+    """The ``metrics`` (names of ``BENCH_METRICS + BENCH_EXTRA``) of one frame, bench.py's
+    way: ``p`` the prediction as read (any size, any channels), ``g`` the ground-truth
+    frame as read; both normalised (:func:`bench_normalize`), ``p`` resized to ``g``'s
+    size. ``points`` (N, 2) checked by :func:`bench_points`; None: a frame without
+    fixations (NSS and AUC-J NaN)."""
+    gt = bench_normalize(g)
+    pred = bench_resize(bench_normalize(p), gt.shape)
+    out = []
+    for m in metrics:
+        if m == "cc":
+            out.append(bench_cc(pred, gt))
+        elif m == "sim":
+            out.append(bench_sim(pred, gt))
+        elif m == "kld":
+            out.append(bench_kld(pred, gt))
+        elif m == "nss":
+            out.append(math.nan if points is None else bench_nss(pred, points))
+        elif m == "auc_j":
+            out.append(math.nan if points is None else bench_auc_judd(pred, points))
+        else:
+            raise ValueError(f"{m!r} is not one of bench.py's metrics")
+    return out

@@ -228,7 +228,8 @@ class PredictOptions:
         DEFAULT_FORMATS,
         "--format",
         "-f",
-        help="Comma-separated outputs: png, h5, mp4.",
+        help="Comma-separated outputs: png, h5, mp4 (heat map over the video), video (the "
+        "maps as a lossless grey video, the NTIRE 2026 submission format).",
         cli_type=str,
     )
     h5_dtype: str = option(

@@ -355,6 +355,89 @@ def make_frame_dataset(
     return truth
 
 
+# --- the NTIRE 2026 / MSU set: videos, saliency videos, fixations JSON ---------------------
+
+
+NTIRE_FPS = 25  # frames/s of the tiny NTIRE-layout videos
+NTIRE_OBSERVERS = 6  # fixation points per frame of the tiny set
+
+
+def encode_gray16(path: Path, maps: list[np.ndarray], fps: int = NTIRE_FPS) -> Path:
+    """Saliency maps (H, W) float in [0, 1] encoded as the challenge encodes its ground
+    truth: H.264 (libx264), 10-bit 4:2:0 (yuv420p10le), crf 0, from 16-bit grey frames."""
+    h, w = maps[0].shape
+    with av.open(str(path), "w") as out:
+        vs = out.add_stream("libx264", rate=fps)
+        vs.width, vs.height, vs.pix_fmt = w, h, "yuv420p10le"
+        vs.options = {"crf": "0"}
+        for i, m in enumerate(maps):
+            grey = np.round(np.clip(m, 0.0, 1.0) * 65535).astype(np.uint16)
+            frame = av.VideoFrame.from_ndarray(grey, format="gray16le")
+            frame.pts = i
+            out.mux(vs.encode(frame))
+        out.mux(vs.encode())
+    return path
+
+
+def ntire_truth(rng: np.random.Generator, n: int, shape: tuple[int, int]):
+    """n frames of [row, column] fixation points (a repeated one included) and their
+    blurred, min-max normalised saliency maps (float64)."""
+    h, w = shape
+    points, maps = [], []
+    for _ in range(n):
+        pts = np.stack(
+            [rng.integers(0, h, NTIRE_OBSERVERS), rng.integers(0, w, NTIRE_OBSERVERS)], 1
+        )
+        pts[-1] = pts[0]  # two observers on one pixel
+        fix = np.zeros(shape)
+        np.add.at(fix, (pts[:, 0], pts[:, 1]), 1.0)
+        dens = cv2.GaussianBlur(fix, (0, 0), 3.0)
+        maps.append((dens - dens.min()) / (dens.max() - dens.min()))
+        points.append(pts.tolist())
+    return points, maps
+
+
+NTIRE_VIDEOS = {  # name -> (frames, (H, W), with a soundtrack)
+    "v01": (24, (32, 48), True),
+    "v02": (20, (32, 48), False),
+    "v03": (22, (24, 40), False),
+    "v04": (18, (32, 48), False),
+}
+NTIRE_SPLITS = {"public_test": ["v01", "v02", "v03"], "private_test": ["v04"], "train": []}
+
+
+def make_ntire26(
+    root: Path,
+    videos: dict[str, tuple[int, tuple[int, int], bool]] | None = None,
+    splits: dict[str, list[str]] | None = None,
+    seed: int = 3,
+) -> dict[str, tuple[list, list[np.ndarray]]]:
+    """The NTIRE 2026 set's layout under ``root``: Videos/, SaliencyTest|Train/<Test|Train>/,
+    FixationsTest|Train/<Test|Train>/<name>/fixations.json, TrainTestSplit.json (names
+    listed under "train" get the *Train folders). Returns {name: (points, maps)}."""
+    videos = videos or NTIRE_VIDEOS
+    splits = splits or NTIRE_SPLITS
+    train = set(splits.get("train", []))
+    rng = np.random.default_rng(seed)
+    (root / "Videos").mkdir(parents=True)
+    truth = {}
+    for name, (n, shape, sound) in videos.items():
+        kind, inner = ("Train", "Train") if name in train else ("Test", "Test")
+        sal = root / f"Saliency{kind}" / inner
+        fix = root / f"Fixations{kind}" / inner / name
+        sal.mkdir(parents=True, exist_ok=True)
+        fix.mkdir(parents=True)
+        rate = 22050 if sound else None
+        write_video(root / "Videos" / f"{name}.mp4", n, shape, NTIRE_FPS, audio_rate=rate)
+        points, maps = ntire_truth(rng, n, shape)
+        encode_gray16(sal / f"{name}.mp4", maps)
+        (fix / "fixations.json").write_text(json.dumps(points))
+        truth[name] = (points, maps)
+    (root / "TrainTestSplit.json").write_text(json.dumps(splits))
+    (root / "VideoInfo.json").write_text(json.dumps({n: {"license": "CC-BY"} for n in videos}))
+    return truth
+
+
 # --- the predict command over a corpus, with a stand-in for ViNet's forward pass ---------
 
 

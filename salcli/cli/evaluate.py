@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from salcli.evaluation.scoring import EvalProgress
 
 MAX_TABLE_WIDTH = 160  # columns: the widest the results table is printed
-DATASET_NAMES = "dhf1k, hollywood2, ucf, diem, coutrot1, coutrot2, avad, etmd, summe"
+DATASET_NAMES = "dhf1k, hollywood2, ucf, diem, coutrot1, coutrot2, avad, etmd, summe, ntire26"
 METRIC_NAMES = {
     "cc": "CC",
     "nss": "NSS",
@@ -62,15 +62,16 @@ def evaluate_command(
         None,
         "--split",
         help="1, 2, 3 or all (audio-visual sets; default all = mean of the 3 splits, DIEM "
-        "has one); a split folder for dhf1k/hollywood2/ucf (default val / testing).",
+        "has one); a split folder for dhf1k/hollywood2/ucf (default val / testing); "
+        "public_test (default), private_test or train for ntire26.",
     ),
     predictions: str | None = typer.Option(
         None,
         "--predictions",
         "-p",
-        help="Folder of <video>/ PNG folders or <video>.h5 stacks (as `salcli predict` "
-        "writes them), or one .h5 file; a {split} in it: one per split. Without it the "
-        "model is run.",
+        help="Folder of <video>/ PNG folders, <video>.h5 stacks (as `salcli predict` "
+        "writes them) or <video>.mp4 saliency videos (a challenge submission), or one .h5 "
+        "file; a {split} in it: one per split. Without it the model is run.",
     ),
     weights: list[str] | None = typer.Option(
         None,
@@ -83,8 +84,9 @@ def evaluate_command(
     audio: bool = typer.Option(
         False,
         "--audio",
-        help="Run the model with the dataset's wav: AViNet, or STAViS's audio-visual head "
-        "(a STAViS file runs visual-only without it).",
+        help="Run the model with the dataset's wav (ntire26: each video's own soundtrack, "
+        "silence where it has none): AViNet, or STAViS's audio-visual head (a STAViS file "
+        "runs visual-only without it).",
     ),
     warmup: str | None = typer.Option(
         None,
@@ -104,7 +106,9 @@ def evaluate_command(
     metrics: str | None = typer.Option(
         None,
         "--metrics",
-        help="Comma-separated: cc,nss,auc_j,sauc,sim,kld (default) and auc_b (AUC-Borji).",
+        help="Comma-separated: cc,nss,auc_j,sauc,sim,kld (default) and auc_b (AUC-Borji); "
+        "ntire26: cc,sim,nss,auc_j (default, bench.py's) and kld (not scored by the "
+        "challenge).",
     ),
     seed: int = typer.Option(
         0, "--seed", help="Seed of the sampled metrics (sAUC, AUC-J jitter, AUC-B); >= 0."
@@ -124,6 +128,13 @@ def evaluate_command(
     ),
     baseline: str | None = typer.Option(
         None, "--baseline", help="'center': score a centred Gaussian instead of predictions."
+    ),
+    jobs: int | None = typer.Option(
+        None,
+        "--jobs",
+        "-j",
+        help="ntire26: processes scoring videos at once (predictions on disk, --baseline) "
+        "[default: the CPUs, at most 4].",
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars, no table."),
     maps_dir: Path | None = typer.Option(
@@ -165,6 +176,7 @@ def evaluate_command(
                 skip_empty=skip_empty,
                 warmup=warmup,
                 precision=precision,
+                jobs=jobs,
                 model_source=model_source,
                 on_warning=_console.warn,
                 on_progress=_progress(bars) if bars.enabled else None,
@@ -217,10 +229,31 @@ def _print_table(result: EvalResult, *, stderr: bool) -> None:
     console.print(table(result))
 
 
+def _bench_caption(result: EvalResult) -> str:
+    """The caption of a set scored as the NTIRE 2026 challenge's bench.py scores it."""
+    c = result.conventions
+    skipped = ""
+    if c["frames_empty"]:
+        what = "skipped" if c["empty_frames"] == "skipped" else "scored (NSS, AUC-J NaN)"
+        skipped += f"; {c['frames_empty']} without fixations {what}"
+    if c["frames_missing"]:
+        skipped += f"; {c['frames_missing']} beyond the fixations file's frames not scored"
+    kld = " KLD is not scored by the challenge." if "kld" in result.metrics else ""
+    return (
+        f"protocol {result.protocol} (bench.py's metric definitions): {c['aggregation']}. "
+        f"Predictions: {c['predictions']} ({c['source']}), grey = mean of the channels, "
+        "min-max normalised (float32 eps), resized with OpenCV's bilinear resize to the "
+        f"ground truth's size ({c['frames_resized']} frames of another size). "
+        f"{c['frames_scored']} frames scored{skipped}.{kld}"
+    )
+
+
 def caption(result: EvalResult) -> str:
     """The conventions in a few lines: the table's caption."""
     from salcli.evaluation.protocols import PROTOCOLS
 
+    if PROTOCOLS[result.protocol].video_files:
+        return _bench_caption(result)
     c = result.conventions
     empty, scored = c["frames_empty"], c["empty_frames"] == "scored"
     if not empty:

@@ -21,6 +21,10 @@ Two layouts (docs/evaluate.md, "Dataset layouts", draws both as trees):
 
   splits 1, 2, 3; DIEM has one fixed split (``DIEM_list_test_fps.txt``).
 
+- video files (NTIRE 2026 / MSU, ``ntire26``): the videos, their ground-truth saliency
+  as videos and the fixations as JSON, listed by ``TrainTestSplit.json``
+  (the last part of this module reads it; ``salcli.evaluation.videosets`` its fixations).
+
 Fixation maps are read from images (``> 0``) or MAT files: v5 (scipy.io.loadmat) and
 v7.3 (HDF5, read with h5py; MATLAB stores arrays column-major, so they come back
 transposed and are turned back). Density maps are returned as float64 on MATLAB's
@@ -39,6 +43,7 @@ is still listed, with ``VideoItem.problem`` saying what is missing; the scoring
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Iterator
@@ -47,7 +52,7 @@ from pathlib import Path
 
 import numpy as np
 
-from salcli.errors import DatasetError, OptionError, UsageError, escape
+from salcli.errors import DatasetError, InputError, OptionError, UsageError, escape
 
 DATA_ENV = "SALCLI_DATA"  # environment variable naming the data root
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
@@ -61,6 +66,7 @@ AV_FOLDERS = ("video_frames", "video_audio", "annotations", "fold_lists")  # top
 
 FRAME_FOLDER = "frames"  # layout names
 AUDIO_VISUAL = "av"
+VIDEO_FILES = "videos"
 
 
 @dataclass(frozen=True)
@@ -68,9 +74,9 @@ class DatasetSpec:
     """What salcli knows of one published dataset."""
 
     name: str  # salcli's name (evaluate's dataset)
-    layout: str  # FRAME_FOLDER or AUDIO_VISUAL
+    layout: str  # FRAME_FOLDER, AUDIO_VISUAL or VIDEO_FILES
     folders: tuple[str, ...]  # folder names on disk, the published one first
-    protocol: str  # "dhf1k" or "av" (see salcli.evaluation.protocols)
+    protocol: str  # "dhf1k", "av" or "ntire26" (see salcli.evaluation.protocols)
     splits: tuple[str, ...]  # the evaluable splits
     fps: float | None = None  # frame rate of the frame-folder sets (no fold list)
 
@@ -97,6 +103,13 @@ DATASETS: dict[str, DatasetSpec] = {
     "avad": DatasetSpec("avad", AUDIO_VISUAL, ("AVAD",), "av", SPLITS_AV),
     "etmd": DatasetSpec("etmd", AUDIO_VISUAL, ("ETMD_av",), "av", SPLITS_AV),
     "summe": DatasetSpec("summe", AUDIO_VISUAL, ("SumMe",), "av", SPLITS_AV),
+    "ntire26": DatasetSpec(
+        "ntire26",
+        VIDEO_FILES,
+        ("NTIRE26", "ntire26", "VideoSaliencyChallenge"),
+        "ntire26",
+        ("public_test", "private_test", "train"),
+    ),
 }
 
 
@@ -218,6 +231,11 @@ class VideoItem:
     wav_expected: Path | None = None  # where the layout puts the audio track
     problem: str | None = None  # why the video has no ground truth at all (None: it has)
 
+    @property
+    def video_file(self) -> bool:
+        """Whether ``frames`` is a video file, its soundtrack its own (no separate wav)."""
+        return False
+
     def missing(self) -> list[int]:
         """0-based indices of the frames whose density or fixation file is missing."""
         pairs = zip(self.density_paths, self.fixation_paths, strict=True)
@@ -284,6 +302,14 @@ class Dataset:
         too, all on its one test list, as STAViS evaluates it.
         """
         spec = self.spec
+        if spec.layout == VIDEO_FILES:
+            if split is None:
+                return [spec.splits[0]]
+            if split not in spec.splits:
+                raise OptionError(
+                    "split", f"must be one of {', '.join(spec.splits)}, not {split!r}"
+                )
+            return [split]
         if spec.layout == FRAME_FOLDER:
             if split in (None, "all"):
                 for s in spec.splits:
@@ -319,6 +345,8 @@ class Dataset:
         """The test videos of one concrete split (see :meth:`splits`)."""
         if self.spec.layout == FRAME_FOLDER:
             return self._frame_folder_videos(split)
+        if self.spec.layout == VIDEO_FILES:
+            return list(video_file_items(self.root, split))
         return self._av_videos(split)
 
     def _frame_folder_videos(self, split: str) -> list[VideoItem]:
@@ -440,6 +468,8 @@ def default_root() -> Path:
 def _looks_like(spec: DatasetSpec, path: Path) -> bool:
     if not path.is_dir():
         return False
+    if spec.layout == VIDEO_FILES:
+        return looks_like_video_files(path)
     if spec.layout == AUDIO_VISUAL:
         return (path / "annotations" / spec.folders[0]).is_dir() and (path / "fold_lists").is_dir()
     return any((path / s).is_dir() for s in spec.splits)
@@ -454,8 +484,8 @@ def _listing(folder: Path, limit: int = 5) -> str:
 def _what_is_missing(spec: DatasetSpec, path: Path) -> str | None:
     """For a folder that has part of the layout, what scoring needs and it lacks (one
     line); None when ``path`` has none of the layout's top-level folders."""
-    if not path.is_dir():
-        return None
+    if not path.is_dir() or spec.layout == VIDEO_FILES:
+        return None  # a folder with any part of the layout is taken (_looks_like)
     if spec.layout == FRAME_FOLDER:
         if path.name not in spec.folders:
             return None
@@ -494,3 +524,128 @@ def locate(spec: DatasetSpec, root: str | Path | None = None) -> Path:
     how = "" if root is not None else f" (no {{root}}: from ${DATA_ENV} or the user data folder)"
     looked = escape(", ".join(str(c) for c in candidates[:1] + candidates[-1:]))
     raise DatasetError(f"dataset {spec.name} not found: looked in {looked}{how}", options=("root",))
+
+
+# --- the video-file layout (NTIRE 2026 / MSU, ``ntire26``) ---------------------------
+#
+# ROOT/TrainTestSplit.json ({"train", "public_test", "private_test"}: video names),
+# ROOT/Videos/<name>.mp4, ROOT/SaliencyTest|SaliencyTrain/[Test|Train/]<name>.mp4 (the
+# ground-truth saliency as videos), ROOT/FixationsTest|FixationsTrain/[Test|Train/]<name>/
+# fixations.json (read by salcli.evaluation.videosets). public_test and private_test read
+# the *Test folders, train the *Train ones. The source video is needed only to run a
+# model on it (and to check the frame counts when it is there).
+
+VIDEO_SPLIT_FILE = "TrainTestSplit.json"
+VIDEOS_FOLDER = "Videos"
+VIDEO_SUFFIX = ".mp4"
+FIXATIONS_FILE = "fixations.json"
+VIDEO_TEST_SPLITS = ("public_test", "private_test")
+VIDEO_TRAIN_SPLIT = "train"
+VIDEO_SPLITS = (*VIDEO_TEST_SPLITS, VIDEO_TRAIN_SPLIT)  # the lists of the split file
+VIDEO_GROUND_TRUTH = {  # split -> (saliency folder, fixations folder, their inner folder)
+    "public_test": ("SaliencyTest", "FixationsTest", "Test"),
+    "private_test": ("SaliencyTest", "FixationsTest", "Test"),
+    "train": ("SaliencyTrain", "FixationsTrain", "Train"),
+}
+VIDEO_TOP_LEVEL = (  # any of these marks a folder as the layout's root
+    VIDEO_SPLIT_FILE,
+    VIDEOS_FOLDER,
+    "SaliencyTest",
+    "FixationsTest",
+    "SaliencyTrain",
+    "FixationsTrain",
+)
+
+
+@dataclass
+class VideoFileItem(VideoItem):
+    """A video of a set distributed as video files: ``frames`` is the source video,
+    ``saliency`` its ground-truth saliency video, ``fixations_file`` its points;
+    ``n_frames`` the saliency video's frame count (the frames to score)."""
+
+    saliency: Path | None = None
+    fixations_file: Path | None = None
+
+    @property
+    def video_file(self) -> bool:
+        """``frames`` is the source video, its soundtrack its own (there is no wav)."""
+        return True
+
+
+def looks_like_video_files(path: Path) -> bool:
+    """``path`` holds part of the layout (its split file or one of its folders)."""
+    return path.is_dir() and any((path / name).exists() for name in VIDEO_TOP_LEVEL)
+
+
+def _inner_folder(folder: Path, inner: str) -> Path:
+    """``folder/inner`` when it exists (the archives' layout), else ``folder``."""
+    return folder / inner if (folder / inner).is_dir() else folder
+
+
+def video_split_names(root: Path, split: str) -> list[str]:
+    """The video names the split file lists for ``split``, as strings, in its order."""
+    path = root / VIDEO_SPLIT_FILE
+    if not path.is_file():
+        raise DatasetError(f"ntire26: no split file {path}")
+    try:
+        lists = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise DatasetError(f"{path}: not a readable JSON split file ({exc})") from None
+    if not isinstance(lists, dict) or not isinstance(lists.get(split), list):
+        raise DatasetError(f"{path}: no list {split!r} (expected keys {', '.join(VIDEO_SPLITS)})")
+    return [str(name) for name in lists[split]]
+
+
+def video_ground_truth_folders(root: Path, split: str) -> tuple[Path, Path]:
+    """(saliency videos folder, fixations folder) of ``split``."""
+    saliency, fixations, inner = VIDEO_GROUND_TRUTH[split]
+    return _inner_folder(root / saliency, inner), _inner_folder(root / fixations, inner)
+
+
+def _video_file_problem(video: Path, saliency: Path, fixations: Path) -> tuple[str | None, int]:
+    """(what keeps the video from being scored or None, the saliency video's frames)."""
+    from salcli.media.decode import frame_count
+
+    if not saliency.is_file():
+        return f"no saliency video {saliency}", 0
+    if not fixations.is_file():
+        return f"no fixations file {fixations}", 0
+    try:
+        n = frame_count(saliency)
+        if video.is_file():
+            m = frame_count(video)
+            if m != n:
+                return f"saliency video {saliency} has {n} frames, its source {video} {m}", n
+    except InputError as exc:
+        return str(exc), 0
+    return None, n
+
+
+def video_file_items(root: Path, split: str) -> list[VideoFileItem]:
+    """The videos of ``split`` (a list of the split file), each checked: a missing
+    saliency video or fixations file, or a saliency video with another frame count than
+    its source video, is the item's ``problem``."""
+    names = video_split_names(root, split)
+    if not names:
+        raise DatasetError(f"ntire26: {root / VIDEO_SPLIT_FILE} lists no video for {split!r}")
+    sal_dir, fix_dir = video_ground_truth_folders(root, split)
+    items = []
+    for name in names:
+        video = root / VIDEOS_FOLDER / f"{name}{VIDEO_SUFFIX}"
+        saliency = sal_dir / f"{name}{VIDEO_SUFFIX}"
+        fixations = fix_dir / name / FIXATIONS_FILE
+        problem, n = _video_file_problem(video, saliency, fixations)
+        items.append(
+            VideoFileItem(
+                name=name,
+                frames=video,
+                fps=None,  # the video's own
+                wav=None,  # the video's own soundtrack
+                n_frames=n,
+                split=split,
+                problem=problem,
+                saliency=saliency,
+                fixations_file=fixations,
+            )
+        )
+    return items

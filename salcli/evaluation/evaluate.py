@@ -3,11 +3,13 @@
 ``evaluate(dataset, ...)`` scores, for every test video of a split, the maps of one
 source (``salcli.evaluation.sources``): predictions on disk, the model itself, or a
 centre baseline, with the metrics of :mod:`salcli.metrics`, following the dataset's
-published protocol (``salcli.evaluation.protocols``: ``dhf1k`` or ``av``), and returns
+published protocol (``salcli.evaluation.protocols``: ``dhf1k``, ``av`` or ``ntire26``), and returns
 an ``EvalResult`` (``salcli.evaluation.report``, which documents the JSON and CSV
 documents written from it). The steps: the options are checked (``EvalOptions``), each
 split gets its source, the splits are scored (``salcli.evaluation.scoring``), and the
-report is built with the conventions the scores were computed under.
+report is built with the conventions the scores were computed under. A set whose
+ground truth is videos (``ntire26``) is scored by ``salcli.evaluation.streamed``: bench.py's
+metrics, ``jobs`` processes over its videos.
 
 ``skip_empty`` overrides the protocol's handling of frames without fixations. Frames
 whose ground-truth files are missing are skipped and counted; a video with none at all
@@ -41,12 +43,17 @@ from typing import TYPE_CHECKING, Any
 from salcli import metrics as M
 from salcli.defaults import PRECISIONS, WARMUP_POLICIES
 from salcli.errors import DatasetError, OptionError, UsageError, WeightsError, escape
+from salcli.evaluation import streamed
 from salcli.evaluation.datasets import Dataset, VideoItem
 from salcli.evaluation.protocols import (
+    BENCH_DEFINITIONS,
+    BENCH_EMPTY,
+    BENCH_PAIRING,
     EMPTY_TEXT,
+    KLD_NOTE,
     PROTOCOLS,
     RANDOM_STREAMS,
-    RESIZING,
+    Protocol,
     aggregation,
     unmapped_rule,
 )
@@ -89,10 +96,13 @@ METRIC_ALIASES = {
 }
 
 
-def parse_metrics(text: str | Sequence[str] | None) -> tuple[str, ...]:
-    """``"cc,nss"`` -> ("cc", "nss"); None -> the default set. UsageError on unknowns."""
+def parse_metrics(
+    text: str | Sequence[str] | None, protocol: Protocol | None = None
+) -> tuple[str, ...]:
+    """``"cc,nss"`` -> ("cc", "nss"); None -> the default set (``protocol``'s). UsageError
+    on unknowns, and on metrics ``protocol`` does not define."""
     if text is None:
-        return M.METRICS
+        return protocol.metrics if protocol is not None else M.METRICS
     parts = text.split(",") if isinstance(text, str) else list(text)
     out: list[str] = []
     for raw in parts:
@@ -106,6 +116,13 @@ def parse_metrics(text: str | Sequence[str] | None) -> tuple[str, ...]:
             out.append(name)
     if not out:
         raise OptionError("metrics", "names no metric")
+    foreign = [m for m in out if protocol is not None and m not in protocol.offered]
+    if foreign:
+        raise OptionError(
+            "metrics",
+            f"{', '.join(foreign)}: not defined by the {protocol.name} protocol "
+            f"(it offers {', '.join(protocol.offered)})",
+        )
     return tuple(out)
 
 
@@ -152,11 +169,13 @@ class EvalOptions:
     audio: bool = False  # the model hears the dataset's wav
     baseline: str | None = None  # "center"
     metrics: str | Sequence[str] | None = None  # names or "cc,nss"; a tuple once built
+    # (None: the protocol's default set, chosen when the dataset is known)
     seed: int = DEFAULT_SEED
     fps: float | None = None  # frame rate of the videos whose list gives none
     skip_empty: bool | None = None  # None: the protocol's convention
     warmup: str | None = None  # the model run's (None: the predictor's default)
     precision: str | None = None
+    jobs: int | None = None  # processes scoring videos at once (ntire26); None: the CPUs, <= 4
     predictor: Predictor | ModelRun | None = field(default=None, compare=False, repr=False)
     predictor_factory: Callable[..., Predictor | ModelRun] | None = field(
         default=None, compare=False, repr=False
@@ -164,7 +183,11 @@ class EvalOptions:
     model_source: Callable[..., Source] | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "metrics", parse_metrics(self.metrics))
+        if self.metrics is not None:
+            object.__setattr__(self, "metrics", parse_metrics(self.metrics))
+        jobs = self.jobs
+        if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1):
+            raise OptionError("jobs", f"must be a positive integer, not {jobs!r}")
         if isinstance(self.weights, list | tuple):  # several: an ensemble (one: that one)
             object.__setattr__(self, "weights", parse_weights(self.weights))
         if self.split is not None:
@@ -269,34 +292,52 @@ def _split_weights(
     return names
 
 
-def _model(opts: EvalOptions, weights: str | Path | None, split: str | None) -> Source:
+def _run_options(opts: EvalOptions, protocol: Protocol) -> dict[str, Any]:
+    """The options of the model run: evaluate's own, and, for a set of video files heard
+    with their own soundtracks, silence for the videos that have none (their observers
+    watched them in silence)."""
+    run = dict(opts.model_options)
+    if protocol.video_files and opts.audio:
+        run["allow_silence"] = True
+    return run
+
+
+def _model(
+    opts: EvalOptions, weights: str | Path | None, split: str | None, protocol: Protocol
+) -> Source:
     """The model's source (``split``: that split's model; None: every split's)."""
+    run_options = _run_options(opts, protocol)
     if opts.model_source is not None:
-        return opts.model_source(weights, opts.audio, opts.fps, split, **opts.model_options)
+        return opts.model_source(weights, opts.audio, opts.fps, split, **run_options)
     factory = opts.predictor_factory or make_predictor
-    run = as_model_run(factory(weights, opts.audio, **opts.model_options))
+    run = as_model_run(factory(weights, opts.audio, **run_options))
     return ModelSource(run, audio=opts.audio, fps=opts.fps)
 
 
-def _sources(opts: EvalOptions, splits: Sequence[str]) -> _SplitSources:
+def _disk(path: str | Path, protocol: Protocol) -> DiskSource:
+    """Predictions on disk, read as ``protocol`` reads them (bench.py: every channel)."""
+    return DiskSource(path, channels="all" if protocol.video_files else "first")
+
+
+def _sources(opts: EvalOptions, splits: Sequence[str], protocol: Protocol) -> _SplitSources:
     """Each split's source. Per-split predictions are all checked first; a per-split
     model is built when its split starts (one model in memory at a time)."""
     if opts.predictions is not None and per_split(opts.predictions):
-        disk = {s: DiskSource(fill_split(opts.predictions, s)) for s in splits}
+        disk = {s: _disk(fill_split(opts.predictions, s), protocol) for s in splits}
         return _SplitSources(disk.__getitem__, f"predictions {opts.predictions}")
     if opts.weights is not None and per_split(opts.weights):
         template = opts.weights if isinstance(opts.weights, tuple) else str(opts.weights)
         names = _split_weights(template, splits)
-        return _SplitSources(lambda split: _model(opts, names[split], split), None)
+        return _SplitSources(lambda split: _model(opts, names[split], split, protocol), None)
     shared: Source
     if opts.predictions is not None:
-        shared = DiskSource(opts.predictions)
+        shared = _disk(opts.predictions, protocol)
     elif opts.baseline:
         shared = CenterSource()
     elif opts.predictor is not None:
         shared = ModelSource(as_model_run(opts.predictor), audio=opts.audio, fps=opts.fps)
     else:
-        shared = _model(opts, opts.weights, None)
+        shared = _model(opts, opts.weights, None, protocol)
     return _SplitSources(lambda split: shared, shared.description, shared)
 
 
@@ -320,6 +361,7 @@ def _score_splits(
     sources: _SplitSources,
     scoring: Scoring,
     tracker: Tracker,
+    jobs: int | None = None,
 ) -> _Scored:
     """Every split with its source; a split's own source is closed when it is done, the
     shared one at the end."""
@@ -330,7 +372,10 @@ def _score_splits(
             if out.first is None:
                 out.first = source
             try:
-                res = score_split(videos, source, scoring, tracker, out.counts)
+                if scoring.protocol.video_files:
+                    res = streamed.score_split(videos, source, scoring, tracker, out.counts, jobs)
+                else:
+                    res = score_split(videos, source, scoring, tracker, out.counts)
             finally:
                 out.kinds |= source.kinds
                 out.used[split] = source.description
@@ -356,13 +401,29 @@ def _conventions(
     source: str | None,
 ) -> dict[str, Any]:
     """The conventions of the JSON document (see salcli.evaluation.report), in order."""
-    c, first = scored.counts, scored.first
+    if scoring.protocol.video_files:
+        return _bench_conventions(scoring, scored, source)
     one_list = ds.name if len(ds.spec.splits) == 1 else None
     return {
         "aggregation": aggregation(scoring.protocol, len(splits), one_list),
         "sauc_negatives": scoring.protocol.sauc_negatives,
         "reading": scoring.protocol.reading,
-        "resizing": RESIZING,
+        "resizing": scoring.protocol.resizing,
+        **_source_facts(scored, source),
+        "seed": opts.seed,
+        "random_streams": RANDOM_STREAMS,
+        "metrics": list(scoring.metrics),
+        "auc_splits": M.AUC_SPLITS,
+        "auc_step": M.AUC_STEP,
+        "auc_judd_jitter": True,
+        **_frame_facts(scoring, scored.counts, EMPTY_TEXT),
+    }
+
+
+def _source_facts(scored: _Scored, source: str | None) -> dict[str, Any]:
+    """What the conventions say of the maps' source."""
+    c, first = scored.counts, scored.first
+    return {
         "frames_resized": c.resized,
         "predictions": " and ".join(sorted(scored.kinds)) if scored.kinds else "none",
         "source": source,
@@ -372,19 +433,37 @@ def _conventions(
             first.unmapped if first is not None else 0,
             first.unmapped_by if first is not None else "",
         ),
-        "seed": opts.seed,
-        "random_streams": RANDOM_STREAMS,
-        "metrics": list(scoring.metrics),
-        "auc_splits": M.AUC_SPLITS,
-        "auc_step": M.AUC_STEP,
-        "auc_judd_jitter": True,
+    }
+
+
+def _frame_facts(scoring: Scoring, c: Counts, empty_rules: dict[bool, str]) -> dict[str, Any]:
+    """The conventions' last part: frames without fixations (``empty_rules``: the
+    protocol's texts by ``skip_empty``) and what was scored, skipped and left out."""
+    return {
         "empty_frames": "skipped" if scoring.skip_empty else "scored",
-        "empty_frames_rule": EMPTY_TEXT[scoring.skip_empty],
+        "empty_frames_rule": empty_rules[scoring.skip_empty],
         "frames_scored": c.scored,
         "frames_skipped": c.skipped,
         "frames_empty": c.empty,
         "frames_missing": c.missing,
         "videos_without_ground_truth": list(c.unscored),
+    }
+
+
+def _bench_conventions(scoring: Scoring, scored: _Scored, source: str | None) -> dict[str, Any]:
+    """The conventions of a set scored as the NTIRE 2026 challenge's bench.py scores it
+    (see salcli.evaluation.report): no random draw, its own metric definitions."""
+    protocol = scoring.protocol
+    return {
+        "aggregation": protocol.aggregation,
+        "definitions": BENCH_DEFINITIONS,
+        "kld": KLD_NOTE,
+        "pairing": BENCH_PAIRING,
+        "reading": protocol.reading,
+        "resizing": protocol.resizing,
+        **_source_facts(scored, source),
+        "metrics": list(scoring.metrics),
+        **_frame_facts(scoring, scored.counts, BENCH_EMPTY),
     }
 
 
@@ -452,8 +531,10 @@ def evaluate(
     opts = EvalOptions(**fields) if options is None else dataclasses.replace(options, **fields)
     ds = Dataset(dataset, opts.root)
     splits = ds.splits(opts.split, models_per_split=opts.templated)
+    protocol = PROTOCOLS[ds.protocol]
+    metrics = parse_metrics(opts.metrics, protocol)
     items = {s: ds.videos(s) for s in splits}
-    sources = _sources(opts, splits)
+    sources = _sources(opts, splits, protocol)
     warned: list[str] = []
 
     def warn(msg: str) -> None:
@@ -463,11 +544,10 @@ def evaluate(
         else:
             warnings.warn(msg, stacklevel=2)
 
-    protocol = PROTOCOLS[ds.protocol]
     skip_empty = protocol.skip_empty if opts.skip_empty is None else bool(opts.skip_empty)
-    scoring = Scoring(protocol, opts.metrics, opts.seed, skip_empty, warn)
+    scoring = Scoring(protocol, metrics, opts.seed, skip_empty, warn)
     tracker = Tracker(sum(len(v) for v in items.values()), on_progress)
-    scored = _score_splits(items, sources, scoring, tracker)
+    scored = _score_splits(items, sources, scoring, tracker, opts.jobs)
     if not scored.counts.scored and scored.counts.unscored:
         bad = next(item for s in splits for item in items[s] if item.problem)
         raise DatasetError(

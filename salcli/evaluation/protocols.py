@@ -1,4 +1,4 @@
-"""The two published evaluation protocols, as data, and the texts that state them.
+"""The published evaluation protocols, as data, and the texts that state them.
 
 Each dataset is scored as its published evaluation loop scores it
 (``salcli.evaluation.datasets.DatasetSpec.protocol`` names the protocol):
@@ -14,6 +14,13 @@ Each dataset is scored as its published evaluation loop scores it
   fixations are skipped; the sAUC negatives are the union of the fixations of all
   frames of the same video minus the current frame's fixated pixels; scores are
   averaged per video, then over videos; split ``all`` is the mean of the splits.
+- ``ntire26`` (the NTIRE 2026 / MSU set), as the challenge's bench.py scores: its own
+  metric definitions (``salcli.metrics.bench_*``: CC, SIM, NSS, AUC-Judd; KLD on request,
+  which the challenge does not score), frames read as its FFmpeg extraction to PNG holds
+  them, the prediction min-max normalised and resized with OpenCV's bilinear resize; the
+  mean over each video's frames, then over videos (bench.py's per-video ``np.mean``,
+  then the mean its summary prints). Frames without fixations (bench.py would stop on
+  them) are skipped.
 
 Both read a prediction as the MATLAB scripts do: the first (red) channel of a colour
 image, converted to float first (8-bit values as they are under ``dhf1k``, its
@@ -30,6 +37,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 DHF1K_OTHER_FRAMES = 10  # frames whose fixations make the sAUC negatives (DHF1K protocol)
+MIT_METRICS = ("cc", "nss", "auc_j", "sauc", "sim", "kld")  # salcli.metrics.METRICS
+RESIZING = (
+    "float prediction resized once to the ground truth's size with MATLAB imresize "
+    "(bicubic, a=-0.5, antialiased when shrinking), no rounding or clipping between the "
+    "two passes; equal sizes untouched"
+)
 
 
 @dataclass(frozen=True)
@@ -47,6 +60,10 @@ class Protocol:
     sauc_negatives: str
     sauc_short: str  # the same in a few words (the command line's caption)
     reading: str
+    metrics: tuple[str, ...] = MIT_METRICS  # the default set
+    offered: tuple[str, ...] = (*MIT_METRICS, "auc_b")  # every metric it can score
+    resizing: str = RESIZING
+    video_files: bool = False  # ground truth in videos, scored by salcli.evaluation.streamed
 
 
 PROTOCOLS: dict[str, Protocol] = {
@@ -90,13 +107,53 @@ PROTOCOLS: dict[str, Protocol] = {
             "float on [0, 1] (MATLAB im2double) before any resize"
         ),
     ),
+    "ntire26": Protocol(
+        name="ntire26",
+        skip_empty=True,
+        per_video=True,
+        sauc_frames=None,
+        integer_values=True,
+        aggregation=(
+            "mean over each video's frames, then mean over videos (bench.py: np.mean of "
+            "the per-frame scores per video, then the mean of the per-video scores)"
+        ),
+        sauc_negatives="none: bench.py has no shuffled AUC",
+        sauc_short="none (bench.py's metrics)",
+        reading=(
+            "video frames as bench.py's FFmpeg extraction to PNG holds them (grey, else RGB, "
+            "16-bit above 8-bit sources), PNG and HDF5 maps as stored; grey = the mean of "
+            "the channels; min-max normalised, (x - min) / (max - min + float32 eps)"
+        ),
+        metrics=("cc", "sim", "nss", "auc_j"),
+        offered=("cc", "sim", "nss", "auc_j", "kld"),
+        resizing=(
+            "normalised prediction resized to the ground-truth frame's size with OpenCV's "
+            "default resize (bilinear), on every frame as bench.py does"
+        ),
+        video_files=True,
+    ),
 }
 
-RESIZING = (
-    "float prediction resized once to the ground truth's size with MATLAB imresize "
-    "(bicubic, a=-0.5, antialiased when shrinking), no rounding or clipping between the "
-    "two passes; equal sizes untouched"
+BENCH_DEFINITIONS = (
+    "the NTIRE 2026 challenge's bench.py: CC and NSS z-score with the population std + "
+    "1e-7; CC = sum(ab) / sqrt(sum(aa) sum(bb) + 1e-7); SIM divides each map by its sum + "
+    "1e-7; NSS and AUC-Judd read the map at the fixation points as map[f[:, 0], f[:, 1]] "
+    "(row, column), a point counted as often as listed; AUC-Judd without jitter, its "
+    "possible fixations H*W + N - the distinct columns of the points (np.unique(F, "
+    "axis=1), as written); KLD = sum(g ln(2.2204e-16 + g / (p + 2.2204e-16))) of the "
+    "sum-normalised maps"
 )
+BENCH_PAIRING = (
+    "frame k of the prediction with frame k of the saliency video; the fixations.json "
+    "entries in the order bench.py pairs them with its %03d.png files sorted as strings "
+    "(the frames' own order up to frame 999); frames beyond the JSON's entries unscored"
+)
+BENCH_EMPTY = {
+    False: "scored: CC, SIM and KLD kept, NSS and AUC-J NaN and dropped (bench.py stops on them)",
+    True: "skipped (bench.py stops on them)",
+}
+KLD_NOTE = "KLD: defined in bench.py, not scored by the challenge (on request only)"
+
 EMPTY_TEXT = {
     False: (
         "scored as the benchmark's loop does: SIM and KLD kept (0 against an all-zero "

@@ -3,14 +3,19 @@ frames (0-based index, (H, W) map).
 
 - ``DiskSource``: predictions on disk, per-video PNG folders ``DIR/<video>/0001.png ...``
   or HDF5 stacks ``DIR/<video>.h5`` with dataset ``saliency`` (N, H, W), as ``salcli
-  predict`` writes them, or one ``.h5`` file with a dataset per video;
-- ``ModelSource``: a model run over each test video's frame folder (and its wav with
-  ``audio``). The model is a ``ModelRun``: a salcli ``Predictor`` (``PredictorRun``), the
-  cluster's ``salcli.evaluation.cluster.ClusterModel``, or any subclass;
+  predict`` writes them, saliency videos ``DIR/<video>.mp4`` (a challenge's submission
+  format; frames as an FFmpeg extraction to PNG holds them), or one ``.h5`` file with a
+  dataset per video;
+- ``ModelSource``: a model run over each test video's frame folder or video file (and its
+  wav, or the video's own soundtrack, with ``audio``). The model is a ``ModelRun``: a
+  salcli ``Predictor`` (``PredictorRun``), the cluster's
+  ``salcli.evaluation.cluster.ClusterModel``, or any subclass;
 - ``CenterSource``: the centre baseline, one centred Gaussian for every frame.
 
-A prediction is read as the MATLAB scripts read it (:func:`read_prediction`); the
-``kinds`` of a source say what it gave ("8-bit images", "16-bit images", "floats").
+A prediction is read as the MATLAB scripts read it (:func:`read_prediction`), or, for
+a protocol that makes its own grey (``channels="all"``: bench.py's channel mean), with all
+its channels; the ``kinds`` of a source say what it gave ("8-bit images", "16-bit
+images", "floats", "8-bit video frames"...).
 """
 
 from __future__ import annotations
@@ -32,6 +37,8 @@ if TYPE_CHECKING:
 CENTER_SIGMA_FRACTION = 0.25  # centre baseline: sigma per axis, as a fraction of that side
 H5_CHUNK = 16  # frames read from an HDF5 stack at a time
 H5_DATASET = "saliency"  # dataset name in the HDF5 stacks salcli predict writes
+VIDEO_SUFFIXES = (".mp4",)  # saliency videos among the predictions: DIR/<video>.mp4
+CHANNELS = ("first", "all")  # a colour prediction: its first (red) channel, or all of them
 REFERENCE_WARMUP = "reference"  # the warm-up policy of the published procedures
 
 Maps = Iterator[tuple[int, np.ndarray]]  # (0-based frame index, (H, W) map)
@@ -152,6 +159,7 @@ class Source(ABC):
     warmup: str | None = None  # the model run's warm-up policy; None: not a model run
     unmapped: int = 0  # first frames of each video left unscored (no published map)
     unmapped_by: str = ""  # whose published procedure maps none of them ("STAViS")
+    portable: bool = False  # can be pickled to worker processes (no model inside)
 
     def __init__(self) -> None:
         self.kinds: set[str] = set()  # "8-bit images", "16-bit images", "floats"
@@ -177,17 +185,35 @@ def _kind(dtype: np.dtype) -> str:
     return "floats"
 
 
-def read_prediction(path: str | Path) -> np.ndarray:
+def read_prediction(path: str | Path, channels: str = "first") -> np.ndarray:
     """A prediction image as the MATLAB scripts read it: (H, W) of its stored dtype, the
-    first channel (red) of a colour image (``I(:, :, 1)``), alpha ignored."""
+    first channel (red) of a colour image (``I(:, :, 1)``), alpha ignored; with
+    ``channels="all"`` as OpenCV reads it (bench.py's ``cv2.imread(..., IMREAD_UNCHANGED)``):
+    (H, W) or (H, W, C), every channel kept."""
     import cv2
 
     img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if img is None:
         raise InputError(f"{path}: not a readable prediction image")
-    if img.ndim == 3:
+    if img.ndim == 3 and channels == "first":
         img = img[:, :, 2] if img.shape[2] >= 3 else img[:, :, 0]  # OpenCV keeps BGR(A)
     return img
+
+
+def first_channel(img: np.ndarray) -> np.ndarray:
+    """The first (red) channel of an RGB(A) frame; a grey one as it is."""
+    return img[:, :, 0] if img.ndim == 3 else img
+
+
+def video_maps(path: Path, channels: str, kinds: set[str] | None = None) -> MapStream:
+    """The frames of the saliency video ``path`` as an FFmpeg extraction to PNG holds
+    them (``salcli.media.decode.png_frames``): every channel, or the first (red)."""
+    from salcli.media.decode import png_frames
+
+    for index, img in png_frames(path):
+        if kinds is not None:
+            kinds.add(f"{8 * img.dtype.itemsize}-bit video frames")
+        yield index, img if channels == "all" else first_channel(img)
 
 
 def h5_maps(path: Path, name: str, *, whole_file: bool, kinds: set[str] | None = None) -> MapStream:
@@ -221,11 +247,17 @@ def h5_maps(path: Path, name: str, *, whole_file: bool, kinds: set[str] | None =
 
 
 class DiskSource(Source):
-    """Predictions on disk: a folder of ``<video>/`` PNG folders or ``<video>.h5`` stacks,
-    or one ``.h5`` file with a dataset (or group with ``saliency``) per video."""
+    """Predictions on disk: a folder of ``<video>/`` PNG folders, ``<video>.h5`` stacks or
+    ``<video>.mp4`` saliency videos, or one ``.h5`` file with a dataset (or group with
+    ``saliency``) per video. ``channels``: what of a colour image is kept (``CHANNELS``)."""
 
-    def __init__(self, path: str | Path):
+    portable = True
+
+    def __init__(self, path: str | Path, channels: str = "first"):
         super().__init__()
+        if channels not in CHANNELS:
+            raise ValueError(f"channels must be one of {CHANNELS}, not {channels!r}")
+        self.channels = channels
         self.path = Path(path)
         if not self.path.exists():
             raise InputError(f"{self.path}: no such predictions folder or file")
@@ -237,16 +269,20 @@ class DiskSource(Source):
             return
         folder = self.path / item.name
         h5 = self.path / f"{item.name}.h5"
+        videos = [self.path / f"{item.name}{s}" for s in VIDEO_SUFFIXES]
         if folder.is_dir():
             files = sorted_frames(folder)
             if not files:
                 raise InputError(f"{folder}: no prediction images")
             for i, p in enumerate(files):
-                arr = read_prediction(p)
+                arr = read_prediction(p, self.channels)
                 self.kinds.add(_kind(arr.dtype))
                 yield i, arr
         elif h5.is_file():
             yield from h5_maps(h5, item.name, whole_file=False, kinds=self.kinds)
+        elif any(v.is_file() for v in videos):
+            video = next(v for v in videos if v.is_file())
+            yield from video_maps(video, self.channels, self.kinds)
         else:
             raise InputError(f"no predictions for video {item.name} in {self.path}")
 
@@ -267,23 +303,30 @@ class ModelSource(Source):
         self.unmapped = run.unmapped
         self.unmapped_by = run.family_label
 
+    def _hears(self, item: VideoItem) -> bool:
+        """Whether the run has the sound it needs for ``item``: none asked, a wav, or the
+        video file's own soundtrack."""
+        return not self.audio or item.wav is not None or item.video_file
+
     def prepare(self, items: list[VideoItem]) -> None:
-        """Hands the run the videos it can run on (a frame folder, and a wav with
-        ``audio``)."""
+        """Hands the run the videos it can run on (a frame folder or a video file, and its
+        sound with ``audio``)."""
         self.run.prepare(
             (item.frames, item.fps or self.fps, item.wav if self.audio else None)
             for item in items
-            if Path(item.frames).is_dir() and (item.wav is not None or not self.audio)
+            if Path(item.frames).exists() and self._hears(item)
         )
 
     def maps(self, item: VideoItem, shape: tuple[int, int]) -> MapStream:
         wav = None
+        if not self._hears(item):
+            where = item.wav_expected or "this dataset has no audio"
+            raise NoAudioError(f"{item.name}: no audio file ({where})")
         if self.audio:
-            if item.wav is None:
-                where = item.wav_expected or "this dataset has no audio"
-                raise NoAudioError(f"{item.name}: no audio file ({where})")
-            wav = item.wav
-        if not Path(item.frames).is_dir():
+            wav = item.wav  # None for a video file: its own soundtrack
+        if item.video_file and not Path(item.frames).is_file():
+            raise InputError(f"{item.name}: no video {item.frames} to run the model on")
+        if not item.video_file and not Path(item.frames).is_dir():
             raise InputError(f"{item.name}: no frame folder {item.frames} to run the model on")
         for index, m in self.run.iter_maps(item.frames, fps=item.fps or self.fps, audio_path=wav):
             self.kinds.add(_kind(np.asarray(m).dtype))
@@ -304,6 +347,8 @@ def center_map(shape: tuple[int, int]) -> np.ndarray:
 
 class CenterSource(Source):
     """A centre-bias baseline: the same centred Gaussian for every frame."""
+
+    portable = True
 
     description = label = (
         f"baseline: centred Gaussian, sigma = {CENTER_SIGMA_FRACTION} x height, "

@@ -16,6 +16,7 @@ import queue
 import threading
 import warnings
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -425,3 +426,119 @@ def prefetch(items: Iterable[T], maxsize: int = 8) -> Iterator[T]:
 def fraction_fps(fps: float) -> Fraction:
     """A rational frame rate close to ``fps`` (for encoders)."""
     return Fraction(fps).limit_denominator(1001)
+
+
+# --- frames as an FFmpeg extraction to PNG holds them --------------------------------
+#
+# Benchmarks that score videos (the NTIRE 2026 challenge's bench.py) first run
+# ``ffmpeg -i video.mp4 %03d.png`` and read the PNG files back. FFmpeg converts each
+# decoded frame to the PNG pixel format nearest its own: grey stays grey (8 or 16 bits),
+# everything else becomes RGB, 16 bits per channel above 8-bit sources, with alpha when the
+# source has it. ``png_frames`` decodes to that same format with the same libswscale, frame
+# by frame, and writes nothing.
+
+PNG_RGB = {  # (deeper than 8 bits, alpha) -> PyAV format
+    (False, False): "rgb24",
+    (False, True): "rgba",
+    (True, False): "rgb48le",
+    (True, True): "rgba64le",
+}
+PNG_GRAY = {False: "gray", True: "gray16le"}  # deep -> PyAV format
+
+
+def png_pixel_format(fmt) -> str:
+    """The PyAV pixel format whose array an FFmpeg extraction to PNG writes for frames of
+    PyAV format ``fmt`` (a ``VideoFormat``): ``gray`` / ``gray16le`` for one-component
+    grey, else ``rgb24`` / ``rgb48le`` (``rgba`` / ``rgba64le`` with alpha), 16-bit
+    whenever a component has more than 8 bits. A palette becomes RGB, as OpenCV reads a
+    palette PNG. Grey with alpha has no array form in PyAV: ``InputError``."""
+    comps = list(fmt.components)
+    deep = max(c.bits for c in comps) > 8
+    alpha = any(c.is_alpha for c in comps)
+    colour = [c for c in comps if not c.is_alpha]
+    if len(colour) == 1 and not fmt.has_palette:
+        if alpha:
+            raise InputError(f"frames of pixel format {fmt.name} (grey with alpha) are not read")
+        return PNG_GRAY[deep]
+    return PNG_RGB[(deep, alpha)]
+
+
+@contextmanager
+def _first_video_stream(path: Path):
+    """(container, its first video stream) of ``path``, open for the ``with`` block;
+    ``InputError`` naming the file when it does not open or has no video."""
+    av = _av()
+    try:
+        container = av.open(str(path), metadata_errors="ignore")
+    except (av.FFmpegError, OSError, ValueError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: not a readable video ({one_line(exc)})") from None
+    with container:
+        if not container.streams.video:
+            raise InputError(f"{path}: no video stream")
+        yield container, container.streams.video[0]
+
+
+def png_frames(path: str | Path) -> Iterator[tuple[int, np.ndarray]]:
+    """(0-based index, image) for every frame of the video ``path``, as ``ffmpeg -i path
+    %03d.png`` then ``cv2.imread(..., IMREAD_UNCHANGED)`` would give them (channel order
+    aside: RGB here, BGR there): (H, W) grey or (H, W, C) colour, uint8 or uint16. One
+    frame in memory at a time; ``InputError`` when the file does not decode."""
+    av = _av()
+    path = Path(path)
+    with _first_video_stream(path) as (container, stream):
+        stream.thread_type = "AUTO"
+        target: str | None = None
+        try:
+            for index, vf in enumerate(container.decode(stream)):
+                target = target or png_pixel_format(vf.format)
+                yield index, vf.to_ndarray(format=target)
+        except (av.FFmpegError, ValueError) as exc:
+            raise InputError(f"{path}: cannot decode ({one_line(exc)})") from None
+
+
+def frame_count(path: str | Path) -> int:
+    """The frames of the video ``path`` as its container states them, else its video
+    packets counted (nothing decoded); ``InputError`` when it is not a readable video."""
+    av = _av()
+    with _first_video_stream(Path(path)) as (container, stream):
+        if stream.frames:
+            return int(stream.frames)
+        try:
+            return sum(1 for p in container.demux(stream) if p.size)
+        except (av.FFmpegError, ValueError) as exc:
+            raise InputError(f"{path}: not a readable video ({one_line(exc)})") from None
+
+
+def seek_frames(
+    path: str | Path, indices: Iterable[int], *, png: bool = False
+) -> Iterator[tuple[int, np.ndarray]]:
+    """(index, frame) for the frames ``indices`` (0-based) of the video ``path``, in
+    increasing order, each once: found by seeking to the key frame before the first and
+    decoding forward, one frame in memory at a time. A frame is RGB (H, W, 3) uint8, or
+    with ``png`` as :func:`png_frames` gives it. A frame's index is its time since the
+    stream's start times its average rate (constant-rate video). ``InputError`` when the
+    file does not decode or a frame is not found."""
+    av = _av()
+    want = sorted(set(int(i) for i in indices))
+    if not want:
+        return
+    pending = set(want)
+    with _first_video_stream(Path(path)) as (container, stream):
+        rate = float(stream.average_rate or stream.guessed_rate or FALLBACK_FPS)
+        base, start = stream.time_base, stream.start_time or 0
+        try:
+            container.seek(start + int(want[0] / rate / base), stream=stream, backward=True)
+            for vf in container.decode(stream):
+                if vf.pts is None:
+                    continue
+                k = round(float((vf.pts - start) * base) * rate)
+                if k > want[-1]:
+                    break
+                if k in pending:
+                    pending.discard(k)
+                    fmt = png_pixel_format(vf.format) if png else "rgb24"
+                    yield k, vf.to_ndarray(format=fmt)
+        except (av.FFmpegError, ValueError) as exc:
+            raise InputError(f"{path}: cannot decode ({one_line(exc)})") from None
+    if pending:
+        raise InputError(f"{path}: no frame {min(pending) + 1} (the video is shorter)")

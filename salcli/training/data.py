@@ -31,7 +31,7 @@
 from __future__ import annotations
 
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +44,7 @@ from salcli.evaluation.datasets import (
     AUDIO_VISUAL,
     DATASETS,
     FRAME_FOLDER,
+    VIDEO_FILES,
     Dataset,
     VideoItem,
     default_root,
@@ -63,6 +64,7 @@ from salcli.models.vinet_procedure import (
     frame_to_tensor,
 )
 from salcli.training.options import VAL_STRIDE
+from salcli.training.videofiles import VAL_EVERY, VideoFiles, training_videos
 
 AV_SETS = ("diem", "coutrot1", "coutrot2", "avad", "etmd", "summe")  # dataset "av"
 AV_UNION = "av"
@@ -74,7 +76,9 @@ AUDIO_SHAPE = (1, -1, 1)  # (1, N, 1): one excerpt in SoundNet's layout
 
 @dataclass(frozen=True)
 class TrainVideo:
-    """One video as training reads it: its frames, density maps and (optional) wav."""
+    """One video as training reads it: its frames, density maps and (optional) wav, or
+    for a set of video files (``ntire26``) the files they are read from (``files``; the
+    three tuples are then empty)."""
 
     dataset: str  # salcli's dataset name
     name: str
@@ -83,6 +87,7 @@ class TrainVideo:
     fixations: tuple[Path | None, ...]  # fixation map of each frame (None: missing)
     fps: float | None
     wav: Path | None
+    files: VideoFiles | None = None  # video, saliency video and fixations.json
 
     @property
     def key(self) -> str:
@@ -91,7 +96,40 @@ class TrainVideo:
 
     @property
     def n_frames(self) -> int:
-        return len(self.frames)
+        return self.files.n_frames if self.files else len(self.frames)
+
+    def has_density(self, index: int) -> bool:
+        return self.files is not None or self.density[index] is not None
+
+    def has_fixations(self, index: int) -> bool:
+        if self.files is not None:
+            return self.files.points(index) is not None
+        return self.fixations[index] is not None
+
+    def density_map(self, index: int) -> np.ndarray:
+        """(H, W) float64: frame ``index``'s density map."""
+        if self.files is not None:
+            return self.files.density(index)
+        return read_density(self.density[index])
+
+    def fixation_map(self, index: int) -> np.ndarray:
+        """(H, W) bool: frame ``index``'s fixated pixels."""
+        if self.files is not None:
+            return self.files.fixation_map(index)
+        return read_fixations(self.fixations[index])
+
+    def rgb(self, indices: Sequence[int]) -> Iterator[tuple[int, np.ndarray]]:
+        """(index, (H, W, 3) uint8 RGB) for each distinct frame of ``indices``, one read
+        at a time."""
+        if self.files is not None:
+            return self.files.rgb(indices)
+        return ((i, _read_rgb(self.frames[i])) for i in dict.fromkeys(indices))
+
+    def audio(self) -> AudioTrack:
+        """The soundtrack on the video's timeline: its wav, or a video file's own."""
+        if self.files is not None:
+            return self.files.audio()
+        return AudioTrack.open(self.wav, video_start=0.0)
 
     def window(self, last: int) -> list[int]:
         """The frame indices of the clip whose last frame is ``last`` (oldest first);
@@ -102,7 +140,7 @@ class TrainVideo:
         """Frames a training window may end on: with a density map, and at least T-1
         frames in when the video is that long."""
         first = CLIP_LEN - 1 if self.n_frames >= CLIP_LEN else 0
-        return [i for i in range(first, self.n_frames) if self.density[i] is not None]
+        return [i for i in range(first, self.n_frames) if self.has_density(i)]
 
 
 @dataclass(frozen=True)
@@ -145,6 +183,10 @@ def _from_item(dataset: str, item: VideoItem, frames: list[Path]) -> TrainVideo:
     return TrainVideo(
         dataset, item.name, tuple(frames[:n]), tuple(dens), tuple(fix), item.fps, item.wav
     )
+
+
+def _from_files(dataset: str, name: str, files: VideoFiles) -> TrainVideo:
+    return TrainVideo(dataset, name, (), (), (), files.fps, None, files)
 
 
 def _frames_of(ds_name: str, item: VideoItem) -> list[Path]:
@@ -249,8 +291,12 @@ def training_sets(
     keys = parse_dataset_names(names) if isinstance(names, str) else tuple(names)
     specs = [DATASETS[k] for k in keys]
     has_av = any(s.layout == AUDIO_VISUAL for s in specs)
+    if split is not None and all(s.layout == VIDEO_FILES for s in specs):
+        raise OptionError(
+            "split", f"ntire26 trains on its train list (every {VAL_EVERY}th video held out)"
+        )
     if audio:
-        no_sound = [s.name for s in specs if s.layout != AUDIO_VISUAL]
+        no_sound = [s.name for s in specs if s.layout == FRAME_FOLDER]
         if no_sound:
             raise UsageError(
                 "{audio}: " + escape(", ".join(no_sound)) + " has no soundtrack (visual only)",
@@ -265,6 +311,12 @@ def training_sets(
     where = []
     for spec in specs:
         ds = _open(spec.name, root)
+        if spec.layout == VIDEO_FILES:
+            tr_files, va_files = training_videos(ds.root)
+            train += [_from_files(spec.name, n, f) for n, f in tr_files]
+            val += [_from_files(spec.name, n, f) for n, f in va_files]
+            where.append(f"{spec.name} train list, every {VAL_EVERY}th video held out")
+            continue
         if spec.layout == FRAME_FOLDER:
             tr_split = _frame_folder_train_split(ds, None if has_av else split)
             va_split = ds.splits(None)[0]
@@ -287,6 +339,8 @@ def check_sets(sets: TrainingSets, *, audio: bool) -> None:
         if not videos:
             raise DatasetError(f"no {role} videos")
         for v in videos:
+            if v.files is not None:
+                continue  # checked when listed; its sound: its own, or silence
             if not any(d is not None for d in v.density):
                 raise DatasetError(f"{v.key}: no density maps ({role} video)")
             if audio and v.wav is None:
@@ -300,7 +354,7 @@ def check_sets(sets: TrainingSets, *, audio: bool) -> None:
                     options=("audio",),
                 )
     for v in sets.val:
-        if not any(f is not None for f in v.fixations):
+        if v.files is None and not any(f is not None for f in v.fixations):
             raise DatasetError(f"{v.key}: no fixation maps (validation video)")
 
 
@@ -332,7 +386,7 @@ def draw_window(video: TrainVideo, seed: int, epoch: int) -> tuple[int, np.ndarr
         if last in tried:
             continue
         tried.add(last)
-        dens = read_density(video.density[last])
+        dens = video.density_map(last)
         if not target_empty(dens):
             return last, dens
     start = int(rng.integers(len(ends))) if ends else 0
@@ -340,7 +394,7 @@ def draw_window(video: TrainVideo, seed: int, epoch: int) -> tuple[int, np.ndarr
         last = ends[(start + k) % len(ends)]
         if last in tried:
             continue
-        dens = read_density(video.density[last])
+        dens = video.density_map(last)
         if not target_empty(dens):
             return last, dens
     return -1, None
@@ -360,9 +414,9 @@ def validation_windows(videos: Sequence[TrainVideo], stride: int = VAL_STRIDE) -
     out = []
     for vi, v in enumerate(videos):
         for last in range(min(CLIP_LEN - 1, v.n_frames - 1), v.n_frames, stride):
-            if v.density[last] is None or v.fixations[last] is None:
+            if not (v.has_density(last) and v.has_fixations(last)):
                 continue
-            if target_empty(read_density(v.density[last])):
+            if target_empty(v.density_map(last)):
                 continue
             out.append(ValWindow(vi, last))
     return out
@@ -388,19 +442,15 @@ def resize_target(density: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 def clip_tensor(video: TrainVideo, indices: Sequence[int], size: tuple[int, int]) -> torch.Tensor:
     """The frames ``indices`` of ``video`` as one model input, (3, T, h, w) float32."""
-    cache: dict[int, torch.Tensor] = {}  # warm-up clips repeat frames
-    frames = []
-    for i in indices:
-        if i not in cache:
-            cache[i] = frame_to_tensor(_read_rgb(video.frames[i]), size)  # (3, h, w)
-        frames.append(cache[i])
-    return torch.stack(frames, dim=1)  # (3, T, h, w)
+    # warm-up clips repeat frames: each distinct one decoded once, kept at the input size
+    cache = {i: frame_to_tensor(rgb, size) for i, rgb in video.rgb(indices)}
+    return torch.stack([cache[i] for i in indices], dim=1)  # (3, T, h, w)
 
 
 def audio_tensor(video: TrainVideo, indices: Sequence[int]) -> torch.Tensor:
     """The window's audio excerpt as predict makes it, (1, 70560, 1) float32."""
     first, last = clip_span(list(indices))
-    with AudioTrack.open(video.wav, video_start=0.0) as track:
+    with video.audio() as track:
         wave = clip_excerpt(track, first, last, float(video.fps))
     return torch.from_numpy(wave).reshape(AUDIO_SHAPE)  # (1, 70560, 1)
 
@@ -480,9 +530,7 @@ class ValDataset(torch.utils.data.Dataset):
         indices = video.window(w.last)
         sample = {
             "clip": clip_tensor(video, indices, self.size),
-            "target": torch.from_numpy(
-                resize_target(read_density(video.density[w.last]), self.size)
-            ),
+            "target": torch.from_numpy(resize_target(video.density_map(w.last), self.size)),
             "index": torch.tensor(index),
         }
         if self.audio:
@@ -493,4 +541,4 @@ class ValDataset(torch.utils.data.Dataset):
         """(density float64, fixations bool) of window ``index`` at the dataset's size."""
         w = self.windows[index]
         video = self.videos[w.video]
-        return read_density(video.density[w.last]), read_fixations(video.fixations[w.last])
+        return video.density_map(w.last), video.fixation_map(w.last)

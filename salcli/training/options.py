@@ -33,8 +33,8 @@ RECIPE_LOSS = {"vinet": "kld", "vinet-s": "kld,cc"}
 
 
 DATASET_HELP = (
-    "dhf1k, hollywood2, ucf, diem, coutrot1, coutrot2, avad, etmd, summe; several joined "
-    "by commas; av = the six audio-visual sets together."
+    "dhf1k, hollywood2, ucf, diem, coutrot1, coutrot2, avad, etmd, summe, ntire26; several "
+    "joined by commas; av = the six audio-visual sets together."
 )
 
 
@@ -51,7 +51,8 @@ class TrainOptions:
         None,
         "--split",
         help="Audio-visual sets: the fold 1, 2 or 3 (default 1; DIEM has one). "
-        "Frame-folder sets: the training folder (default train or training).",
+        "Frame-folder sets: the training folder (default train or training). ntire26: "
+        "none (its train list, every 10th video held out for validation).",
     )
     model: str = option(
         "vinet",

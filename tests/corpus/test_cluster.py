@@ -24,7 +24,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from helpers import SMALL_INPUT, make_av_dataset, write_video
+from helpers import SMALL_INPUT, make_av_dataset, make_ntire26, write_video
 from typer.testing import CliRunner
 
 from salcli.cli import app
@@ -302,21 +302,28 @@ def test_ctrl_c_stops_the_cluster_cleanly(ray_address, corpus, vinet_checkpoint,
         time.sleep(0.2)
 
 
-def test_evaluate_on_the_cluster_scores_as_locally(ray_address, vinet_checkpoint, tmp_path):
+def evaluate_here(dataset: str, root: Path, checkpoint: Path):
+    """``dataset`` scored with the checkpoint run in this process, on one thread."""
     from salcli import Predictor
+    from salcli.evaluation import evaluate as E
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        here = Predictor(checkpoint, precision="fp32", input_size=SMALL_INPUT)
+        return E.evaluate(dataset, root=root, predictor=here)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_evaluate_on_the_cluster_scores_as_locally(ray_address, vinet_checkpoint, tmp_path):
     from salcli.evaluation import evaluate as E
     from salcli.evaluation.cluster import model_source
     from salcli.options import ClusterOptions, PredictOptions
 
     root = tmp_path / "data"
     make_av_dataset(root, "DIEM", {"film_a": 3, "film_b": 4, "film_c": 2}, wav=False)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        here = Predictor(vinet_checkpoint, precision="fp32", input_size=SMALL_INPUT)
-        local = E.evaluate("diem", root=root, predictor=here)
-    finally:
-        torch.set_num_threads(threads)
+    local = evaluate_here("diem", root, vinet_checkpoint)
     maps = tmp_path / "maps"
     source = model_source(
         ClusterOptions(ray=ray_address),
@@ -331,6 +338,31 @@ def test_evaluate_on_the_cluster_scores_as_locally(ray_address, vinet_checkpoint
     assert sorted(p.name for p in maps.glob("*.h5")) == ["film_a.h5", "film_b.h5", "film_c.h5"]
     again = E.evaluate("diem", root=root, weights=vinet_checkpoint, model_source=source)
     assert again.overall == local.overall  # from the maps kept in --maps-dir
+
+
+@pytest.mark.slow  # ~20 s: the model run twice, here and on Ray
+def test_evaluate_ntire26_on_the_cluster_scores_as_locally(ray_address, vinet_checkpoint, tmp_path):
+    """The NTIRE 2026 set (video files, bench.py's metrics): the cluster's maps of each
+    video file score as the local run's."""
+    from salcli.evaluation import evaluate as E
+    from salcli.evaluation.cluster import model_source
+    from salcli.options import ClusterOptions, PredictOptions
+
+    root = tmp_path / "NTIRE26"
+    videos = {"n1": (6, (32, 48), True), "n2": (5, (24, 40), False)}
+    make_ntire26(root, videos, {"public_test": ["n1", "n2"], "private_test": [], "train": []})
+    local = evaluate_here("ntire26", root, vinet_checkpoint)
+    source = model_source(
+        ClusterOptions(ray=ray_address),
+        tmp_path / "maps",
+        options=PredictOptions(precision="fp32", input_size=SMALL_INPUT),
+    )
+    remote = E.evaluate("ntire26", root=root, weights=vinet_checkpoint, model_source=source)
+    assert [v.name for v in remote.videos] == ["n1", "n2"]
+    assert [v.frame_scores.tolist() for v in remote.videos] == [
+        v.frame_scores.tolist() for v in local.videos
+    ]
+    assert remote.overall == local.overall and list(remote.overall) == ["cc", "sim", "nss", "auc_j"]
 
 
 def test_cluster_usage_errors_are_one_line(ray_address, corpus, tmp_path):

@@ -35,6 +35,10 @@ Formats (final paths from ``output_paths``):
   keeps yuv420p and pads the right/bottom edge by one replicated pixel instead. The
   writer decodes the source itself (``salcli.media.decode.open_video``), one frame per map,
   and muxes audio as it goes, so memory stays bounded whatever the video's length.
+- ``video``: ``DIR/<stem>.mp4``: the maps themselves as a grey video (the NTIRE 2026
+  challenge's submission format), one frame per source frame at the source's rate,
+  H.264 lossless (qp 0) 4:4:4 at full range: an FFmpeg extraction reads back exactly
+  round(255 x) per pixel. No sound.
 
 Per-format options (keyword arguments; options of the other formats are ignored, so
 one dictionary can be given to every writer; anything else is a ``UsageError``):
@@ -61,12 +65,19 @@ from salcli.media.writers.base import (
 from salcli.media.writers.h5 import H5Writer
 from salcli.media.writers.mp4 import Mp4Writer
 from salcli.media.writers.png import PngWriter
+from salcli.media.writers.video import SaliencyVideoWriter
 
-WRITERS: dict[str, type[Writer]] = {"png": PngWriter, "h5": H5Writer, "mp4": Mp4Writer}
+WRITERS: dict[str, type[Writer]] = {
+    "png": PngWriter,
+    "h5": H5Writer,
+    "mp4": Mp4Writer,
+    "video": SaliencyVideoWriter,
+}
 
 
 def make_writer(fmt: str, out_dir: Path, meta: VideoMeta, run: RunInfo, **options: Any) -> Writer:
-    """A writer of format ``fmt`` ("png" | "h5" | "mp4") into ``out_dir`` (created if needed)."""
+    """A writer of format ``fmt`` ("png" | "h5" | "mp4" | "video") into ``out_dir`` (created
+    if needed)."""
     cls = WRITERS[_check_format(fmt)]
     return cls(out_dir, meta, run, **options)
 
@@ -77,6 +88,7 @@ __all__ = [
     "Mp4Writer",
     "PngWriter",
     "RunInfo",
+    "SaliencyVideoWriter",
     "Writer",
     "WriterThread",
     "make_writer",

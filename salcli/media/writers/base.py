@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from salcli.defaults import FORMATS, OVERLAY_ALPHA, OVERLAY_SUFFIX
+from salcli.defaults import FORMATS, OVERLAY_ALPHA, OVERLAY_SUFFIX, SALIENCY_VIDEO_SUFFIX
 from salcli.errors import InputError, OutputError, UsageError, os_reason
 from salcli.files import make_folder, temp_name
 from salcli.media.decode import VideoMeta
@@ -28,6 +28,7 @@ OPTIONS = {
     "png": ("png_digits",),
     "h5": ("h5_dtype", "h5_gzip"),
     "mp4": ("mp4_crf", "mp4_odd", "mp4_alpha"),
+    "video": (),
 }
 
 
@@ -125,6 +126,8 @@ def output_paths(fmt: str, out_dir: Path, stem: str) -> list[Path]:
         return [out_dir / stem]
     if name == "h5":
         return [out_dir / f"{stem}.h5"]
+    if name == "video":
+        return [out_dir / f"{stem}{SALIENCY_VIDEO_SUFFIX}"]
     return [out_dir / f"{stem}{OVERLAY_SUFFIX}"]
 
 
@@ -159,6 +162,16 @@ def _remove(path: Path) -> None:
             path.unlink(missing_ok=True)
     except OSError:
         pass
+
+
+def _close_quietly(handle: Any) -> None:
+    """Close ``handle`` (a PyAV container, or None) on the way out of a failed write: the
+    file is deleted anyway, so a second error from closing it must not mask the first."""
+    if handle is not None:
+        try:
+            handle.close()
+        except Exception:  # noqa: BLE001 - see the docstring
+            pass
 
 
 def _take_options(fmt: str, options: dict[str, Any]) -> dict[str, Any]:

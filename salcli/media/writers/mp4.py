@@ -11,7 +11,14 @@ import numpy as np
 from salcli.defaults import OVERLAY_ALPHA
 from salcli.errors import InputError, OutputError, UsageError
 from salcli.media.decode import fraction_fps, open_video
-from salcli.media.writers.base import Writer, _run_record, _temp_name, overlay, to_uint8
+from salcli.media.writers.base import (
+    Writer,
+    _close_quietly,
+    _run_record,
+    _temp_name,
+    overlay,
+    to_uint8,
+)
 
 # --- mp4 -------------------------------------------------------------------------------------
 
@@ -260,10 +267,5 @@ class Mp4Writer(Writer):
                 setattr(self, name, None)
 
     def _release(self) -> None:
-        out = getattr(self, "_out", None)
-        if out is not None:
-            try:
-                out.close()
-            except Exception:  # noqa: BLE001 - the file is deleted anyway
-                pass
+        _close_quietly(getattr(self, "_out", None))
         self._close_inputs()

@@ -14,6 +14,8 @@ from salcli.corpus.inputs import Job
 from salcli.errors import OutputError, SalcliError, escape, one_line, os_reason, spell
 from salcli.inference.predictor import Predictor, VideoResult
 from salcli.media.records import (
+    PREDICT_NAMING,
+    Naming,
     clean_stale_temps,
     is_complete,
     other_source,
@@ -24,7 +26,12 @@ from salcli.media.records import (
 
 
 def check_finished(
-    job: Job, settings: dict[str, Any], formats: Sequence[str], *, overwrite: bool = False
+    job: Job,
+    settings: dict[str, Any],
+    formats: Sequence[str],
+    *,
+    overwrite: bool = False,
+    naming: Naming = PREDICT_NAMING,
 ) -> VideoResult | None:
     """A "skipped" result when ``job`` is finished with ``settings`` (those of the
     predictor that would redo it, ``Predictor.settings``) in every format of
@@ -46,7 +53,7 @@ def check_finished(
                 "folder",
                 options=("overwrite",),
             )
-        if is_complete(job.out_dir, job.stem, formats, job.source):
+        if is_complete(job.out_dir, job.stem, formats, job.source, naming):
             return VideoResult(
                 source=str(job.source),
                 status="skipped",

@@ -20,7 +20,8 @@ import os
 import re
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from salcli.defaults import FORMATS, RECORD_SUFFIX
@@ -30,6 +31,24 @@ from salcli.files import write_text_atomic
 _TEMP_RE = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)-[0-9a-f]+\.(?:tmp|old)$")
 # the record temporaries of salcli 0.1.0: .<stem>.salcli.json.tmp-<pid>
 _OLD_RECORD_TEMP_RE = re.compile(r"^\.(?P<name>.+)\.tmp-(?P<pid>\d+)$")
+
+
+def _writer_paths(fmt: str, out_dir: Path, stem: str) -> list[Path]:
+    from salcli.media.writers import output_paths
+
+    return output_paths(fmt, Path(out_dir), stem)
+
+
+@dataclass(frozen=True)
+class Naming:
+    """A command's outputs: the formats it writes and ``paths(fmt, out_dir, stem)``, the
+    final outputs of one format (``predict``'s: the writers'; ``reframe`` has its own)."""
+
+    formats: tuple[str, ...]
+    paths: Callable[[str, Path, str], list[Path]]
+
+
+PREDICT_NAMING = Naming(FORMATS, _writer_paths)
 
 
 def record_path(out_dir: Path, stem: str) -> Path:
@@ -87,15 +106,19 @@ def settings_changed(record: dict, settings: dict) -> list[str]:
     return [k for k, v in settings.items() if k in record and record[k] != v]
 
 
-def expected_outputs(out_dir: Path, stem: str, formats: Sequence[str]) -> list[Path]:
-    """The final outputs of ``formats`` for ``stem`` (the writers' names)."""
-    from salcli.media.writers import output_paths
-
-    return [p for fmt in formats for p in output_paths(fmt, Path(out_dir), stem)]
+def expected_outputs(
+    out_dir: Path, stem: str, formats: Sequence[str], naming: Naming = PREDICT_NAMING
+) -> list[Path]:
+    """The final outputs of ``formats`` for ``stem`` (the writers' names by default)."""
+    return [p for fmt in formats for p in naming.paths(fmt, Path(out_dir), stem)]
 
 
 def is_complete(
-    out_dir: Path, stem: str, formats: Sequence[str], source: Path | None = None
+    out_dir: Path,
+    stem: str,
+    formats: Sequence[str],
+    source: Path | None = None,
+    naming: Naming = PREDICT_NAMING,
 ) -> bool:
     """True when the video ``stem`` (made from ``source``, when given) is finished in
     ``out_dir`` for every format of ``formats``."""
@@ -106,7 +129,7 @@ def is_complete(
         return False
     if not set(formats) <= set(rec.get("formats", [])):
         return False
-    return all(p.exists() for p in expected_outputs(out_dir, stem, formats))
+    return all(p.exists() for p in expected_outputs(out_dir, stem, formats, naming))
 
 
 def write_record(out_dir: Path, stem: str, payload: dict) -> Path:
@@ -134,6 +157,7 @@ def merged(
     formats: Sequence[str],
     outputs: Sequence[str],
     settings: dict,
+    naming: Naming = PREDICT_NAMING,
     **fields,
 ) -> dict:
     """The record of a finished run: ``settings`` and ``fields`` at the top level, and
@@ -143,9 +167,9 @@ def merged(
     same = previous is not None and same_source(previous, Path(source))
     if same and all(previous.get(k) == v for k, v in settings.items()):
         for fmt in previous.get("formats", []):
-            if fmt in formats or fmt not in FORMATS:
+            if fmt in formats or fmt not in naming.formats:
                 continue
-            paths = expected_outputs(out_dir, stem, [fmt])
+            paths = expected_outputs(out_dir, stem, [fmt], naming)
             if all(p.exists() for p in paths):
                 formats.append(fmt)
                 outputs.extend(os.path.abspath(p) for p in paths)
@@ -216,8 +240,10 @@ def _temporaries(out_dir: Path) -> dict[str, list[tuple[Path, int, bool]]]:
     return found
 
 
-def _sweep(temps: dict[str, list[tuple[Path, int, bool]]], out_dir: Path, stem: str) -> list[Path]:
-    names = {p.name for p in expected_outputs(out_dir, stem, FORMATS)}
+def _sweep(
+    temps: dict[str, list[tuple[Path, int, bool]]], out_dir: Path, stem: str, naming: Naming
+) -> list[Path]:
+    names = {p.name for p in expected_outputs(out_dir, stem, naming.formats, naming)}
     names.add(record_path(out_dir, stem).name)
     removed: list[Path] = []
     for name in names:
@@ -235,7 +261,7 @@ def _sweep(temps: dict[str, list[tuple[Path, int, bool]]], out_dir: Path, stem: 
     return removed
 
 
-def clean_stale_temps(out_dir: Path, stem: str) -> list[Path]:
+def clean_stale_temps(out_dir: Path, stem: str, naming: Naming = PREDICT_NAMING) -> list[Path]:
     """Remove the temporaries of ``stem``'s outputs (every format) and record in
     ``out_dir`` left by processes that no longer run on this machine (a killed run).
     Temporaries of live processes are kept. Returns what was removed; never raises.
@@ -243,7 +269,7 @@ def clean_stale_temps(out_dir: Path, stem: str) -> list[Path]:
     The process check is local: on a file system shared by several machines, two
     runs must not work on the same video at once (``--shard`` never lets them).
     """
-    return _sweep(_temporaries(Path(out_dir)), Path(out_dir), stem)
+    return _sweep(_temporaries(Path(out_dir)), Path(out_dir), stem, naming)
 
 
 class StaleTemps:
@@ -251,11 +277,12 @@ class StaleTemps:
     folder holding the outputs of thousands of videos is not listed per video).
     Temporaries made after the listing are this run's own and are not touched."""
 
-    def __init__(self) -> None:
+    def __init__(self, naming: Naming = PREDICT_NAMING) -> None:
         self._listed: dict[Path, dict[str, list[tuple[Path, int, bool]]]] = {}
+        self._naming = naming
 
     def clean(self, out_dir: Path, stem: str) -> list[Path]:
         key = Path(os.path.abspath(out_dir))
         if key not in self._listed:
             self._listed[key] = _temporaries(key)
-        return _sweep(self._listed[key], key, stem)
+        return _sweep(self._listed[key], key, stem, self._naming)

@@ -7,24 +7,29 @@ each of K candidate positions (``masses``, (n, K)). Then:
   most saliency over the shot. In auto mode a shot is still when that window keeps at
   least ``still_threshold`` of what the per-frame best window keeps (AutoFlip's
   "stationary" decision, with the comparison made on saliency rather than on boxes).
-- **track**: the per-frame best window's position is the target, and the path is the
-  solution of one linear programme over the shot (the L1-optimal camera path of
-  Grundmann, Kwatra and Essa, "Auto-directed video stabilization with robust L1 optimal
-  camera paths", CVPR 2011, with the target taking the place of the stabilised frame)::
+- **track**: in each frame the windows that keep nearly the most saliency (within
+  ``NEAR_BEST`` of the frame's contrast of the best) form a target range [lo_t, hi_t];
+  the path is the solution of one linear programme over the shot (the L1-optimal camera
+  path of Grundmann, Kwatra and Essa, "Auto-directed video stabilization with robust L1
+  optimal camera paths", CVPR 2011, with the target range taking the place of the
+  stabilised frame)::
 
-      minimise  sum_t w_t e_t + c1 sum |D1 x| + c2 sum |D2 x| + c3 sum |D3 x|
-      where     e_t >= |x_t - y_t| - dead,  0 <= x_t <= travel,
+      minimise  c0 sum_t w_t e_t + c1 sum |D1 x| + c2 sum |D2 x| + c3 sum |D3 x|
+      where     e_t >= lo_t - x_t,  e_t >= x_t - hi_t,  e_t >= 0,  0 <= x_t <= travel,
                 |D1 x| <= v_max,  |D2 x| <= a_max
 
   ``D1``, ``D2``, ``D3``: the first, second and third differences (pixels per frame, per
   frame², per frame³); ``w_t`` how much the choice matters in frame t (the best window's
-  share less the worst's: 0 on a uniform map); ``dead`` a dead zone around the target
-  (the object may wander that far off the window's centre without moving it). L1 costs
-  give paths made of holds, constant-speed pans and eased transitions: a person's
-  camera; no frame-to-frame wobble (a static target gives an exactly constant path). The
-  speed and acceleration bounds are constraints, met by the solution (HiGHS, scipy's
-  deterministic LP solver). Shots longer than ``MAX_LP_FRAMES`` are solved on every k-th
-  frame with the bounds scaled so that the linear interpolation between them keeps them.
+  share less the worst's: 0 on a uniform map); ``c0`` (``FOLLOW_COST``) is large beside
+  the motion costs, so the window leaves the range only where the bounds make it. Inside
+  its range the window costs nothing, so the camera rests while the saliency moves within
+  the window (an object smaller than the window may wander in it; a broad blob gives a
+  broad range): the range is the dead zone, sized by the map itself. L1 costs give paths
+  made of holds, constant-speed pans and eased transitions: a person's camera; no
+  frame-to-frame wobble (a static scene gives an exactly constant path). The speed and
+  acceleration bounds are constraints, met by the solution (HiGHS, scipy's deterministic
+  LP solver). Shots longer than ``MAX_LP_FRAMES`` are solved on every k-th frame with the
+  bounds scaled so that the linear interpolation between them keeps them.
 """
 
 from __future__ import annotations
@@ -41,8 +46,9 @@ from salcli.errors import SalcliError
 HOLD_COST_S = 0.1  # c1, seconds: a target displacement shorter than this is not followed
 EASE_COST_S = 0.1  # c2, seconds (per unit of acceleration)
 SMOOTH_COST_S = 0.5  # c3, seconds (per unit of jerk): eased starts and stops
-DEAD_ZONE = 0.1  # of the window's length: the target may be this far off centre
+NEAR_BEST = 0.02  # of a frame's contrast: windows keeping this close to the best are targets
 MAX_LP_FRAMES = 2000  # frames solved at once; longer shots are solved on every k-th
+FOLLOW_COST = 20.0  # per pixel outside the target range, a frame, times its weight
 CONTRAST_FLOOR = 1e-3  # a frame whose best and worst windows differ less is uninformative
 PLATEAU = 1e-4  # windows within this share of the best are equally good
 
@@ -85,12 +91,25 @@ def _plateau_middle(values: np.ndarray, grid: np.ndarray) -> float:
     return float(grid[best[len(best) // 2]])
 
 
-def targets(masses: np.ndarray, grid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(n,) per-frame best positions and (n,) their weights (best less worst share)."""
-    y = np.array([_plateau_middle(row, grid) for row in masses])
-    w = (masses.max(axis=1) - masses.min(axis=1)).astype(np.float64)
+def target_ranges(
+    masses: np.ndarray, grid: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(n,) lo, (n,) hi: the run of positions around each frame's best window that keep
+    nearly its saliency (``NEAR_BEST``); (n,) weights: the best share less the worst (0
+    below ``CONTRAST_FLOOR``)."""
+    top, bottom = masses.max(axis=1), masses.min(axis=1)
+    w = (top - bottom).astype(np.float64)
     w[w < CONTRAST_FLOOR] = 0.0
-    return y, w
+    near = masses >= (top - NEAR_BEST * (top - bottom) - PLATEAU)[:, None]  # (n, K)
+    lo, hi = np.empty(len(masses)), np.empty(len(masses))
+    for t, (row, ok) in enumerate(zip(masses, near, strict=True)):
+        best = np.flatnonzero(row >= row.max() - PLATEAU)
+        b = best[len(best) // 2]
+        left = np.flatnonzero(~ok[:b])  # the run of near-best positions holding b
+        right = np.flatnonzero(~ok[b:])
+        lo[t] = grid[left[-1] + 1 if left.size else 0]
+        hi[t] = grid[b + right[0] - 1 if right.size else len(grid) - 1]
+    return lo, hi, w
 
 
 def solve_shot(masses: np.ndarray, grid: np.ndarray, ps: PathSettings, mode: str,
@@ -108,27 +127,31 @@ def solve_shot(masses: np.ndarray, grid: np.ndarray, ps: PathSettings, mode: str
     )
     if still:
         return ShotPath("still", np.full(n, still_at), still_share, best_share)
-    y, w = targets(masses, grid)
+    lo, hi, w = target_ranges(masses, grid)
     if not w.any():  # nothing to follow: the best still window
         return ShotPath("still", np.full(n, still_at), still_share, best_share)
-    return ShotPath("track", smooth_path(y, w, ps), still_share, best_share)
+    return ShotPath("track", smooth_path(lo, hi, w, ps), still_share, best_share)
 
 
-def smooth_path(y: np.ndarray, w: np.ndarray, ps: PathSettings) -> np.ndarray:
-    """The L1-optimal path following targets ``y`` (n,) with weights ``w`` (n,)."""
-    n = y.shape[0]
+def smooth_path(lo: np.ndarray, hi: np.ndarray, w: np.ndarray, ps: PathSettings) -> np.ndarray:
+    """The L1-optimal path keeping within the target ranges [``lo``, ``hi``] (n,) where it
+    can, each frame weighted by ``w`` (n,)."""
+    n = lo.shape[0]
     if n == 1:
-        return np.clip(y.astype(np.float64), 0.0, ps.travel)
+        return np.clip(np.array([(lo[0] + hi[0]) / 2]), 0.0, ps.travel)
     step = max(1, math.ceil((n - 1) / (MAX_LP_FRAMES - 1)))
     if step == 1:
-        return _solve(y, w, ps, 1)
+        return _solve(lo, hi, w, ps, 1)
     keys = math.ceil((n - 1) / step) + 1  # key frames 0, step, 2 step... past the end
     padded = keys * step
-    yk = np.concatenate([y, np.full(padded - n, y[-1])]).reshape(keys, step)
     wk = np.concatenate([w, np.zeros(padded - n)]).reshape(keys, step)
     weight = wk.sum(axis=1)
-    target = np.where(weight > 0, (yk * wk).sum(axis=1) / np.maximum(weight, 1e-12), yk[:, 0])
-    xk = _solve(target, weight, ps, step)
+
+    def merged(v: np.ndarray) -> np.ndarray:  # the weighted mean of each key frame's block
+        vk = np.concatenate([v, np.full(padded - n, v[-1])]).reshape(keys, step)
+        return np.where(weight > 0, (vk * wk).sum(axis=1) / np.maximum(weight, 1e-12), vk[:, 0])
+
+    xk = _solve(merged(lo), merged(hi), weight, ps, step)
     path = np.interp(np.arange(n, dtype=np.float64), np.arange(keys) * float(step), xk)
     return np.clip(path, 0.0, ps.travel)
 
@@ -141,10 +164,12 @@ def _diff(n: int, order: int) -> sparse.csr_matrix:
     return d.tocsr()
 
 
-def _solve(y: np.ndarray, w: np.ndarray, ps: PathSettings, step: int) -> np.ndarray:
+def _solve(
+    lo: np.ndarray, hi: np.ndarray, w: np.ndarray, ps: PathSettings, step: int
+) -> np.ndarray:
     """The LP on ``n`` key frames ``step`` frames apart (1: every frame). Variables, in
     order: x (n), e (n), s1 (n-1), s2 (n-2), s3 (n-3), the s_k bounding |D_k x|."""
-    n = y.shape[0]
+    n = lo.shape[0]
     fps = ps.fps / step  # key frames per second
     costs = [HOLD_COST_S * fps, EASE_COST_S * fps, SMOOTH_COST_S * fps]
     # bounds per key-frame difference that keep the per-frame speed and acceleration
@@ -155,16 +180,15 @@ def _solve(y: np.ndarray, w: np.ndarray, ps: PathSettings, step: int) -> np.ndar
     total = sum(sizes)
     offsets = np.cumsum([0, *sizes])
     c = np.zeros(total)
-    c[offsets[1] : offsets[2]] = w
+    c[offsets[1] : offsets[2]] = FOLLOW_COST * w
     for k in range(len(diffs)):
         c[offsets[2 + k] : offsets[3 + k]] = costs[k]
     eye = sparse.identity(n, format="csr")
-    dead = DEAD_ZONE * ps.length
-    blocks = [  # rows: x - e <= y + dead; -x - e <= -y + dead; +-D x - s <= 0
+    blocks = [  # rows: x - e <= hi; -x - e <= -lo; +-D x - s <= 0
         _row(eye, eye * -1.0, 1, offsets, total),
         _row(eye * -1.0, eye * -1.0, 1, offsets, total),
     ]
-    rhs = [y + dead, -y + dead]
+    rhs = [hi, -lo]
     for k, d in enumerate(diffs):
         minus = sparse.identity(d.shape[0], format="csr") * -1.0
         blocks += [

@@ -128,7 +128,7 @@ class CropTrack:
                 fps=float(data["fps"]),
                 layout=lay,
                 times=np.array([f["time"] for f in frames], dtype=np.float64),
-                positions=np.array([f[key] for f in frames], dtype=np.float64),
+                positions=np.array(data.get("path") or [f[key] for f in frames], np.float64),
                 kept=np.array(data.get("kept") or [0.0] * len(frames), dtype=np.float64),
                 shots=[Shot(**s) for s in data["shots"]],
                 aspect=float(data["aspect"]),
@@ -138,7 +138,7 @@ class CropTrack:
 
     @classmethod
     def load(cls, path: str | Path) -> CropTrack:
-        """A track from a ``json`` output (its windows, as written, are the positions)."""
+        """A track from a ``json`` output (its ``path``; without one, its windows)."""
         try:
             data = json.loads(Path(path).read_text())
         except (OSError, ValueError) as exc:

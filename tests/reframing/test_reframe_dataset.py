@@ -1,0 +1,52 @@
+"""``salcli reframe --dataset``: the share of human fixations inside the window, on a
+generated dataset in DIEM's layout whose viewers all look at the object."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from helpers import make_diem_scenes, runner, scene_maps, write_stack
+
+from salcli.cli import app
+
+SIZE = (72, 160)  # (H, W)
+SCENES = {
+    "offcentre": [100 + 2 * (i % 10) for i in range(30)],  # right of centre, wandering
+    "crossing": [4 + 4 * i for i in range(30)] + [None] * 4,  # across, then gone
+    "centred": [72] * 30,  # where a centre crop looks
+}
+
+
+def test_the_path_keeps_more_fixations_than_the_centre_crop(tmp_path):
+    root = tmp_path / "data"
+    make_diem_scenes(root, SCENES, SIZE)
+    maps = tmp_path / "maps"
+    for name, xs in SCENES.items():
+        frames = root / "video_frames" / "DIEM" / name
+        write_stack(maps / f"{name}.h5", scene_maps(xs, SIZE), frames)
+    args = ["reframe", "--dataset", "diem", "--root", str(root), "--maps-from", str(maps)]
+    r = runner.invoke(app, [*args, "--json", "-", "--csv", str(tmp_path / "kept.csv")])
+    assert r.exit_code == 0, r.stderr
+    report = json.loads(r.stdout)
+    videos = {v["video"]: v for v in report["videos"]}
+    assert set(videos) == set(SCENES)
+    assert videos["crossing"]["frames"] == 30  # frames without fixations are left out
+    off = videos["offcentre"]
+    assert off["salcli"] == 1.0 and off["centre"] == 0.0 and off["best"] == 1.0
+    assert videos["centred"]["salcli"] == videos["centred"]["centre"] == 1.0
+    assert videos["crossing"]["centre"] < videos["crossing"]["salcli"] <= 1.0
+    overall = report["overall"]
+    assert overall["centre"] < overall["salcli"] <= overall["best"] == 1.0
+    assert np.isclose(overall["salcli"], np.mean([v["salcli"] for v in videos.values()]))
+    rows = (tmp_path / "kept.csv").read_text().splitlines()
+    assert rows[0] == "video,split,frames,salcli,centre,best" and rows[-1].startswith("overall")
+    table = runner.invoke(app, args)
+    assert table.exit_code == 0 and "offcentre" in table.stdout and "centre %" in table.stdout
+
+
+def test_an_unknown_dataset_or_inputs_with_it_exit_2(tmp_path):
+    r = runner.invoke(app, ["reframe", "--dataset", "nope", "--root", str(tmp_path)])
+    assert r.exit_code == 2 and "Traceback" not in r.stderr
+    r = runner.invoke(app, ["reframe", "v.mp4", "--dataset", "diem"])
+    assert r.exit_code == 2 and "--dataset takes no input videos" in r.stderr

@@ -9,7 +9,6 @@ model that makes the maps (predict's own output options left out).
 from __future__ import annotations
 
 import inspect
-import json
 import sys
 from pathlib import Path
 
@@ -20,8 +19,15 @@ from salcli.cli._console import exits, say
 from salcli.cli._options import with_options
 from salcli.cli._progress import Bars
 from salcli.cli._signals import terminable
-from salcli.cli.predict import VIDEO_FIELDS, _video_bar
-from salcli.errors import EXIT_FAILED, EXIT_OK, UsageError
+from salcli.cli.predict import (
+    VIDEO_FIELDS,
+    _video_bar,
+    empty_shard,
+    finish,
+    reported,
+    warner,
+)
+from salcli.errors import EXIT_OK, UsageError
 from salcli.options import BatchOptions, PredictOptions
 from salcli.reframing.options import ReframeOptions
 
@@ -98,17 +104,12 @@ def _reframe_batch(
 ) -> None:
     from salcli.reframing.batch import ReframeRun
 
-    def warn(msg: str) -> None:
-        if not quiet:
-            _console.warn(msg)
-
+    warn = warner(quiet)
     with Bars(not quiet and not jsonl and sys.stderr.isatty(), VIDEO_FIELDS) as bars:
         run = ReframeRun(inputs, output_dir, on_warning=warn, progress=_video_bar(bars),
                          **options)  # fmt: skip
         if not run.jobs:
-            k, n = run.batch.shard
-            say(f"salcli: shard {k}/{n} holds none of the {len(run.all_jobs)} inputs")
-            raise typer.Exit(EXIT_OK)
+            empty_shard(run)
         counts = {"done": 0, "skipped": 0, "failed": 0}
         for item in run:
             result = item.result
@@ -116,28 +117,12 @@ def _reframe_batch(
             if result.status == "failed":
                 say(f"salcli: error: {_console.result_error(result, *TABLES)}")
             _report(item, jsonl=jsonl, quiet=quiet)
-    failed = counts["failed"]
-    if not quiet and not jsonl and len(run.jobs) > 1:
-        say(f"salcli: {counts['done']} done, {counts['skipped']} skipped, {failed} failed")
-    if failed:
-        if not quiet and not jsonl:
-            say(f"salcli: {failed} of {len(run.jobs)} inputs failed")
-        raise typer.Exit(EXIT_FAILED)
-    raise typer.Exit(EXIT_OK)
+    finish(counts, len(run.jobs), jsonl=jsonl, quiet=quiet)
 
 
 def _report(item, *, jsonl: bool, quiet: bool) -> None:
     result = item.result
-    if jsonl:
-        record = item.as_dict()
-        if result.error:
-            record["error"] = _console.result_error(result, *TABLES)
-        typer.echo(json.dumps(record))
-        return
-    if quiet or result.status == "failed":
-        return
-    if result.status == "skipped":
-        say(f"skipped {result.source}: already done (use --overwrite to redo)")
+    if reported(result, item.as_dict(), *TABLES, jsonl=jsonl, quiet=quiet):
         return
     rate = 2 * result.frames / result.seconds if result.seconds else 0.0
     say(f"done {result.source}: {result.frames} frames in {result.seconds:.1f} s "

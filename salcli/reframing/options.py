@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from salcli.errors import OptionError
-from salcli.options import option
+from salcli.options import option, parse_pair
 
 REFRAME_FORMATS = ("mp4", "json", "debug")
 MODES = ("auto", "still", "track")
@@ -61,15 +61,7 @@ def parse_aspect(value: str | float | tuple[int, int]) -> float:
 
 def parse_out_size(value: str | tuple[int, int] | None) -> tuple[int, int] | None:
     """ "1080x1920" or (1080, 1920) -> (width, height); None: the crop's own size."""
-    if value is None or value == "":
-        return None
-    try:
-        w, h = (int(v) for v in (value.lower().split("x") if isinstance(value, str) else value))
-    except (TypeError, ValueError):
-        raise OptionError("size", f"{value!r}: expected WxH, e.g. 1080x1920") from None
-    if w < 2 or h < 2:
-        raise OptionError("size", f"{value!r}: expected sizes of at least 2")
-    return w, h
+    return parse_pair(value, "size", "WxH, e.g. 1080x1920", minimum=2)
 
 
 def parse_reframe_formats(value: str | tuple[str, ...]) -> tuple[str, ...]:

@@ -151,6 +151,7 @@ def evaluate_reframe(
             maps = None
             if reframer.options.maps_from is not None:
                 maps = Path(reframer.options.maps_from) / f"{item.name}.h5"
-            track = reframer.track(item.frames, maps_path=maps)
+            wav = item.wav if reframer.predict_options.audio else None
+            track = reframer.track(item.frames, maps_path=maps, fps=item.fps, audio_path=wav)
             videos.append(score_video(track, item))
     return KeptReport(ds.name, reframer.options.aspect, videos)

@@ -111,10 +111,11 @@ class Reframer:
             extra={"maps": str(stack.path)},
         )
 
-    def _pairs(self, source: Path, stack: MapStack | None):
+    def _pairs(self, source: Path, stack: MapStack | None, fps=None, audio_path=None):
+        fps = fps or self.predict_options.fps
         if stack is None:
-            return self.predictor.frames_and_maps(source, fps=self.predict_options.fps)
-        return stack_pairs(source, stack, self.warn, fps=self.predict_options.fps)
+            return self.predictor.frames_and_maps(source, fps=fps, audio_path=audio_path)
+        return stack_pairs(source, stack, self.warn, fps=fps)
 
     def track(
         self,
@@ -123,19 +124,23 @@ class Reframer:
         maps_path: Path | None = None,
         cache: MapCache | None = None,
         progress: Progress | None = None,
+        fps: float | None = None,
+        audio_path: Path | None = None,
     ) -> CropTrack:
-        """Pass 1 over ``source``: its crop track."""
+        """Pass 1 over ``source``: its crop track. ``fps``: of a folder of frames (else
+        the options'); ``audio_path``: the soundtrack of a model that hears, when it is
+        not the video's own (a dataset's wav)."""
         source = Path(source)
         path = self.stack_of(source, maps_path)
         stack = open_stack(path) if path is not None else None
         try:
-            return self._track(source, stack, cache, progress)
+            return self._track(source, stack, cache, progress, fps, audio_path)
         finally:
             if stack is not None:
                 stack.close()
 
-    def _track(self, source: Path, stack, cache, progress) -> CropTrack:
-        meta, pairs = self._pairs(source, stack)
+    def _track(self, source: Path, stack, cache, progress, fps=None, audio_path=None) -> CropTrack:
+        meta, pairs = self._pairs(source, stack, fps, audio_path)
         try:
             found = read_video(pairs, meta.fps, self.options, cache=cache,
                                total=meta.n_frames, progress=progress)  # fmt: skip

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import av
+import cv2
 import numpy as np
 import pytest
 from helpers import (
@@ -277,3 +278,28 @@ def test_bad_options_exit_2_with_one_line(tmp_path):
                         (["--size", "100x100"], "--size")):  # fmt: skip
         r = runner.invoke(app, ["reframe", str(video), *bad])
         assert r.exit_code == 2 and needle in r.stderr and "Traceback" not in r.stderr
+
+
+def test_frame_folders_stdin_and_shards(tmp_path):
+    """A folder of frames and a video, named on stdin, split over two shards."""
+    frames, maps = scenes()
+    folder = tmp_path / "inputs" / "shot"
+    folder.mkdir(parents=True)
+    for i, rgb in enumerate(frames[:12], start=1):
+        cv2.imwrite(str(folder / f"{i:04d}.png"), rgb[..., ::-1])
+    video = encode(tmp_path / "inputs" / "clip.mp4", frames[:10])
+    stacks = tmp_path / "maps"
+    write_stack(stacks / "shot.h5", maps[:12], folder)
+    write_stack(stacks / "clip.h5", maps[:10], video)
+    out = tmp_path / "out"
+    names = f"{folder}\n{video}\n"
+    done = []
+    for shard in ("1/2", "2/2"):
+        args = ["reframe", "-", "--maps-from", str(stacks), "-o", str(out), "--shard", shard,
+                "--jsonl", "-f", "json"]  # fmt: skip
+        r = runner.invoke(app, args, input=names)
+        assert r.exit_code == 0, r.stderr
+        done += [line["path"] for line in lines(r)]
+    assert sorted(done) == sorted([str(folder), str(video)])  # each once
+    assert CropTrack.load(out / "shot_9x16.json").frames == 12
+    assert CropTrack.load(out / "clip_9x16.json").frames == 10

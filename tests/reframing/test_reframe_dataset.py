@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
-from helpers import make_diem_scenes, runner, scene_maps, write_stack
+from helpers import make_diem_scenes, runner, scene_maps, use_fast_model, write_stack
 
 from salcli.cli import app
 
@@ -50,3 +50,17 @@ def test_an_unknown_dataset_or_inputs_with_it_exit_2(tmp_path):
     assert r.exit_code == 2 and "Traceback" not in r.stderr
     r = runner.invoke(app, ["reframe", "v.mp4", "--dataset", "diem"])
     assert r.exit_code == 2 and "--dataset takes no input videos" in r.stderr
+
+
+def test_maps_from_the_model_on_a_dataset(tmp_path, vinet_checkpoint, monkeypatch):
+    """Without --maps-from the model runs on each video's frames (the stand-in: the map is
+    the picture's brightness, so the bright object)."""
+    use_fast_model(monkeypatch)
+    root = tmp_path / "data"
+    make_diem_scenes(root, {"offcentre": SCENES["offcentre"]}, SIZE)
+    args = ["reframe", "--dataset", "diem", "--root", str(root), "--weights",
+            str(vinet_checkpoint), "--input-size", "32x64", "--json", "-", "--quiet"]  # fmt: skip
+    r = runner.invoke(app, args)
+    assert r.exit_code == 0, r.stderr
+    (video,) = json.loads(r.stdout)["videos"]
+    assert video["frames"] == 30 and video["salcli"] > 0.9 and video["centre"] == 0.0

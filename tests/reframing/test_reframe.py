@@ -303,3 +303,23 @@ def test_frame_folders_stdin_and_shards(tmp_path):
     assert sorted(done) == sorted([str(folder), str(video)])  # each once
     assert CropTrack.load(out / "shot_9x16.json").frames == 12
     assert CropTrack.load(out / "clip_9x16.json").frames == 10
+
+
+@pytest.mark.slow
+def test_a_shot_longer_than_one_solve_keeps_its_bounds(tmp_path):
+    """2500 frames in one shot: solved on key frames (``MAX_LP_FRAMES``), the bounds kept
+    and the object held in the window wherever it moves within the speed limit."""
+    n = 2500
+    period = 250  # frames: the object swings across the frame and back
+    xs = [int(72 + 60 * np.sin(2 * np.pi * i / period)) for i in range(n)]  # < 1.6 px/frame
+    video = encode(tmp_path / "long.mp4", scene_frames(xs, SIZE))
+    write_stack(tmp_path / "long.h5", scene_maps(xs, SIZE), video)
+    track = salcli.reframe(video, "9:16", maps_from=tmp_path / "long.h5", mode="track")
+    assert track.frames == n and len(track.shots) == 1
+    lay = track.layout
+    ps = PathSettings.of(lay.travel, lay.length, lay.span, FPS, 0.5, 1.0)
+    assert np.abs(np.diff(track.positions)).max() <= ps.v_max + SLACK
+    assert np.abs(np.diff(track.positions, 2)).max() <= ps.a_max + SLACK
+    x = track.windows()[:, 0]
+    inside = (x <= np.array(xs)) & (np.array(xs) + OBJECT <= x + lay.crop_w)
+    assert inside.mean() > 0.95

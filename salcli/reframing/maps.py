@@ -45,7 +45,9 @@ class MapStack:
 
     def map(self, index: int, size: tuple[int, int] | None = None) -> np.ndarray:
         """(H, W) float32 map of frame ``index``; ``size`` (w, h): resized to it."""
-        m = np.asarray(self._data[index], dtype=np.float32) / self._scale
+        m = np.asarray(self._data[index], dtype=np.float32)
+        if self._scale != 1.0:
+            m /= self._scale
         if size is not None and (m.shape[1], m.shape[0]) != size:
             import cv2
 

@@ -27,10 +27,12 @@ def bin_edges(span: int) -> np.ndarray:
 def profile(saliency: np.ndarray, axis: int, edges: np.ndarray) -> tuple[np.ndarray, float]:
     """(B,) float32 share of the map's mass in each bin, and the map's total mass.
     A map without mass gives a uniform profile (every window holds its share)."""
-    sal = np.nan_to_num(np.asarray(saliency, dtype=np.float32), nan=0.0)
-    sal = np.clip(sal, 0.0, None)  # (H, W)
-    line = sal.sum(axis=0 if axis == AXIS_X else 1, dtype=np.float64)  # (span,)
-    binned = np.add.reduceat(line, edges[:-1])  # (B,)
+    sal = np.asarray(saliency, dtype=np.float32)  # (H, W)
+    across = 0 if axis == AXIS_X else 1
+    line = sal.sum(axis=across)  # (span,) one pass, no copy: predict's maps are in [0, 1]
+    if not np.isfinite(line).all() or sal.min() < 0.0:  # another map: cleaned first
+        line = np.clip(np.nan_to_num(sal, nan=0.0, posinf=0.0), 0.0, None).sum(axis=across)
+    binned = np.add.reduceat(line.astype(np.float64), edges[:-1])  # (B,)
     total = float(binned.sum())
     if total <= 0.0:
         widths = np.diff(edges).astype(np.float64)

@@ -112,8 +112,8 @@ def fixation_shares(
         b = min(len(line), int(round(position * scale + length)))
         return (cum[b] - cum[a]) / total
 
-    positions = np.arange(0, max(1, len(line) - int(round(length)) + 1))
-    best = max(inside(p / scale) for p in positions) if lay.travel > 0 else inside(0)
+    span = min(len(line), int(round(length)))  # the window, in fixation-map pixels
+    best = float((cum[span:] - cum[: len(cum) - span]).max()) / total  # every position
     return inside(float(track.pixel_positions()[index])), inside(lay.centre), best
 
 

@@ -9,6 +9,9 @@ import numpy as np
 from helpers import make_diem_scenes, runner, scene_maps, use_fast_model, write_stack
 
 from salcli.cli import app
+from salcli.reframing.evaluation import fixation_shares
+from salcli.reframing.geometry import AXIS_X, Layout
+from salcli.reframing.track import CropTrack
 
 SIZE = (72, 160)  # (H, W)
 SCENES = {
@@ -64,3 +67,15 @@ def test_maps_from_the_model_on_a_dataset(tmp_path, vinet_checkpoint, monkeypatc
     assert r.exit_code == 0, r.stderr
     (video,) = json.loads(r.stdout)["videos"]
     assert video["frames"] == 30 and video["salcli"] > 0.9 and video["centre"] == 0.0
+
+
+def test_shares_of_a_frame_are_counted_at_the_fixation_maps_size():
+    """Fixations at half the video's size: two at x 5, one at x 40 (source x 10 and 80)."""
+    lay = Layout(160, 72, AXIS_X, 40, 72, 40, 72, pad=False)
+    track = CropTrack("v", 25.0, lay, np.zeros(1), np.zeros(1), np.zeros(1), [], 0.5625)
+    fix = np.zeros((36, 80), dtype=bool)
+    fix[10:12, 5] = True
+    fix[20, 40] = True
+    salcli_share, centre, best = fixation_shares(track, fix, 0)
+    assert np.allclose([salcli_share, centre, best], [2 / 3, 1 / 3, 2 / 3])
+    assert fixation_shares(track, np.zeros((36, 80), dtype=bool), 0) is None

@@ -17,6 +17,7 @@ from helpers import (
     errors,
     lines,
     luma,
+    predict,
     runner,
     scene_frames,
     scene_maps,
@@ -323,3 +324,23 @@ def test_a_shot_longer_than_one_solve_keeps_its_bounds(tmp_path):
     x = track.windows()[:, 0]
     inside = (x <= np.array(xs)) & (np.array(xs) + OBJECT <= x + lay.crop_w)
     assert inside.mean() > 0.95
+
+
+def test_maps_written_by_predict_are_read_back(tmp_path, vinet_checkpoint, monkeypatch):
+    """``salcli predict -r -o maps -f h5`` then ``salcli reframe -r --maps-from maps``: each
+    video of a tree finds its own stack."""
+    use_fast_model(monkeypatch)
+    corpus = tmp_path / "corpus"
+    (corpus / "sub").mkdir(parents=True)
+    encode(corpus / "a.mp4", scene_frames(MOVING[:8], SIZE))
+    encode(corpus / "sub" / "b.mp4", scene_frames(MOVING[:6], SIZE, seed=4))
+    maps = tmp_path / "maps"
+    r = predict(corpus, "-r", "-o", maps, "-f", "h5", "-q", weights=vinet_checkpoint)
+    assert r.exit_code == 0, r.stderr
+    out = tmp_path / "out"
+    r = runner.invoke(app, ["reframe", str(corpus), "-r", "--maps-from", str(maps), "-o",
+                            str(out), "-f", "json", "--jsonl"])  # fmt: skip
+    assert r.exit_code == 0, r.stderr
+    assert sorted(line["status"] for line in lines(r)) == ["done", "done"]
+    assert CropTrack.load(out / "a_9x16.json").frames == 8
+    assert CropTrack.load(out / "sub" / "b_9x16.json").frames == 6

@@ -7,6 +7,9 @@ The public API, imported on first use (``import salcli.metrics`` needs no torch)
     salcli.Predictor(weights, **options)      # a loaded model: iter_maps, predict, write
     salcli.predict_many(inputs, out, ...)     # a corpus, with resume and shards
     salcli.PredictOptions, salcli.BatchOptions
+    salcli.reframe(video, aspect="9:16")      # the crop track of a video (a CropTrack)
+    salcli.reframe_render(track, video, out)  # the track drawn: mp4, json, debug
+    salcli.reframe_many(inputs, out, ...)     # reframe a corpus, with resume and shards
 """
 
 from __future__ import annotations
@@ -24,17 +27,29 @@ _API = {  # public name -> the module that defines it
     "Predictor": "salcli.inference.predictor",
     "VideoResult": "salcli.inference.predictor",
     "predict": "salcli.inference.predictor",
+    "ReframeOptions": "salcli.reframing.options",
+    "CropTrack": "salcli.reframing.track",
+    "reframe": "salcli.reframing.run",
+    "reframe_render": "salcli.reframing.run",
+    "reframe_many": "salcli.reframing.batch",
 }
+
+_RENAMED = {"reframe_render": "render"}  # public name -> its name in its module
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and editors
     from salcli.corpus.local import BatchRun, predict_many
     from salcli.inference.predictor import Predictor, VideoResult, predict
     from salcli.options import BatchOptions, PredictOptions
+    from salcli.reframing.batch import reframe_many
+    from salcli.reframing.options import ReframeOptions
+    from salcli.reframing.run import reframe
+    from salcli.reframing.run import render as reframe_render
+    from salcli.reframing.track import CropTrack
 
 
 def __getattr__(name: str) -> Any:
     if name in _API:
-        value = getattr(importlib.import_module(_API[name]), name)
+        value = getattr(importlib.import_module(_API[name]), _RENAMED.get(name, name))
         globals()[name] = value
         return value
     raise AttributeError(f"module 'salcli' has no attribute {name!r}")
@@ -47,10 +62,15 @@ def __dir__() -> list[str]:
 __all__ = [
     "BatchOptions",
     "BatchRun",
+    "CropTrack",
+    "ReframeOptions",
     "PredictOptions",
     "Predictor",
     "VideoResult",
     "__version__",
     "predict",
     "predict_many",
+    "reframe",
+    "reframe_many",
+    "reframe_render",
 ]

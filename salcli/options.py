@@ -98,17 +98,26 @@ def parse_weights(value: str | os.PathLike | Sequence | None) -> str | tuple[str
     return items[0] if len(items) == 1 else items
 
 
-def parse_size(value: str | Sequence[int] | None) -> tuple[int, int] | None:
-    """ "224x384" or (224, 384) -> (224, 384); None stays None (the model family's size)."""
+def parse_pair(
+    value: str | Sequence[int] | None, name: str, spelled: str, minimum: int = 1
+) -> tuple[int, int] | None:
+    """ "AxB" or (A, B) -> (A, B), each at least ``minimum``; None or "" stays None. Errors
+    name the option ``name`` and the form ``spelled`` ("HxW, e.g. 224x384")."""
     if value is None or value == "":
         return None
     try:
-        h, w = (int(v) for v in (value.lower().split("x") if isinstance(value, str) else value))
+        a, b = (int(v) for v in (value.lower().split("x") if isinstance(value, str) else value))
     except (ValueError, TypeError):
-        raise OptionError("input_size", f"{value!r}: expected HxW, e.g. 224x384") from None
-    if h < 1 or w < 1:
-        raise OptionError("input_size", f"{value!r}: expected positive sizes")
-    return h, w
+        raise OptionError(name, f"{value!r}: expected {spelled}") from None
+    if a < minimum or b < minimum:
+        least = "positive sizes" if minimum == 1 else f"sizes of at least {minimum}"
+        raise OptionError(name, f"{value!r}: expected {least}")
+    return a, b
+
+
+def parse_size(value: str | Sequence[int] | None) -> tuple[int, int] | None:
+    """ "224x384" or (224, 384) -> (224, 384); None stays None (the model family's size)."""
+    return parse_pair(value, "input_size", "HxW, e.g. 224x384")
 
 
 def parse_shard(text: str | None) -> tuple[int, int] | None:

@@ -195,13 +195,16 @@ def encode(
     rotation: int | None = None,
     pts_ms: list[int] | None = None,
     codec_options: dict | None = None,
+    audio_rate: int | None = None,
 ) -> Path:
-    """Encode RGB ``frames`` (H, W, 3); ``pts_ms`` gives each frame's time in ms (VFR)."""
+    """Encode RGB ``frames`` (H, W, 3); ``pts_ms`` gives each frame's time in ms (VFR);
+    ``audio_rate``: with a mono AAC tone as long as the frames."""
     h, w = frames[0].shape[:2]
     with av.open(str(path), "w", format=container) as out:
         vs = out.add_stream(codec, rate=fps)
         vs.width, vs.height, vs.pix_fmt = w, h, pix_fmt
         vs.options = codec_options or {}
+        sound = out.add_stream("aac", rate=audio_rate, layout="mono") if audio_rate else None
         time_base = Fraction(1, 1000) if pts_ms else Fraction(1, fps)
         if pts_ms:
             vs.codec_context.time_base = time_base
@@ -214,7 +217,21 @@ def encode(
             frame.time_base = time_base
             out.mux(vs.encode(frame))
         out.mux(vs.encode())
+        if sound is not None:
+            _tone(out, sound, audio_rate, len(frames) / fps)
     return path
+
+
+def _tone(out, stream, rate: int, seconds: float, hz: float = 440.0) -> None:
+    """Mux ``seconds`` of a mono sine at ``hz`` into ``stream``."""
+    total = int(round(rate * seconds))
+    mono = (0.3 * np.sin(2 * np.pi * hz * np.arange(total) / rate)).astype(np.float32)
+    for start in range(0, total, 1024):
+        af = av.AudioFrame.from_ndarray(mono[None, start : start + 1024].copy(), format="fltp",
+                                        layout="mono")  # fmt: skip
+        af.sample_rate, af.pts, af.time_base = rate, start, Fraction(1, rate)
+        out.mux(stream.encode(af))
+    out.mux(stream.encode())
 
 
 def marked(n: int = 2, size: tuple[int, int] = DECODE_SIZE) -> list[np.ndarray]:
@@ -300,18 +317,33 @@ def make_av_dataset(
                 fix[:] = False
             truth[name].append((fix, dens))
             frame = np.dstack([dens, 255 - dens, dens // 2])
-            cv2.imwrite(str(fdir / f"img_{k:05d}.jpg"), frame)
-            cv2.imwrite(str(adir / "maps" / f"eyeMap_{k:05d}.jpg"), dens)
-            matp = adir / f"fixMap_{k:05d}.mat"
-            if mat == "v5":
-                scipy.io.savemat(str(matp), {"eyeMap": fix.astype(np.uint8)})
-            else:
-                write_mat_v73(matp, fix.astype(np.float64), userblock=(mat == "v73ub"))
+            _write_av_frame(fdir, adir, k, frame, fix, dens, mat)
         if wav:
             adir2 = root / "video_audio" / folder / name
             adir2.mkdir(parents=True)
             t = np.arange(int(22050 * n / fps)) / 22050
             soundfile.write(str(adir2 / f"{name}.wav"), 0.1 * np.sin(2 * np.pi * 440 * t), 22050)
+    _write_fold_lists(root, folder, videos, fps, splits)
+    return truth
+
+
+def _write_av_frame(
+    fdir: Path, adir: Path, k: int, frame: np.ndarray, fix: np.ndarray, dens: np.ndarray, mat: str
+) -> None:
+    """Frame ``k`` (1-based) of an audio-visual dataset video: picture (BGR), density and
+    fixations (MAT ``mat``: v5, v73, v73ub)."""
+    cv2.imwrite(str(fdir / f"img_{k:05d}.jpg"), frame)
+    cv2.imwrite(str(adir / "maps" / f"eyeMap_{k:05d}.jpg"), dens)
+    matp = adir / f"fixMap_{k:05d}.mat"
+    if mat == "v5":
+        scipy.io.savemat(str(matp), {"eyeMap": fix.astype(np.uint8)})
+    else:
+        write_mat_v73(matp, fix.astype(np.float64), userblock=(mat == "v73ub"))
+
+
+def _write_fold_lists(
+    root: Path, folder: str, videos: dict[str, int], fps: float, splits: tuple[str, ...]
+) -> None:
     lists = root / "fold_lists"
     lists.mkdir(exist_ok=True)
     lines = "".join(f"{name} {n} {fps}\n" for name, n in videos.items())
@@ -322,7 +354,6 @@ def make_av_dataset(
         for s in splits:
             (lists / f"{folder}_list_test_{s}_fps.txt").write_text(lines)
             (lists / f"{folder}_list_train_{s}_fps.txt").write_text("other 10 30\n")
-    return truth
 
 
 def make_frame_dataset(
@@ -574,3 +605,75 @@ def _wait_for(condition) -> None:
     deadline = time.monotonic() + MEET_TIMEOUT_S
     while not condition() and time.monotonic() < deadline:
         time.sleep(GO_POLL_S)
+
+
+# --- scenes with a known object, for salcli reframe ---------------------------------------
+
+
+OBJECT = 16  # pixels, side of the bright square of the reframe scenes
+
+
+def scene_frames(
+    xs: list[int], size: tuple[int, int], *, seed: int = 0, tint: int = 1, y: int | None = None
+) -> list[np.ndarray]:
+    """One RGB frame per left edge in ``xs`` (None: no object) of a bright ``OBJECT``-pixel
+    square over a dark textured background tinted on channel ``tint`` (another tint:
+    another scene, a cut)."""
+    h, w = size
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, 80, size=(h, w, 3), dtype=np.uint8)
+    base[..., tint] += 90
+    top = (h - OBJECT) // 2 if y is None else y
+    frames = []
+    for x in xs:
+        f = base.copy()
+        if x is not None:
+            f[top : top + OBJECT, max(0, x) : max(0, x + OBJECT)] = 250
+        frames.append(f)
+    return frames
+
+
+def scene_maps(xs: list[int], size: tuple[int, int], *, y: int | None = None) -> np.ndarray:
+    """(N, H, W) float32 maps: 1 on the square of ``scene_frames`` (a blurred edge), 0 off it."""
+    h, w = size
+    top = (h - OBJECT) // 2 if y is None else y
+    maps = np.zeros((len(xs), h, w), dtype=np.float32)
+    for i, x in enumerate(xs):
+        if x is not None:
+            maps[i, top : top + OBJECT, max(0, x) : max(0, x + OBJECT)] = 1.0
+            maps[i] = cv2.GaussianBlur(maps[i], (0, 0), 2.0)
+    return maps
+
+
+def write_stack(path: Path, maps: np.ndarray, source: Path) -> Path:
+    """``maps`` (N, H, W) as ``salcli predict -f h5`` writes them, for ``source``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with h5py.File(path, "w") as f:
+        f.create_dataset("saliency", data=maps.astype(np.float16))
+        f.attrs.update({"source": str(source), "model": "truth", "weights_sha256": "",
+                        "width": maps.shape[2], "height": maps.shape[1]})  # fmt: skip
+    return path
+
+
+def make_diem_scenes(
+    root: Path, scenes: dict[str, list[int | None]], size: tuple[int, int], fps: float = 25.0
+) -> None:
+    """A DIEM-layout dataset (no audio) of ``scene_frames`` videos, one per name: the
+    object at each left edge of ``scenes[name]``, every viewer fixating its centre (4
+    fixated pixels; none when the object is absent)."""
+    h, w = size
+    top = (h - OBJECT) // 2
+    for name, xs in scenes.items():
+        fdir = root / "video_frames" / "DIEM" / name
+        adir = root / "annotations" / "DIEM" / name
+        (adir / "maps").mkdir(parents=True)
+        fdir.mkdir(parents=True)
+        for k, (x, rgb) in enumerate(zip(xs, scene_frames(xs, size), strict=True), start=1):
+            fix = np.zeros((h, w), dtype=bool)
+            if x is not None:
+                cx, cy = x + OBJECT // 2, top + OBJECT // 2
+                fix[cy - 1 : cy + 1, cx - 1 : cx + 1] = True
+            dens = cv2.GaussianBlur(fix.astype(np.float64), (7, 7), 1.5)
+            dens = np.round(255 * dens / max(dens.max(), 1e-12)).astype(np.uint8)
+            _write_av_frame(fdir, adir, k, rgb[..., ::-1], fix, dens, "v5")
+    _write_fold_lists(root, "DIEM", {n: len(xs) for n, xs in scenes.items()}, fps, ())

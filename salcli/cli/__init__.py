@@ -2,8 +2,8 @@
 progress bars and exit codes exist.
 
 ``app`` holds the subcommands, one module each (``predict``, ``evaluate``, ``train``,
-``weights``, ``status``); ``salcli.cli._console`` prints and maps errors to exit codes,
-``_progress`` draws, ``_signals`` handles SIGTERM, ``_options`` makes each command's
+``weights``, ``status``, ``reframe``); ``salcli.cli._console`` prints and maps errors to
+exit codes, ``_progress`` draws, ``_signals`` handles SIGTERM, ``_options`` makes each command's
 parameters from the options tables.
 """
 
@@ -45,9 +45,9 @@ def _main(
 
 def _register_subcommands() -> None:
     """Commands that live in their own modules."""
-    from salcli.cli import evaluate, predict, status, train, weights
+    from salcli.cli import evaluate, predict, reframe, status, train, weights
 
-    for module in (predict, evaluate, weights, train, status):
+    for module in (predict, evaluate, weights, train, status, reframe):
         module.register(app)
 
 

@@ -59,9 +59,11 @@ def message(err: BaseException, *tables: type) -> str:
     return str(err)
 
 
-def result_error(result: VideoResult) -> str:
-    """A failed video's error line as the command line says it."""
-    return spell(result.error_template or "", result.error_options, flag_of) or result.error
+def result_error(result: VideoResult, *tables: type) -> str:
+    """A failed video's error line as the command line says it (options of ``tables``,
+    default predict's)."""
+    spelling = (lambda name: flag_of(name, *tables)) if tables else flag_of
+    return spell(result.error_template or "", result.error_options, spelling) or result.error
 
 
 def fail(text: str, code: int) -> typer.Exit:

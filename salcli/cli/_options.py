@@ -14,15 +14,19 @@ from typing import Any
 import typer
 
 
-def cli_params(*tables: type) -> list[inspect.Parameter]:
-    """Typer keyword parameters for every option of ``tables`` that has CLI flags."""
+def cli_params(*tables: type, exclude: Sequence[str] = ()) -> list[inspect.Parameter]:
+    """Typer keyword parameters for every option of ``tables`` that has CLI flags, but
+    those named in ``exclude`` (a command that takes part of a table); an option two
+    tables declare is the first one's."""
     params = []
+    seen = set(exclude)
     for cls in tables:
         hints = typing.get_type_hints(cls)
         for f in fields(cls):
             meta = f.metadata
-            if not meta.get("flags"):
+            if not meta.get("flags") or f.name in seen:
                 continue
+            seen.add(f.name)
             if f.default is not dataclasses.MISSING:
                 default = f.default
             elif f.default_factory is not dataclasses.MISSING:
@@ -46,11 +50,15 @@ def cli_params(*tables: type) -> list[inspect.Parameter]:
 
 
 def with_options(
-    command: Callable[..., Any], own: Sequence[inspect.Parameter], *tables: type
+    command: Callable[..., Any],
+    own: Sequence[inspect.Parameter],
+    *tables: type,
+    exclude: Sequence[str] = (),
 ) -> Callable[..., Any]:
     """``command(**values)`` presented to Typer with the parameters ``own`` followed by
-    every CLI option of ``tables``: the option table is the command's signature."""
-    params = [*own, *cli_params(*tables)]
+    every CLI option of ``tables`` (but ``exclude``): the option table is the command's
+    signature."""
+    params = [*own, *cli_params(*tables, exclude=exclude)]
 
     def wrapper(**values: Any) -> Any:
         return command(**values)

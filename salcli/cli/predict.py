@@ -8,6 +8,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import NoReturn
 
 import typer
 
@@ -99,19 +100,14 @@ def _describe(predictor) -> str:
 def _predict_batch(
     inputs: list[str], output_dir: Path | None, *, jsonl: bool, quiet: bool, options: dict
 ) -> None:
-    def warn(msg: str) -> None:
-        if not quiet:
-            _console.warn(msg)
-
+    warn = warner(quiet)
     cluster, options = split_cluster(options)
     fields = VIDEO_FIELDS if cluster is None else CORPUS_FIELDS
     with Bars(not quiet and not jsonl and sys.stderr.isatty(), fields) as bars:
         progress = None if cluster is not None else _video_bar(bars)
         run = BatchRun(inputs, output_dir, on_warning=warn, progress=progress, **options)
         if not run.jobs:  # an empty shard: N may exceed the number of inputs
-            k, n = run.batch.shard
-            say(f"salcli: shard {k}/{n} holds none of the {len(run.all_jobs)} inputs")
-            raise typer.Exit(EXIT_OK)
+            empty_shard(run)
         if cluster is None:
             results, line = run, _describe(run.predictor)
         else:  # on a Ray cluster (salcli.corpus.cluster): results as the workers finish
@@ -127,13 +123,37 @@ def _predict_batch(
                 if result.status == "failed":
                     say(f"salcli: error: {_console.result_error(result)}")
                 _report(result, jsonl=jsonl, quiet=quiet)
+    finish(counts, len(run.jobs), jsonl=jsonl, quiet=quiet)
+
+
+def warner(quiet: bool):
+    """A batch's warnings: on stderr above the bars, none with ``--quiet``."""
+
+    def warn(msg: str) -> None:
+        if not quiet:
+            _console.warn(msg)
+
+    return warn
+
+
+def empty_shard(run) -> NoReturn:
+    """Say that this shard of ``run`` (a batch with ``batch.shard``, ``all_jobs``) holds
+    none of the inputs, and exit 0."""
+    k, n = run.batch.shard
+    say(f"salcli: shard {k}/{n} holds none of the {len(run.all_jobs)} inputs")
+    raise typer.Exit(EXIT_OK)
+
+
+def finish(counts: dict[str, int], jobs: int, *, jsonl: bool, quiet: bool) -> NoReturn:
+    """A batch's closing lines from its ``counts`` of done, skipped and failed, and its
+    exit: 1 when any failed, else 0."""
     failed = counts["failed"]
-    if not quiet and not jsonl and len(run.jobs) > 1:
-        claimed = f"{counts['claimed']} claimed by other runs, " if counts["claimed"] else ""
+    if not quiet and not jsonl and jobs > 1:
+        claimed = f"{counts['claimed']} claimed by other runs, " if counts.get("claimed") else ""
         say(f"salcli: {counts['done']} done, {counts['skipped']} skipped, {claimed}{failed} failed")
     if failed:
         if not quiet and not jsonl:
-            say(f"salcli: {failed} of {len(run.jobs)} inputs failed")
+            say(f"salcli: {failed} of {jobs} inputs failed")
         raise typer.Exit(EXIT_FAILED)
     raise typer.Exit(EXIT_OK)
 
@@ -172,17 +192,24 @@ def _corpus_bar(bars: Bars):
     return update
 
 
-def _report(result, *, jsonl: bool, quiet: bool) -> None:
+def reported(result, record: dict, *tables: type, jsonl: bool, quiet: bool) -> bool:
+    """Print a video's ``--jsonl`` line (``record``, with the error spelled with the flags
+    of ``tables``) or its "skipped" line; True when nothing more is to be said of it."""
     if jsonl:
-        record = result.as_dict()
         if result.error:
-            record["error"] = _console.result_error(result)
+            record["error"] = _console.result_error(result, *tables)
         typer.echo(json.dumps(record))
-        return
+        return True
     if quiet or result.status == "failed":
-        return
+        return True
     if result.status == "skipped":
         say(f"skipped {result.source}: already done (use --overwrite to redo)")
+        return True
+    return False
+
+
+def _report(result, *, jsonl: bool, quiet: bool) -> None:
+    if reported(result, result.as_dict(), jsonl=jsonl, quiet=quiet):
         return
     if result.status == "claimed":
         say(f"claimed {result.source}: {describe_holder(result.holder or {})}")

@@ -18,6 +18,8 @@ from salcli.files import kill_point
 from salcli.identity import me
 from salcli.inference.predictor import Predictor, VideoResult
 from salcli.media.records import (
+    PREDICT_NAMING,
+    Naming,
     StaleTemps,
     clean_stale_temps,
     is_complete,
@@ -31,7 +33,12 @@ Progress = Callable[[int, int | None], None]  # (maps done, maps in all or None)
 
 
 def check_finished(
-    job: Job, settings: dict[str, Any], formats: Sequence[str], *, overwrite: bool = False
+    job: Job,
+    settings: dict[str, Any],
+    formats: Sequence[str],
+    *,
+    overwrite: bool = False,
+    naming: Naming = PREDICT_NAMING,
 ) -> VideoResult | None:
     """A "skipped" result when ``job`` is finished with ``settings`` (those of the
     predictor that would redo it, ``Predictor.settings``) in every format of
@@ -53,7 +60,7 @@ def check_finished(
                 "folder",
                 options=("overwrite",),
             )
-        if is_complete(job.out_dir, job.stem, formats, job.source):
+        if is_complete(job.out_dir, job.stem, formats, job.source, naming):
             return VideoResult(
                 source=str(job.source),
                 status="skipped",

@@ -436,6 +436,20 @@ class Predictor:
 
         return meta, maps()
 
+    def frames_and_maps(
+        self, source: str | Path, *, fps: float | None = None, audio_path: str | Path | None = None
+    ) -> tuple[VideoMeta, Iterator[tuple[Frame, np.ndarray]]]:
+        """As ``stream``, with each map its decoded frame (``Frame.rgb`` kept), for callers
+        that look at the pictures too (``salcli reframe``'s shot detection): one decode."""
+        reader, meta, track = self._open(source, fps, audio_path)
+        post = self.postprocess
+
+        def pairs() -> Iterator[tuple[Frame, np.ndarray]]:
+            for frame, raw in self._raw_maps(reader, meta, track, keep_rgb=True):
+                yield frame, post(raw, frame.height, frame.width)
+
+        return meta, pairs()
+
     def iter_maps(
         self, source: str | Path, *, fps: float | None = None, audio_path: str | Path | None = None
     ) -> Iterator[tuple[int, np.ndarray]]:

@@ -24,7 +24,7 @@ import os
 import re
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +44,24 @@ _TEMP_RE = re.compile(r"^\.(?P<name>.+)\.(?P<tag>\d+-\d+-[A-Za-z0-9_-]+)-[0-9a-f
 _PID_TEMP_RE = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)-[0-9a-f]+\.(?:tmp|old)$")
 # the record temporaries of salcli 0.1.0: .<stem>.salcli.json.tmp-<pid>
 _OLD_RECORD_TEMP_RE = re.compile(r"^\.(?P<name>.+)\.tmp-(?P<pid>\d+)$")
+
+
+def _writer_paths(fmt: str, out_dir: Path, stem: str) -> list[Path]:
+    from salcli.media.writers import output_paths
+
+    return output_paths(fmt, Path(out_dir), stem)
+
+
+@dataclass(frozen=True)
+class Naming:
+    """A command's outputs: the formats it writes and ``paths(fmt, out_dir, stem)``, the
+    final outputs of one format (``predict``'s: the writers'; ``reframe`` has its own)."""
+
+    formats: tuple[str, ...]
+    paths: Callable[[str, Path, str], list[Path]]
+
+
+PREDICT_NAMING = Naming(FORMATS, _writer_paths)
 
 
 def record_path(out_dir: Path, stem: str) -> Path:
@@ -106,15 +124,19 @@ def settings_changed(record: dict, settings: dict) -> list[str]:
     return [k for k, v in settings.items() if k in record and record[k] != v]
 
 
-def expected_outputs(out_dir: Path, stem: str, formats: Sequence[str]) -> list[Path]:
-    """The final outputs of ``formats`` for ``stem`` (the writers' names)."""
-    from salcli.media.writers import output_paths
-
-    return [p for fmt in formats for p in output_paths(fmt, Path(out_dir), stem)]
+def expected_outputs(
+    out_dir: Path, stem: str, formats: Sequence[str], naming: Naming = PREDICT_NAMING
+) -> list[Path]:
+    """The final outputs of ``formats`` for ``stem`` (the writers' names by default)."""
+    return [p for fmt in formats for p in naming.paths(fmt, Path(out_dir), stem)]
 
 
 def is_complete(
-    out_dir: Path, stem: str, formats: Sequence[str], source: Path | None = None
+    out_dir: Path,
+    stem: str,
+    formats: Sequence[str],
+    source: Path | None = None,
+    naming: Naming = PREDICT_NAMING,
 ) -> bool:
     """True when the video ``stem`` (made from ``source``, when given) is finished in
     ``out_dir`` for every format of ``formats``."""
@@ -125,7 +147,7 @@ def is_complete(
         return False
     if not set(formats) <= set(rec.get("formats", [])):
         return False
-    return all(p.exists() for p in expected_outputs(out_dir, stem, formats))
+    return all(p.exists() for p in expected_outputs(out_dir, stem, formats, naming))
 
 
 def write_record(out_dir: Path, stem: str, payload: dict) -> Path:
@@ -153,6 +175,7 @@ def merged(
     formats: Sequence[str],
     outputs: Sequence[str],
     settings: dict,
+    naming: Naming = PREDICT_NAMING,
     **fields,
 ) -> dict:
     """The record of a finished run: ``settings`` and ``fields`` at the top level, and
@@ -162,9 +185,9 @@ def merged(
     same = previous is not None and same_source(previous, Path(source))
     if same and all(previous.get(k) == v for k, v in settings.items()):
         for fmt in previous.get("formats", []):
-            if fmt in formats or fmt not in FORMATS:
+            if fmt in formats or fmt not in naming.formats:
                 continue
-            paths = expected_outputs(out_dir, stem, [fmt])
+            paths = expected_outputs(out_dir, stem, [fmt], naming)
             if all(p.exists() for p in paths):
                 formats.append(fmt)
                 outputs.extend(os.path.abspath(p) for p in paths)
@@ -249,18 +272,22 @@ def temporaries(out_dir: Path) -> dict[str, list[Temporary]]:
     return found
 
 
-def video_names(out_dir: Path, stem: str) -> set[str]:
+def video_names(out_dir: Path, stem: str, naming: Naming = PREDICT_NAMING) -> set[str]:
     """The names of every file salcli keeps for ``stem`` in ``out_dir``: outputs of every
-    format, record, claim."""
-    names = {p.name for p in expected_outputs(out_dir, stem, FORMATS)}
+    format ``naming`` knows, record, claim."""
+    names = {p.name for p in expected_outputs(out_dir, stem, naming.formats, naming)}
     return names | {record_path(out_dir, stem).name, claim_path(out_dir, stem).name}
 
 
 def _sweep(
-    temps: dict[str, list[Temporary]], out_dir: Path, stem: str, lease_s: float
+    temps: dict[str, list[Temporary]],
+    out_dir: Path,
+    stem: str,
+    lease_s: float,
+    naming: Naming = PREDICT_NAMING,
 ) -> list[Path]:
     removed: list[Path] = []
-    for name in video_names(out_dir, stem):
+    for name in video_names(out_dir, stem, naming):
         for temp in temps.get(name, []):
             if not temp.stale(lease_s):
                 continue
@@ -275,11 +302,13 @@ def _sweep(
     return removed
 
 
-def clean_stale_temps(out_dir: Path, stem: str, lease_s: float = DEFAULT_LEASE_S) -> list[Path]:
-    """Remove the temporaries of ``stem``'s outputs (every format), record and claim in
-    ``out_dir`` whose process is gone (``Temporary.stale``). Temporaries of live
-    processes are kept. Returns what was removed; never raises."""
-    return _sweep(temporaries(Path(out_dir)), Path(out_dir), stem, lease_s)
+def clean_stale_temps(
+    out_dir: Path, stem: str, lease_s: float = DEFAULT_LEASE_S, naming: Naming = PREDICT_NAMING
+) -> list[Path]:
+    """Remove the temporaries of ``stem``'s outputs (every format of ``naming``), record
+    and claim in ``out_dir`` whose process is gone (``Temporary.stale``). Temporaries of
+    live processes are kept. Returns what was removed; never raises."""
+    return _sweep(temporaries(Path(out_dir)), Path(out_dir), stem, lease_s, naming)
 
 
 class StaleTemps:
@@ -288,12 +317,13 @@ class StaleTemps:
     listed again only for a video taken over from a dead run (``fresh``): its
     temporaries were made after the first listing."""
 
-    def __init__(self, lease_s: float = DEFAULT_LEASE_S) -> None:
+    def __init__(self, lease_s: float = DEFAULT_LEASE_S, naming: Naming = PREDICT_NAMING) -> None:
         self.lease_s = lease_s
+        self._naming = naming
         self._listed: dict[Path, dict[str, list[Temporary]]] = {}
 
     def clean(self, out_dir: Path, stem: str, *, fresh: bool = False) -> list[Path]:
         key = Path(os.path.abspath(out_dir))
         if fresh or key not in self._listed:
             self._listed[key] = temporaries(key)
-        return _sweep(self._listed[key], key, stem, self.lease_s)
+        return _sweep(self._listed[key], key, stem, self.lease_s, self._naming)

@@ -203,7 +203,7 @@ class Writer:
         self.meta = meta
         self.run = run
         self.options = _take_options(self.fmt, options)
-        self.paths: list[Path] = output_paths(self.fmt, self.out_dir, meta.stem)
+        self.paths: list[Path] = self._output_paths()
         self.count = 0  # maps written so far
         self.shape: tuple[int, int] | None = None  # (H, W) of the maps
         self._temps: list[Path] = []
@@ -218,6 +218,23 @@ class Writer:
             self._open()
 
     # the parts each format provides
+    def _output_paths(self) -> list[Path]:
+        """The final outputs (``output_paths``; a subclass may name its own)."""
+        return output_paths(self.fmt, self.out_dir, self.meta.stem)
+
+    def _check(self, index: int, saliency: np.ndarray) -> None:
+        """Refuse a map that is not (H, W) at the video's size."""
+        if saliency.ndim != 2:
+            raise ValueError(f"a saliency map is (H, W), got shape {saliency.shape}")
+        h, w = saliency.shape
+        if self.shape is None:
+            self.shape = (h, w)
+        if (h, w) != self.shape or (w, h) != (self.meta.width, self.meta.height):
+            raise InputError(
+                f"{self.meta.path}: frame {index} map is {w}x{h}, "
+                f"the video is {self.meta.width}x{self.meta.height}"
+            )
+
     def _configure(self) -> None:
         """Validate ``self.options`` (raise ``UsageError``); nothing is created yet."""
 
@@ -246,16 +263,7 @@ class Writer:
             if index != self.count:
                 raise ValueError(f"map of frame {index} given, frame {self.count} expected")
             saliency = np.asarray(saliency)
-            if saliency.ndim != 2:
-                raise ValueError(f"a saliency map is (H, W), got shape {saliency.shape}")
-            h, w = saliency.shape
-            if self.shape is None:
-                self.shape = (h, w)
-            if (h, w) != self.shape or (w, h) != (self.meta.width, self.meta.height):
-                raise InputError(
-                    f"{self.meta.path}: frame {index} map is {w}x{h}, "
-                    f"the video is {self.meta.width}x{self.meta.height}"
-                )
+            self._check(index, saliency)
             self._write(index, saliency, float(time), rgb)
             self.count += 1
 

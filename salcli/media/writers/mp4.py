@@ -81,8 +81,12 @@ class Mp4Writer(Writer):
         if self.meta.has_audio and Path(self.meta.path).is_file():
             self._add_audio(av)
 
+    def _frame_size(self) -> tuple[int, int]:
+        """(width, height) of the pictures encoded (a subclass may make its own)."""
+        return self.meta.width, self.meta.height
+
     def _add_video(self, av) -> None:
-        w, h = self.meta.width, self.meta.height
+        w, h = self._frame_size()
         odd = w % 2 or h % 2
         self._pad = (w % 2, h % 2) if odd and self.odd == "pad" else (0, 0)
         codec = _pick_video_codec(av)
@@ -137,12 +141,7 @@ class Mp4Writer(Writer):
         import av
 
         rgb = self._source_frame(index) if rgb is None else rgb
-        if rgb.shape[:2] != saliency.shape:
-            raise InputError(
-                f"{self.meta.path}: frame {index} is {rgb.shape[1]}x{rgb.shape[0]}, "
-                f"its map {saliency.shape[1]}x{saliency.shape[0]}"
-            )
-        picture = overlay(rgb, to_uint8(saliency), self.alpha)
+        picture = self._picture(index, saliency, rgb)
         if any(self._pad):
             import cv2
 
@@ -154,6 +153,15 @@ class Mp4Writer(Writer):
         self._out.mux(self._vs.encode(frame))
         if self._audio_mode:
             self._pump_audio(float((index + 1) / self._rate) + AUDIO_LEAD)
+
+    def _picture(self, index: int, saliency: np.ndarray, rgb: np.ndarray) -> np.ndarray:
+        """The (h, w, 3) uint8 picture of frame ``index``: the heat map over the frame."""
+        if rgb.shape[:2] != saliency.shape:
+            raise InputError(
+                f"{self.meta.path}: frame {index} is {rgb.shape[1]}x{rgb.shape[0]}, "
+                f"its map {saliency.shape[1]}x{saliency.shape[0]}"
+            )
+        return overlay(rgb, to_uint8(saliency), self.alpha)
 
     def _source_frame(self, index: int) -> np.ndarray:
         """The source frame ``index`` (RGB), decoded here for a caller that gave none; the

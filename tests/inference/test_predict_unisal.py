@@ -1,0 +1,187 @@
+"""UNISAL through predict: the interleaved recurrence against a re-enactment of the
+authors' procedure, domains, still images and folders of photos, precisions, bad options
+and evaluate. The checkpoint is the reference fill, tamed for real video (its maps are
+otherwise very peaked)."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import cv2
+import h5py
+import numpy as np
+import pytest
+import torch
+from helpers import DATA, REPO_ROOT, make_frame_dataset, moving_frames, write_video
+from typer.testing import CliRunner
+
+from salcli.cli import app
+from salcli.errors import EXIT_USAGE
+from salcli.inference.predictor import Predictor
+from salcli.models import unisal_procedure as proc
+from salcli.models.registry import load_checkpoint
+from salcli.models.unisal import log_probabilities
+from salcli.testing import load_manifest, unisal_state_dict
+
+pytest.importorskip("PIL")
+sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
+
+import unisal_authors_pipeline as uap  # noqa: E402
+
+# issue 25: per-frame CC >= 0.999 and the largest per-pixel difference <= 0.02 against the
+# authors' procedure on the same weights (a recurrence bug can keep the CC high)
+MIN_CC = 0.999
+MAX_DIFFERENCE = 0.02
+FRAMES = 12  # > 2 x 5: DHF1K's sequences take 2 or 3 steps, across engine calls
+VIDEO_SIZE = (36, 64)  # (H, W): 16:9 but not 360x640 -> the aspect rule's 256x416
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    path = tmp_path_factory.mktemp("unisal") / "weights_best.pth"
+    manifest = load_manifest(DATA / "unisal.keys.json")
+    torch.save(unisal_state_dict(manifest, tamed=True), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory):
+    return write_video(tmp_path_factory.mktemp("v") / "clip.mp4", FRAMES, VIDEO_SIZE)
+
+
+@pytest.fixture(scope="module")
+def predictor(checkpoint):
+    return Predictor(checkpoint, device="cpu", precision="fp32", on_warning=lambda s: None)
+
+
+def _cc(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.corrcoef(a.ravel().astype(np.float64), b.ravel().astype(np.float64))[0, 1])
+
+
+def test_maps_are_the_authors_procedure(checkpoint, predictor, video, tmp_path):
+    """Their folder demo re-enacted (PNG frames, Pillow LANCZOS, 5 sequences fed frame by
+    frame in chunks of 6) against salcli's batches of 10 frames of every sequence."""
+    ours = predictor.predict(video)
+    authors = load_checkpoint(checkpoint, audio=False)[2]  # as loaded: nothing rewritten
+    run = uap.run(authors, video, tmp_path, domain="DHF1K")
+    assert ours.shape == run.maps.shape == (FRAMES, *VIDEO_SIZE)
+    ccs = [_cc(a, b) for a, b in zip(ours, run.maps, strict=True)]
+    assert min(ccs) >= MIN_CC, ccs
+    assert np.abs(ours - run.maps).max() <= MAX_DIFFERENCE
+    assert predictor.batch_size == 10 and predictor.input_size == proc.INPUT_SIZE
+    # the procedure matters here: a model without the interleaving (one sequence) is
+    # visibly elsewhere (max difference far above the bound)
+    one = uap.FRAME_STRIDE["DHF1K"]
+    uap.FRAME_STRIDE["DHF1K"] = 1
+    try:
+        wrong = uap.predict_folder(authors, tmp_path / "frames")[0]
+    finally:
+        uap.FRAME_STRIDE["DHF1K"] = one
+    assert np.abs(ours - wrong).max() > MAX_DIFFERENCE
+
+
+def test_cli_writes_maps_and_records_the_domain(checkpoint, video, tmp_path):
+    out = tmp_path / "out"
+    args = ["predict", str(video), "--weights", str(checkpoint), "-o", str(out),
+            "--format", "png,h5", "--precision", "fp32", "--domain", "hollywood"]  # fmt: skip
+    r = runner.invoke(app, args)
+    assert r.exit_code == 0, r.output
+    assert len(list((out / "clip").glob("*.png"))) == FRAMES
+    with h5py.File(out / "clip.h5") as f:
+        assert f["saliency"].shape == (FRAMES, *VIDEO_SIZE)
+        assert f.attrs["domain"] == "Hollywood" and f.attrs["family"] == "unisal"
+    record = json.loads((out / "clip.salcli.json").read_text())
+    assert record["settings"]["domain"] == "Hollywood"
+    assert record["settings"]["input_size"] == "auto"
+    # another domain is other maps: the finished outputs are not taken for its own
+    again = runner.invoke(app, args[:-1] + ["DHF1K"])
+    assert again.exit_code == 1 and "domain" in again.output
+
+
+@pytest.mark.parametrize(
+    ("extra", "says"),
+    [
+        (["--domain", "imagenet"], "--domain 'imagenet': UNISAL has DHF1K, Hollywood"),
+        (["--stride", "2"], "--stride 2: UNISAL is recurrent"),
+        (["--warmup", "mirror"], "--warmup 'mirror': UNISAL has reference"),
+    ],
+)
+def test_bad_options_are_one_line_and_exit_2(checkpoint, video, tmp_path, extra, says):
+    r = runner.invoke(app, ["predict", str(video), "--weights", str(checkpoint),
+                            "-o", str(tmp_path), *extra])  # fmt: skip
+    assert r.exit_code == EXIT_USAGE, r.output
+    assert says in r.output and "Traceback" not in r.output
+    assert not any(tmp_path.iterdir())
+
+
+def test_a_photo_is_predicted_as_an_image_in_the_salicon_domain(predictor, tmp_path):
+    rgb = moving_frames(1, 60, 80, seed=5)[0]
+    photo = tmp_path / "photo.jpg"
+    cv2.imwrite(str(photo), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    got = predictor.predict(photo)
+    # the model's image procedure by hand: the aspect rule (4:3 -> 288x384), LANCZOS,
+    # the recurrence bypassed, the published map
+    decoded = cv2.cvtColor(cv2.imread(str(photo)), cv2.COLOR_BGR2RGB)
+    x = proc.frame_to_tensor(decoded, (288, 384))[None]
+    model = predictor.model.set_domain("SALICON")
+    with torch.inference_mode():
+        logits, _ = model(x, model.zero_states(1, (288, 384), x), [0])
+    logp = log_probabilities(logits, (60, 80))[0].numpy()
+    expected = np.exp(logp) / np.exp(logp).max()
+    assert got.shape == (1, 60, 80)
+    assert np.abs(got[0] - expected).max() < 1e-4
+    assert predictor.settings(photo)["domain"] == "SALICON"
+
+
+def test_a_folder_of_photos_with_images_and_a_folder_of_frames_without(checkpoint, tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i, (h, w) in enumerate(((40, 40), (30, 60))):
+        cv2.imwrite(str(photos / f"p{i}.png"), moving_frames(1, h, w, seed=i)[0])
+    common = ["--weights", str(checkpoint), "--precision", "fp32", "--format", "png",
+              "--jsonl", "-q"]  # fmt: skip
+    r = runner.invoke(app, ["predict", str(photos), "--images", "-o", str(tmp_path / "a"),
+                            *common])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    done = [json.loads(x) for x in r.stdout.splitlines()]
+    assert sorted(d["frames"] for d in done) == [1, 1]
+    for i in range(2):
+        record = json.loads((tmp_path / "a" / f"p{i}.salcli.json").read_text())
+        assert record["settings"]["domain"] == "SALICON"
+    # without --images the same folder is one video of two frames (resized to the first's)
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i in range(2):
+        cv2.imwrite(str(frames / f"{i:04d}.png"), moving_frames(1, 40, 40, seed=i)[0])
+    r = runner.invoke(app, ["predict", str(frames), "-o", str(tmp_path / "b"), *common])
+    assert r.exit_code == 0, r.output
+    assert [json.loads(x)["frames"] for x in r.stdout.splitlines()] == [2]
+    record = json.loads((tmp_path / "b" / "frames.salcli.json").read_text())
+    assert record["settings"]["domain"] == "DHF1K"
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_half_precisions_on_the_cpu_give_the_fp32_maps_nearly(
+    checkpoint, predictor, video, precision
+):
+    reference = predictor.predict(video)
+    p = Predictor(checkpoint, device="cpu", precision=precision, on_warning=lambda s: None)
+    got = p.predict(video)
+    assert p.precision == precision and np.isfinite(got).all()
+    assert min(_cc(a, b) for a, b in zip(got, reference, strict=True)) > 0.99
+
+
+def test_evaluate_runs_unisal_on_a_dhf1k_style_set(checkpoint, tmp_path):
+    root = tmp_path / "data"
+    make_frame_dataset(root / "DHF1K", {"0601": 6})
+    out = tmp_path / "scores.json"
+    r = runner.invoke(app, ["evaluate", "--dataset", "dhf1k", "--root", str(root),
+                            "--weights", str(checkpoint), "--precision", "fp32",
+                            "--metrics", "cc,nss,kld", "--json", str(out), "-q"])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    doc = json.loads(out.read_text())
+    video = doc["videos"]["0601"]
+    assert video["frames"] == 6 and np.isfinite(video["cc"])
+    assert "UNISAL" in doc["conventions"]["source"]

@@ -281,14 +281,15 @@ class Unisal(nn.Module):
     # -- the stages ---------------------------------------------------------------------
 
     def priors(self, h: int, w: int, like: torch.Tensor) -> torch.Tensor:
-        """The domain's 16 Gaussian maps at the 1/32 size: (16, h, w)."""
-        g = self._domain_part("coarse_gaussians").to(like.dtype)  # (16, (y, x), (mu, log s))
+        """The domain's 16 Gaussian maps at the 1/32 size: (16, h, w), computed in the
+        parameters' dtype (fp32 under autocast too) and given in ``like``'s."""
+        g = self._domain_part("coarse_gaussians")  # (16, (y, x), (mu, log sigma))
         mu, sigma = g[..., 0], torch.exp(g[..., 1])  # (16, 2)
-        y = torch.linspace(0, 1, h, device=like.device, dtype=like.dtype)
-        x = torch.linspace(0, 1, w, device=like.device, dtype=like.dtype)
+        y = torch.linspace(0, 1, h, device=g.device, dtype=g.dtype)
+        x = torch.linspace(0, 1, w, device=g.device, dtype=g.dtype)
         gy = torch.exp(-0.5 * ((y[None, :] - mu[:, :1]) / sigma[:, :1]) ** 2)  # (16, h)
         gx = torch.exp(-0.5 * ((x[None, :] - mu[:, 1:]) / sigma[:, 1:]) ** 2)  # (16, w)
-        return PRIOR_SCALE * gy[:, :, None] * gx[:, None, :]
+        return (PRIOR_SCALE * gy[:, :, None] * gx[:, None, :]).to(like.dtype)
 
     def encode(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Frames (B, 3, h, w) -> (post_cnn features (B, 256, h/32, w/32), the 1/16 skip

@@ -157,6 +157,7 @@ class EvalOptions:
     skip_empty: bool | None = None  # None: the protocol's convention
     warmup: str | None = None  # the model run's (None: the predictor's default)
     precision: str | None = None
+    domain: str | None = None  # the model run's domain (UNISAL; None: its video default)
     predictor: Predictor | ModelRun | None = field(default=None, compare=False, repr=False)
     predictor_factory: Callable[..., Predictor | ModelRun] | None = field(
         default=None, compare=False, repr=False
@@ -226,8 +227,8 @@ class EvalOptions:
 
     @property
     def model_options(self) -> dict[str, Any]:
-        """The options of the model run given (``warmup``, ``precision``)."""
-        given = {"warmup": self.warmup, "precision": self.precision}
+        """The options of the model run given (``warmup``, ``precision``, ``domain``)."""
+        given = {"warmup": self.warmup, "precision": self.precision, "domain": self.domain}
         return {k: v for k, v in given.items() if v is not None}
 
     @property

@@ -82,7 +82,7 @@ def resize_lanczos(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     if rgb.shape[:2] == (h, w):
         return rgb
     image = Image.fromarray(np.ascontiguousarray(rgb))
-    return np.asarray(image.resize((w, h), Image.Resampling.LANCZOS))
+    return np.array(image.resize((w, h), Image.Resampling.LANCZOS))  # writable, for torch
 
 
 def frame_to_tensor(

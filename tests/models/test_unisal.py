@@ -88,6 +88,19 @@ def test_both_published_files_are_declared_with_their_licence():
     assert listed["unisal-mit1003"]["file"] == "weights_ft_mit1003.pth"
 
 
+def test_weights_import_files_both_under_their_entries(published, tmp_path):
+    """The two files have the same keys: each is filed under its own name, not the
+    default's (the authors' code falls back to weights_best.pth silently)."""
+    runner = CliRunner()
+    for name in ("weights_best.pth", "weights_ft_mit1003.pth"):
+        torch.save(published, tmp_path / name)
+        r = runner.invoke(app, ["weights", "import", str(tmp_path / name)])
+        assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["weights", "list", "--json"])
+    listed = {e["name"]: e for e in map(json.loads, r.stdout.splitlines())}
+    assert listed["unisal"]["cached"] and listed["unisal-mit1003"]["cached"]
+
+
 # --- the authors' outputs --------------------------------------------------------------
 
 

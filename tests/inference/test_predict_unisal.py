@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import cv2
 import h5py
@@ -17,7 +18,7 @@ from helpers import DATA, REPO_ROOT, make_frame_dataset, moving_frames, write_vi
 from typer.testing import CliRunner
 
 from salcli.cli import app
-from salcli.errors import EXIT_USAGE
+from salcli.errors import EXIT_FAILED, EXIT_USAGE
 from salcli.inference.predictor import Predictor
 from salcli.models import unisal_procedure as proc
 from salcli.models.registry import load_checkpoint
@@ -167,17 +168,20 @@ def test_a_folder_of_photos_with_images_and_a_folder_of_frames_without(checkpoin
     photos.mkdir()
     for i, (h, w) in enumerate(((40, 40), (30, 60))):
         cv2.imwrite(str(photos / f"p{i}.png"), moving_frames(1, h, w, seed=i)[0])
+    (photos / "p2.jpg").write_bytes(b"not an image")  # fails alone, the others still run
     common = ["--weights", str(checkpoint), "--precision", "fp32", "--format", "png",
               "--jsonl", "-q"]  # fmt: skip
     r = runner.invoke(app, ["predict", str(photos), "--images", "-o", str(tmp_path / "a"),
                             *common])  # fmt: skip
-    assert r.exit_code == 0, r.output
-    done = [json.loads(x) for x in r.stdout.splitlines()]
-    assert sorted(d["frames"] for d in done) == [1, 1]
+    assert r.exit_code == EXIT_FAILED, r.output
+    done = {Path(d["path"]).name: d for d in map(json.loads, r.stdout.splitlines())}
+    assert [done[f"p{i}.png"]["frames"] for i in range(2)] == [1, 1]
+    assert done["p2.jpg"]["status"] == "failed" and "not a readable image" in r.stderr
+    assert not list((tmp_path / "a").glob("p2*"))
     for i in range(2):
         record = json.loads((tmp_path / "a" / f"p{i}.salcli.json").read_text())
         assert record["domain"] == "SALICON"
-    # without --images the same folder is one video of two frames (resized to the first's)
+    # without --images a folder of images is one video (its frames resized to the first's)
     frames = tmp_path / "walk"  # not a generic name ("frames" would take its parent's)
     frames.mkdir()
     for i in range(2):

@@ -32,9 +32,13 @@ Reports, each phase in its own process (so peak RSS is its own):
 ``--memory`` instead runs salcli (png + h5 outputs) on generated videos of each length
 in ``--frames`` at a small size, and reports peak RSS per length.
 
-``--models`` runs all of the above for each model in turn (``vinet``, ``vinet-s``; the
-authors' phase re-enacts each one's own scripts), then the ratio of each model's rates to
-the first one's: end to end (salcli's defaults) and model only (the best batch).
+``--models`` runs all of the above for each model in turn (``vinet``, ``vinet-s``,
+``vinet-a``, ``unisal``; the authors' phase re-enacts each one's own scripts), then the
+ratio of each model's rates to the first one's: end to end (salcli's defaults) and model
+only (the best batch). UNISAL (recurrent, one frame a step) has no model-only phase; its
+authors' phase is their folder demo (benchmarks/unisal_authors_pipeline.py: PNG frames,
+5 interleaved sequences fed frame by frame), and salcli takes its input size from the
+frame by the authors' rule (``--input-size`` does not apply to it).
 
 Weights: ``--weights`` (one model) or the deterministic checkpoint of salcli.testing, from
 each model's key manifest (the timings and CCs do not depend on the values much; a real
@@ -67,7 +71,9 @@ MANIFESTS = {
     "vinet": ROOT / "tests" / "data" / "vinet.keys.json",
     "vinet-s": ROOT / "tests" / "data" / "vinet_s.keys.json",
     "vinet-a": ROOT / "tests" / "data" / "vinet_a.keys.json",
+    "unisal": ROOT / "tests" / "data" / "unisal.keys.json",
 }
+RECURRENT = ("unisal",)  # one frame a step: its input size from the frame (the authors' rule)
 # each model's input size (--input-size applies to the others); ViNet-A takes only this one
 FIXED_INPUT = {"vinet-a": "256x456"}
 T = CLIP_LEN  # frames per clip of every model here
@@ -88,11 +94,18 @@ def _model(weights: str | None, arch: str = "vinet") -> torch.nn.Module:
 
     if weights:
         return load_checkpoint(weights, audio=False)[2].eval()
-    from salcli.testing import tamed_state_dict
-
     model = build_model(arch).eval()
-    model.load_state_dict(tamed_state_dict(MANIFESTS[arch]))
+    model.load_state_dict(_tamed(arch))
     return model
+
+
+def _tamed(arch: str) -> dict[str, torch.Tensor]:
+    """The deterministic checkpoint of ``arch``, tamed for real video."""
+    from salcli.testing import load_manifest, tamed_state_dict, unisal_state_dict
+
+    if arch == "unisal":
+        return unisal_state_dict(load_manifest(MANIFESTS[arch]), tamed=True)
+    return tamed_state_dict(MANIFESTS[arch])
 
 
 def checkpoint_file(folder: str | Path, weights: str | None = None, arch: str = "vinet") -> Path:
@@ -100,11 +113,9 @@ def checkpoint_file(folder: str | Path, weights: str | None = None, arch: str = 
     file that ``Predictor`` loads as the CLI does (BatchNorm folded, cast to the precision)."""
     if weights:
         return Path(weights)
-    from salcli.testing import tamed_state_dict
-
     path = Path(folder) / f"{arch}_deterministic.pt"
     if not path.is_file():
-        torch.save(tamed_state_dict(MANIFESTS[arch]), path)
+        torch.save(_tamed(arch), path)
     return path
 
 
@@ -127,7 +138,7 @@ def phase_salcli(args) -> dict:
         checkpoint_file(out.parent, args.weights, args.model),  # as the CLI loads a file
         device="cpu",
         on_warning=lambda line: None,  # a licence notice
-        input_size=_size(args.input_size),
+        input_size=None if args.model in RECURRENT else _size(args.input_size),
         warmup=opts.pop("warmup", "reference"),
         **opts,
     )
@@ -150,12 +161,18 @@ def phase_salcli(args) -> dict:
 
 
 def phase_authors(args) -> dict:
-    import authors_pipeline as ap
-
     model = _model(args.weights, args.model)
-    run = ap.run(
-        model, args.video, Path(args.out), input_size=_size(args.input_size), procedure=args.model
-    )
+    if args.model == "unisal":  # its folder demo: PNG frames, 5 interleaved sequences
+        import unisal_authors_pipeline as uap
+
+        run = uap.run(model, args.video, Path(args.out), domain="DHF1K")
+    else:
+        import authors_pipeline as ap
+
+        run = ap.run(
+            model, args.video, Path(args.out), input_size=_size(args.input_size),
+            procedure=args.model,
+        )  # fmt: skip
     return {
         "frames": len(run.maps),
         "seconds": run.predict_s,
@@ -362,7 +379,7 @@ def main_compare(args, video: str, tmp: Path) -> dict[str, float]:
         f"authors (fp32, batch 1): {theirs['frames']} maps in {theirs['seconds']:.1f} s = "
         f"{rate_theirs:.3f} maps/s, {1 / rate_theirs:.3f} s/map, "
         f"peak RSS {theirs['peak_rss_mib']:.0f} MiB "
-        f"(+ {theirs['extract_seconds']:.1f} s extracting JPEGs, not counted){best}"
+        f"(+ {theirs['extract_seconds']:.1f} s extracting frames, not counted){best}"
     )
     if args.rounds > 1:
         print(_rounds_line(runs["authors"]))
@@ -370,12 +387,13 @@ def main_compare(args, video: str, tmp: Path) -> dict[str, float]:
     print(
         f"CC vs salcli's fp32 maps (8-bit both): mean {cc_own.mean():.6f}, min {cc_own.min():.6f}"
     )
+    frames = "PNG" if args.model in RECURRENT else "JPEG"
     print(
-        f"CC vs the authors' maps (8-bit both, their JPEG frames): "
+        f"CC vs the authors' maps (8-bit both, their {frames} frames): "
         f"mean {cc_authors.mean():.6f}, min {cc_authors.min():.6f}"
     )
     summary = {"end_to_end": rate_ours, "authors": rate_theirs}
-    if not args.skip_model:
+    if not args.skip_model and args.model not in RECURRENT:  # model-only: clip models
         model = _child("model", args, batch_sizes=args.batch_sizes, repeats=args.repeats, out=tmp)
         rates = model["conv_rates"]
         mean_rate = {k: sum(v.values()) / len(v) for k, v in rates.items()}
@@ -478,7 +496,9 @@ def main() -> None:
     )
     ap.add_argument("--repeats", type=int, default=2, help="model-only timings (best of)")
     ap.add_argument("--weights", help="a checkpoint of the one model (default: deterministic)")
-    ap.add_argument("--models", default="vinet", help="comma-separated: vinet, vinet-s, vinet-a")
+    ap.add_argument(
+        "--models", default="vinet", help="comma-separated: vinet, vinet-s, vinet-a, unisal"
+    )
     ap.add_argument("--model", default="vinet", help=argparse.SUPPRESS)  # a child's
     ap.add_argument("--memory", action="store_true", help="peak RSS against video length")
     ap.add_argument("--skip-model", action="store_true", help="no model-only figures")

@@ -14,7 +14,14 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from helpers import DATA, REPO_ROOT, make_frame_dataset, moving_frames, write_video
+from helpers import (
+    DATA,
+    REPO_ROOT,
+    make_av_dataset,
+    make_frame_dataset,
+    moving_frames,
+    write_video,
+)
 from typer.testing import CliRunner
 
 from salcli.cli import app
@@ -220,19 +227,28 @@ def test_half_precisions_on_the_cpu_give_the_fp32_maps_nearly(
     assert min(ccs) > min_cc
 
 
-def test_evaluate_runs_unisal_on_a_dhf1k_style_set(checkpoint, tmp_path):
+@pytest.mark.parametrize(
+    ("dataset", "video", "domain"),
+    [("dhf1k", "0601", ["--domain", "ucfsports"]), ("diem", "film_a", [])],
+)
+def test_evaluate_runs_unisal(checkpoint, tmp_path, dataset, video, domain):
+    """A DHF1K-style set (in the domain asked) and an audio-visual one (visual only, in
+    the video default)."""
     root = tmp_path / "data"
-    make_frame_dataset(root / "DHF1K", {"0601": 6})
+    if dataset == "dhf1k":
+        make_frame_dataset(root / "DHF1K", {video: 4})
+    else:
+        make_av_dataset(root, "DIEM", {video: 4}, wav=False)
     out = tmp_path / "scores.json"
-    r = runner.invoke(app, ["evaluate", "--dataset", "dhf1k", "--root", str(root),
-                            "--weights", str(checkpoint), "--precision", "fp32",
-                            "--domain", "ucfsports", "--metrics", "cc,nss,kld",
-                            "--json", str(out), "-q"])  # fmt: skip
+    r = runner.invoke(app, ["evaluate", "--dataset", dataset, "--root", str(root),
+                            "--weights", str(checkpoint), "--precision", "fp32", *domain,
+                            "--metrics", "cc,nss,kld", "--json", str(out), "-q"])  # fmt: skip
     assert r.exit_code == 0, r.output
     doc = json.loads(out.read_text())
-    video = doc["videos"]["0601"]
-    assert video["frames"] == 6 and np.isfinite(video["cc"])
-    assert "UNISAL, domain UCFSports" in doc["conventions"]["source"]
+    scores = doc["videos"][video]
+    assert scores["frames"] == 4 and np.isfinite(scores["cc"])
+    said = "UCFSports" if domain else "DHF1K"
+    assert f"UNISAL, domain {said}, visual only" in doc["conventions"]["source"]
 
 
 @pytest.mark.cuda

@@ -120,7 +120,8 @@ def test_maps_are_the_authors_procedure(checkpoint, predictor, tmp_path):
 def test_cli_writes_maps_and_records_the_domain(checkpoint, video, tmp_path):
     out = tmp_path / "out"
     args = ["predict", str(video), "--weights", str(checkpoint), "-o", str(out),
-            "--format", "png,h5", "--precision", "fp32", "--domain", "hollywood"]  # fmt: skip
+            "--format", "png,h5", "--precision", "fp32", "--input-size", "64x96",
+            "--domain", "hollywood"]  # fmt: skip
     r = runner.invoke(app, args)
     assert r.exit_code == 0, r.output
     assert len(list((out / "clip").glob("*.png"))) == FRAMES
@@ -129,7 +130,7 @@ def test_cli_writes_maps_and_records_the_domain(checkpoint, video, tmp_path):
         assert f.attrs["domain"] == "Hollywood" and f.attrs["family"] == "unisal"
     record = json.loads((out / "clip.salcli.json").read_text())
     assert record["domain"] == "Hollywood"
-    assert record["input_size"] == "auto"
+    assert record["input_size"] == "64x96"  # given: the rule's "auto" otherwise
     # another domain is other maps: the finished outputs are not taken for its own
     again = runner.invoke(app, args[:-1] + ["DHF1K"])
     assert again.exit_code == 1 and "domain" in again.output
@@ -187,7 +188,7 @@ def test_a_folder_of_photos_with_images_and_a_folder_of_frames_without(checkpoin
     assert not list((tmp_path / "a").glob("p2*"))
     for i in range(2):
         record = json.loads((tmp_path / "a" / f"p{i}.salcli.json").read_text())
-        assert record["domain"] == "SALICON"
+        assert record["domain"] == "SALICON" and record["input_size"] == "auto"
     # without --images a folder of images is one video (its frames resized to the first's)
     frames = tmp_path / "walk"  # not a generic name ("frames" would take its parent's)
     frames.mkdir()
@@ -236,9 +237,9 @@ def test_evaluate_runs_unisal(checkpoint, tmp_path, dataset, video, domain):
     the video default)."""
     root = tmp_path / "data"
     if dataset == "dhf1k":
-        make_frame_dataset(root / "DHF1K", {video: 4})
+        make_frame_dataset(root / "DHF1K", {video: 2})
     else:
-        make_av_dataset(root, "DIEM", {video: 4}, wav=False)
+        make_av_dataset(root, "DIEM", {video: 2}, wav=False)
     out = tmp_path / "scores.json"
     r = runner.invoke(app, ["evaluate", "--dataset", dataset, "--root", str(root),
                             "--weights", str(checkpoint), "--precision", "fp32", *domain,
@@ -246,7 +247,7 @@ def test_evaluate_runs_unisal(checkpoint, tmp_path, dataset, video, domain):
     assert r.exit_code == 0, r.output
     doc = json.loads(out.read_text())
     scores = doc["videos"][video]
-    assert scores["frames"] == 4 and np.isfinite(scores["cc"])
+    assert scores["frames"] == 2 and np.isfinite(scores["cc"])
     said = "UCFSports" if domain else "DHF1K"
     assert f"UNISAL, domain {said}, visual only" in doc["conventions"]["source"]
 

@@ -252,17 +252,22 @@ def test_evaluate_runs_unisal(checkpoint, tmp_path, dataset, video, domain):
     assert f"UNISAL, domain {said}, visual only" in doc["conventions"]["source"]
 
 
+# per-frame CC against the CPU's fp32 maps: cuDNN's fp32 convolutions use TF32 (torch's
+# default), about fp16's rounding; bf16 on the CPU at this size measured 0.978
+CUDA_MIN_CC = {"fp32": 0.999, "bf16": 0.95, "fp16": 0.99}
+
+
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])
 def test_cuda_gives_the_cpu_maps(checkpoint, predictor, video, precision):
-    """On CUDA (frames moved there, states kept there between batches) the maps are the
-    CPU's fp32 ones: to rounding in fp32, nearly in 16 bits."""
+    """On CUDA (frames moved there, states kept there between batches of 3) the maps are
+    the CPU's fp32 ones, to the precision's rounding."""
     reference = predictor.predict(video)
-    p = Predictor(checkpoint, device="cuda", precision=precision, on_warning=lambda s: None)
+    p = Predictor(checkpoint, device="cuda", precision=precision, batch_size=3,
+                  on_warning=lambda s: None)  # fmt: skip
     got = p.predict(video)
     assert p.device.type == "cuda" and p.engine.sequences.states.device.type == "cuda"
+    assert got.shape == reference.shape and np.isfinite(got).all()
     ccs = [_cc(a, b) for a, b in zip(got, reference, strict=True)]
-    if precision == "fp32":
-        assert np.abs(got - reference).max() < 1e-3
-    assert min(ccs) > (MIN_CC if precision == "fp32" else 0.99)
+    assert min(ccs) > CUDA_MIN_CC[precision], ccs

@@ -216,13 +216,14 @@ class EvalOptions:
             )
         if self.model_options and (self.predictions is not None or self.baseline):
             raise UsageError(
-                "{warmup} / {precision} run the model; they do not apply to {predictions}",
-                options=("warmup", "precision", "predictions"),
+                "{warmup} / {precision} / {domain} run the model; they do not apply to "
+                "{predictions}",
+                options=("warmup", "precision", "domain", "predictions"),
             )
         if self.model_options and self.predictor is not None:
             raise UsageError(
-                "{warmup} / {precision} are the given predictor's own",
-                options=("warmup", "precision"),
+                "{warmup} / {precision} / {domain} are the given predictor's own",
+                options=("warmup", "precision", "domain"),
             )
 
     @property

@@ -33,9 +33,13 @@ Reports, each phase in its own process (so peak RSS is its own):
 in ``--frames`` at a small size, and reports peak RSS per length.
 
 ``--models`` runs all of the above for each model in turn (``vinet``, ``vinet-s``,
-``vinet-a``, ``vinet-e``: the ensemble of ViNet-S and ViNet-A, end to end only; the
-authors' phase re-enacts each one's own scripts), then the ratio of each model's rates to
-the first one's: end to end (salcli's defaults) and model only (the best batch).
+``vinet-a``, ``vinet-e``: the ensemble of ViNet-S and ViNet-A, end to end only;
+``unisal``; the authors' phase re-enacts each one's own scripts), then the ratio of each
+model's rates to the first one's: end to end (salcli's defaults) and model only (the best
+batch). UNISAL (recurrent, one frame a step) has no model-only phase; its authors' phase
+is their folder demo (benchmarks/unisal_authors_pipeline.py: PNG frames, 5 interleaved
+sequences fed frame by frame), and salcli takes its input size from the frame by the
+authors' rule (``--input-size`` does not apply to it).
 
 Weights: ``--weights`` (one model; ``A,B`` for ``vinet-e``) or the deterministic
 checkpoint of salcli.testing, from each model's key manifest (the timings and CCs do not
@@ -68,9 +72,11 @@ MANIFESTS = {
     "vinet": ROOT / "tests" / "data" / "vinet.keys.json",
     "vinet-s": ROOT / "tests" / "data" / "vinet_s.keys.json",
     "vinet-a": ROOT / "tests" / "data" / "vinet_a.keys.json",
+    "unisal": ROOT / "tests" / "data" / "unisal.keys.json",
 }
 # ensembles: name -> its members (ViNet-E: ViNet-S and ViNet-A, averaged at ViNet-A's size)
 ENSEMBLES = {"vinet-e": ("vinet-s", "vinet-a")}
+RECURRENT = ("unisal",)  # one frame a step: its input size from the frame (the authors' rule)
 # each model's input size (--input-size applies to the others); ViNet-A takes only this one
 FIXED_INPUT = {"vinet-a": "256x456", "vinet-e": "256x456"}
 T = CLIP_LEN  # frames per clip of every model here
@@ -95,11 +101,18 @@ def _model(weights: str | None, arch: str = "vinet") -> torch.nn.Module | tuple:
         return tuple(_model(f, m) for f, m in zip(files, ENSEMBLES[arch], strict=True))
     if weights:
         return load_checkpoint(weights, audio=False)[2].eval()
-    from salcli.testing import tamed_state_dict
-
     model = build_model(arch).eval()
-    model.load_state_dict(tamed_state_dict(MANIFESTS[arch]))
+    model.load_state_dict(_tamed(arch))
     return model
+
+
+def _tamed(arch: str) -> dict[str, torch.Tensor]:
+    """The deterministic checkpoint of ``arch``, tamed for real video."""
+    from salcli.testing import load_manifest, tamed_state_dict, unisal_state_dict
+
+    if arch == "unisal":
+        return unisal_state_dict(load_manifest(MANIFESTS[arch]), tamed=True)
+    return tamed_state_dict(MANIFESTS[arch])
 
 
 def checkpoint_file(
@@ -113,11 +126,9 @@ def checkpoint_file(
         return [checkpoint_file(folder, f, m) for f, m in zip(files, ENSEMBLES[arch], strict=True)]
     if weights:
         return Path(weights)
-    from salcli.testing import tamed_state_dict
-
     path = Path(folder) / f"{arch}_deterministic.pt"
     if not path.is_file():
-        torch.save(tamed_state_dict(MANIFESTS[arch]), path)
+        torch.save(_tamed(arch), path)
     return path
 
 
@@ -140,7 +151,8 @@ def phase_salcli(args) -> dict:
         checkpoint_file(out.parent, args.weights, args.model),  # as the CLI loads a file
         device="cpu",
         on_warning=lambda line: None,  # a licence notice
-        input_size=None if args.model in ENSEMBLES else _size(args.input_size),  # its members'
+        # an ensemble's size is its members', a recurrent family's from the frame
+        input_size=None if args.model in (*ENSEMBLES, *RECURRENT) else _size(args.input_size),
         warmup=opts.pop("warmup", "reference"),
         **opts,
     )
@@ -163,12 +175,18 @@ def phase_salcli(args) -> dict:
 
 
 def phase_authors(args) -> dict:
-    import authors_pipeline as ap
-
     model = _model(args.weights, args.model)
-    run = ap.run(
-        model, args.video, Path(args.out), input_size=_size(args.input_size), procedure=args.model
-    )
+    if args.model == "unisal":  # its folder demo: PNG frames, 5 interleaved sequences
+        import unisal_authors_pipeline as uap
+
+        run = uap.run(model, args.video, Path(args.out), domain="DHF1K")
+    else:
+        import authors_pipeline as ap
+
+        run = ap.run(
+            model, args.video, Path(args.out), input_size=_size(args.input_size),
+            procedure=args.model,
+        )  # fmt: skip
     return {
         "frames": len(run.maps),
         "seconds": run.predict_s,
@@ -375,7 +393,7 @@ def main_compare(args, video: str, tmp: Path) -> dict[str, float]:
         f"authors (fp32, batch 1): {theirs['frames']} maps in {theirs['seconds']:.1f} s = "
         f"{rate_theirs:.3f} maps/s, {1 / rate_theirs:.3f} s/map, "
         f"peak RSS {theirs['peak_rss_mib']:.0f} MiB "
-        f"(+ {theirs['extract_seconds']:.1f} s extracting JPEGs, not counted){best}"
+        f"(+ {theirs['extract_seconds']:.1f} s extracting frames, not counted){best}"
     )
     if args.rounds > 1:
         print(_rounds_line(runs["authors"]))
@@ -383,15 +401,16 @@ def main_compare(args, video: str, tmp: Path) -> dict[str, float]:
     print(
         f"CC vs salcli's fp32 maps (8-bit both): mean {cc_own.mean():.6f}, min {cc_own.min():.6f}"
     )
+    frames = "PNG" if args.model in RECURRENT else "JPEG"
     print(
-        f"CC vs the authors' maps (8-bit both, their JPEG frames): "
+        f"CC vs the authors' maps (8-bit both, their {frames} frames): "
         f"mean {cc_authors.mean():.6f}, min {cc_authors.min():.6f}"
     )
     summary = {"end_to_end": rate_ours, "authors": rate_theirs}
     if args.model in ENSEMBLES:
         members = ", ".join(ENSEMBLES[args.model])
         print(f"model only: {args.model} runs each of {members} once a map")
-    elif not args.skip_model:
+    elif not args.skip_model and args.model not in RECURRENT:  # model-only: clip models
         model = _child("model", args, batch_sizes=args.batch_sizes, repeats=args.repeats, out=tmp)
         rates = model["conv_rates"]
         mean_rate = {k: sum(v.values()) / len(v) for k, v in rates.items()}
@@ -497,7 +516,9 @@ def main() -> None:
         "--weights", help="a checkpoint of the one model; A,B for vinet-e (default: deterministic)"
     )
     ap.add_argument(
-        "--models", default="vinet", help="comma-separated: vinet, vinet-s, vinet-a, vinet-e"
+        "--models",
+        default="vinet",
+        help="comma-separated: vinet, vinet-s, vinet-a, vinet-e, unisal",
     )
     ap.add_argument("--model", default="vinet", help=argparse.SUPPRESS)  # a child's
     ap.add_argument("--memory", action="store_true", help="peak RSS against video length")

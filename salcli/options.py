@@ -216,6 +216,14 @@ class PredictOptions:
         "Every frame gets one map, also in videos shorter than a clip.",
         shapes_maps=True,
     )
+    domain: str | None = option(
+        None,
+        "--domain",
+        help="UNISAL's domain, the per-dataset layers its maps come from: DHF1K, Hollywood, "
+        "UCFSports (videos: 5, 4, 4 interleaved sequences) or SALICON (still images; with "
+        "weights_ft_mit1003.pth, MIT1003's) [default: DHF1K for videos, SALICON for images].",
+        shapes_maps=True,
+    )
     stride: int = option(
         1,
         "--stride",
@@ -274,6 +282,12 @@ class BatchOptions:
 
     recursive: bool = option(False, "--recursive", "-r", help="Descend into folders.")
     glob: str | None = option(None, "--glob", help="Only files whose name matches.")
+    images: bool = option(
+        False,
+        "--images",
+        help="Folders of images are photos, each predicted alone (UNISAL: as an image), "
+        "not the frames of one video.",
+    )
     overwrite: bool = option(
         False, "--overwrite", help="Redo finished videos (otherwise they are skipped)."
     )

@@ -115,6 +115,23 @@ def stavis_snapshot(manifest: dict[str, list[int]], *, tamed: bool = False) -> d
     }
 
 
+# The UNISAL section's "tamed" weights for real video: each domain's adaptation weights
+# times 2**-2 (exact); the plain fill gives very peaked maps on real frames.
+UNISAL_TAMING = {
+    f"adaptation_{d}.0.weight": -2 for d in ("dhf1k", "hollywood", "ucfsports", "salicon")
+}
+
+
+def unisal_state_dict(manifest: dict[str, list[int]], *, tamed: bool = False) -> dict:
+    """A UNISAL checkpoint as published (a plain state_dict): the fill rule, optionally
+    tamed for real video (``UNISAL_TAMING``)."""
+    sd = deterministic_state_dict(manifest)
+    if tamed:
+        for key, exponent in UNISAL_TAMING.items():
+            sd[key] = sd[key] * 2.0**exponent
+    return sd
+
+
 def randomize_norms(model: nn.Module, seed: int = 1) -> nn.Module:
     """``model`` in eval mode with every BatchNorm's statistics and affine terms drawn away
     from the identity (seeded), so that folding them into the convolutions matters."""

@@ -100,6 +100,12 @@ def evaluate_command(
         "--precision",
         help="The model run's precision: auto, fp32, bf16, fp16 [default: auto].",
     ),
+    domain: str | None = typer.Option(
+        None,
+        "--domain",
+        help="The model run's domain, as for predict (UNISAL: DHF1K, Hollywood, UCFSports, "
+        "SALICON) [default: DHF1K].",
+    ),
     fps: float | None = typer.Option(
         None, "--fps", help="Frame rate for datasets whose lists do not give one."
     ),
@@ -177,6 +183,7 @@ def evaluate_command(
                 warmup=warmup,
                 precision=precision,
                 jobs=jobs,
+                domain=domain,
                 model_source=model_source,
                 on_warning=_console.warn,
                 on_progress=_progress(bars) if bars.enabled else None,

@@ -15,6 +15,9 @@
   folders (``maps/``, ``fixation/``: ground truth) are not. With ``--glob`` a frame
   folder is taken when its name matches. salcli's own PNG outputs (a folder beside
   its completion record) are left out.
+- With ``--images`` (``images``), folders hold photos instead: every image file in a
+  folder is an input of its own (a still image), as are its videos; no folder is a video.
+  An image file named on its own is always a still image.
 - Files named one by one (on the command line or on standard input) go, without
   ``-o``, to ``<file's folder>/saliency/``; with ``-o OUT``, to ``OUT/<folder below the
   deepest folder they all share>/`` (all from one folder: straight into ``OUT``).
@@ -113,10 +116,15 @@ def _frame_folders(here: Path, names: list[str], pattern: str | None) -> list[st
 
 
 def _expand_folder(
-    folder: Path, recursive: bool, pattern: str | None, skip: Path | None = None
+    folder: Path,
+    recursive: bool,
+    pattern: str | None,
+    skip: Path | None = None,
+    images: bool = False,
 ) -> list[Path]:
-    """Media files and frame folders in ``folder`` (sorted); ``skip``: an absolute
-    folder left out."""
+    """Media files and frame folders in ``folder`` (sorted); with ``images``, media files
+    and image files, no frame folders; ``skip``: an absolute folder left out."""
+    suffixes = VIDEO_SUFFIXES + IMAGE_SUFFIXES if images else VIDEO_SUFFIXES
     found: list[Path] = []
     for root, dirs, files in os.walk(folder):
         here = Path(root)
@@ -125,7 +133,7 @@ def _expand_folder(
             for d in dirs
             if not d.startswith(".") and (skip is None or not _is_within(_absolute(here / d), skip))
         )
-        frames = _frame_folders(here, subdirs, pattern)
+        frames = [] if images else _frame_folders(here, subdirs, pattern)
         found.extend(here / d for d in frames)
         dirs[:] = [d for d in subdirs if recursive and d not in frames]
         for name in files:
@@ -135,7 +143,7 @@ def _expand_folder(
             if pattern is not None:
                 if not fnmatch.fnmatch(name, pattern):
                     continue
-            elif Path(name).suffix.lower() not in VIDEO_SUFFIXES:
+            elif Path(name).suffix.lower() not in suffixes:
                 continue
             if _is_salcli_output(here, name):
                 continue
@@ -164,6 +172,7 @@ def expand_inputs(
     pattern: str | None = None,
     default_subdir: str = "saliency",
     stdin: TextIO | None = None,
+    images: bool = False,
 ) -> list[Job]:
     """Every job of the command line's inputs, in a stable order, duplicates removed
     (see the module docstring for where outputs go).
@@ -178,9 +187,9 @@ def expand_inputs(
     empty: list[Path] = []
     for item in raw:
         path = Path(item).expanduser()
-        if path.is_dir() and not _is_frame_folder(path):
+        if path.is_dir() and (images or not _is_frame_folder(path)):
             skip = _absolute(out_dir if out_dir is not None else path / default_subdir)
-            found = _expand_folder(path, recursive, pattern, skip)
+            found = _expand_folder(path, recursive, pattern, skip, images)
             if not found:
                 empty.append(path)
             entries.extend((f, path) for f in found)

@@ -76,6 +76,7 @@ class BatchRun:
             [str(i) for i in inputs],
             self.output_dir,
             recursive=self.batch.recursive,
+            images=self.batch.images,
             pattern=self.batch.glob,
             default_subdir=DEFAULT_OUTPUT_SUBDIR,
             stdin=stdin,

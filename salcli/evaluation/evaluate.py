@@ -176,6 +176,7 @@ class EvalOptions:
     warmup: str | None = None  # the model run's (None: the predictor's default)
     precision: str | None = None
     jobs: int | None = None  # processes scoring videos at once (ntire26); None: the CPUs, <= 4
+    domain: str | None = None  # the model run's domain (UNISAL; None: its video default)
     predictor: Predictor | ModelRun | None = field(default=None, compare=False, repr=False)
     predictor_factory: Callable[..., Predictor | ModelRun] | None = field(
         default=None, compare=False, repr=False
@@ -238,19 +239,20 @@ class EvalOptions:
             )
         if self.model_options and (self.predictions is not None or self.baseline):
             raise UsageError(
-                "{warmup} / {precision} run the model; they do not apply to {predictions}",
-                options=("warmup", "precision", "predictions"),
+                "{warmup} / {precision} / {domain} run the model; they do not apply to "
+                "{predictions}",
+                options=("warmup", "precision", "domain", "predictions"),
             )
         if self.model_options and self.predictor is not None:
             raise UsageError(
-                "{warmup} / {precision} are the given predictor's own",
-                options=("warmup", "precision"),
+                "{warmup} / {precision} / {domain} are the given predictor's own",
+                options=("warmup", "precision", "domain"),
             )
 
     @property
     def model_options(self) -> dict[str, Any]:
-        """The options of the model run given (``warmup``, ``precision``)."""
-        given = {"warmup": self.warmup, "precision": self.precision}
+        """The options of the model run given (``warmup``, ``precision``, ``domain``)."""
+        given = {"warmup": self.warmup, "precision": self.precision, "domain": self.domain}
         return {k: v for k, v in given.items() if v is not None}
 
     @property

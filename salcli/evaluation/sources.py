@@ -108,6 +108,9 @@ class PredictorRun(ModelRun):
         else:
             self.label = predictor.variant.label
             self.weights_path = predictor.weights_path
+            domain = predictor.domain_for(None)  # a video's (UNISAL); None: no domains
+            if domain is not None:
+                self.label = f"{self.label}, domain {domain}"
         self.family_label, self.unmapped = members_facts(
             [(m.family, m.warmup) for m in members or (predictor,)]
         )

@@ -7,7 +7,9 @@ Everything about *how* the network runs lives here — the device, the precision
 share their backbone work). *What* goes in (which frames, which sound) is the
 pipeline's business (``salcli.inference.predictor``); the engine takes clips of frames whose
 ``tensor`` is the model input, plus the sound input of each clip, and returns one raw
-map (h, w) float32 per clip.
+map (h, w) float32 per clip. A recurrent model (``recurrent = True``: UNISAL) takes
+single frames instead, each the next step of its interleaved sequence; the engine holds
+the sequences' states between calls (``salcli.inference.recurrence``).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from salcli.inference.hardware import (
     resolve_device,
     resolve_precision,
 )
+from salcli.inference.recurrence import InterleavedStates
 from salcli.models.vinet_procedure import INPUT_H, INPUT_W
 
 FP32_BYTES = torch.finfo(torch.float32).bits // 8  # bytes per fp32 activation
@@ -42,6 +45,7 @@ CHANNELS_LAST = torch.channels_last_3d  # (B, C, T, H, W) stored as (B, T, H, W,
 CUDA_BYTES_PER_CLIP_FP32 = 600 * 2**20  # bytes, at 224x384
 CUDA_MEMORY_FRACTION = 0.5  # of the free device memory
 MAX_AUTO_BATCH = 32  # clips; larger batches gain nothing measurable
+RECURRENT_CPU_BATCH = 10  # frames per call of a recurrent model on CPU: 2 steps of 5 sequences
 
 
 def resolve_channels_last(option: bool | None, device: torch.device) -> bool:
@@ -198,7 +202,12 @@ class Engine:
         self.dtype = resolve_precision(precision, self.device)
         self.precision = PRECISION_NAMES[self.dtype]
         self.emulated = emulated_precision(self.dtype, self.device)
-        self.channels_last = resolve_channels_last(channels_last, self.device)
+        self.recurrent = bool(getattr(model, "recurrent", False))
+        # recurrent models take 2-D frames: the 3-D layout does not apply
+        self.channels_last = not self.recurrent and resolve_channels_last(
+            channels_last, self.device
+        )
+        self.sequences = InterleavedStates()  # a recurrent model's states (restart per video)
         self.pin_memory = self.device.type == "cuda"
         if self.device.type == "cpu":  # activations reuse freed memory, no new pages
             keep_freed_memory()
@@ -210,6 +219,8 @@ class Engine:
         self._net = torch.compile(self.model) if compile else self.model
         self._held: _HeldClip | None = None  # the last clip of the last call (__call__)
         self.reuse = resolve_reuse(reuse, self.model, self.device, compile)
+        if batch_size is None and self.recurrent and self.device.type != "cuda":
+            batch_size = RECURRENT_CPU_BATCH
         self.batch_size = batch_size or choose_batch_size(
             self.device, self.dtype, input_size, reuse=self.reuse
         )
@@ -248,6 +259,8 @@ class Engine:
         STAViS's reference warm-up gives frames 0-8 one clip. The engine holds that last
         clip (its frames by weak reference), its sound and its map until the next call.
         """
+        if self.recurrent:
+            return self._forward_recurrent(clips)
         first, where = distinct_clips(clips, sound)
         held, known = self._held, {}
         if held is not None:
@@ -289,6 +302,22 @@ class Engine:
             for i, m in zip(singles, maps, strict=True):
                 out[i] = m
         return np.stack(out)
+
+    def _forward_recurrent(self, clips: Sequence[Sequence]) -> np.ndarray:
+        """Raw maps (B, h, w) of a recurrent model: each clip's last frame (its ``index``
+        and its (3, h, w) ``tensor``) the next step of its sequence (``sequences``)."""
+        frames = [clip[-1] for clip in clips]
+        indices = [f.index for f in frames]
+        x = torch.stack([f.tensor for f in frames]).to(self.device, non_blocking=True)
+
+        def zeros(count: int) -> torch.Tensor:  # fp32 states whatever the precision
+            return self.model.zero_states(count, tuple(x.shape[-2:]), x.float())
+
+        with torch.inference_mode(), self._autocast():
+            states, slots = self.sequences.prepare(indices, zeros)
+            out, states = self._net(x, states, slots)
+        self.sequences.update(states, indices)
+        return out.float().cpu().numpy()  # (B, h, w)
 
     def forward(self, clips: torch.Tensor, sound: torch.Tensor | None = None) -> np.ndarray:
         """Raw maps (B, h, w) float32 of a batch tensor (B, 3, T, h, w), each clip on its

@@ -50,7 +50,15 @@ from salcli.inference.engine import Engine
 from salcli.inference.ensemble import Ensemble, once
 from salcli.media import records
 from salcli.media.audio import AudioTrack, duration_mismatch
-from salcli.media.decode import DEFAULT_FOLDER_FPS, Frame, VideoMeta, Warn, open_video, prefetch
+from salcli.media.decode import (
+    DEFAULT_FOLDER_FPS,
+    Frame,
+    VideoMeta,
+    Warn,
+    is_image_file,
+    open_video,
+    prefetch,
+)
 from salcli.media.writers import RunInfo, WriterThread, make_writer
 from salcli.models.checkpoints import sha256_file
 from salcli.models.registry import ModelFamily, Variant, load_checkpoint, model_family
@@ -155,6 +163,10 @@ class Predictor:
                               f"{', '.join(self.family.warmups)}")  # fmt: skip
         self.input_size = opts.input_size or self.family.input_size
         self._check_size()
+        self.domain = self._check_domain(opts.domain)  # None: each input's default
+        if self.family.recurrent and opts.stride != 1:
+            raise OptionError("stride", f"{opts.stride}: {self.family.label} is recurrent: "
+                              "every frame is a step of its sequence")  # fmt: skip
         self.stride = opts.stride
         self.allow_silence = opts.allow_silence
         self.schedule = self.family.clips(self.warmup)
@@ -191,6 +203,10 @@ class Predictor:
         self.members = tuple(
             _Member(options=opts.replace(weights=w), on_warning=say) for w in opts.weights
         )
+        for m in self.members:
+            if m.family.recurrent:  # its raw maps are logits of a distribution over pixels
+                raise UsageError(f"{escape(m._what())}: {m.label} runs alone, not in an "
+                                 "ensemble")  # fmt: skip
         self.ensemble = self.engine = e = Ensemble(self.members, opts)
         self.family = self.variant = None
         self.arch, self.label, self.weights_sha256 = e.arch, e.label, e.weights_sha256
@@ -238,6 +254,45 @@ class Predictor:
         self.weights_sha256 = sha256_file(path)
         return family, variant, model
 
+    def _check_domain(self, domain: str | None) -> str | None:
+        """The asked domain as the family spells it; None when none was asked."""
+        if domain is None:
+            return None
+        domains = self.family.domains
+        if domains is None:
+            raise OptionError("domain", f"{domain}: {self.family.label} has no domains "
+                              "(only UNISAL has)")  # fmt: skip
+        found = domains.canonical(domain)
+        if found is None:
+            raise OptionError("domain", f"{domain!r}: {self.family.label} has "
+                              f"{', '.join(domains.names)}")  # fmt: skip
+        return found
+
+    def domain_for(self, source: str | Path | None) -> str | None:
+        """The domain ``source`` runs in: the asked one, else the family's default for a
+        still image or for a video (None: the family has no domains)."""
+        domains = self.family.domains if self.family is not None else None
+        if domains is None:
+            return None
+        if self.domain is not None:
+            return self.domain
+        still = source is not None and is_image_file(source)
+        return domains.image_default if still else domains.video_default
+
+    def _start_input(self, meta: VideoMeta) -> tuple[int, int]:
+        """Set up the model for one input: its domain (a family with domains) and a fresh
+        recurrence; the model input size (h, w) of its frames."""
+        domains = self.family.domains
+        if domains is None:
+            return self.input_size
+        domain = self.domain_for(meta.path if meta.still else None)
+        self.model.set_domain(domain)
+        if self.family.recurrent:
+            self.engine.sequences.restart(domains.sequences(domain))
+        if self.options.input_size is not None:
+            return self.input_size
+        return domains.input_size(meta.height, meta.width, domain)
+
     def _check_size(self) -> None:
         h, w = self.input_size
         fixed = self.variant.fixed_input
@@ -276,12 +331,18 @@ class Predictor:
                 "input_size": f"{self.input_size[0]}x{self.input_size[1]}",
                 "warmup": self.warmup,
             }
+            if self.family.domains is not None:  # the size is each input's (its frames')
+                resolved["domain"] = self.domain_for(source)
+                if self.options.input_size is None:
+                    resolved["input_size"] = "auto"
         resolved["stride"] = self.stride
         out: dict[str, Any] = {"model": self.arch, "weights_sha256": self.weights_sha256}
         for name in map_settings_names():
             if name == "fps":  # a video file has its own rate; a folder's is a setting
                 if folder:
                     out["fps"] = float(fps or self.options.fps or DEFAULT_FOLDER_FPS)
+                continue
+            if name == "domain" and "domain" not in resolved:  # a family without domains
                 continue
             out[name] = resolved.get(name, getattr(self.options, name))
         if self.members:
@@ -361,7 +422,7 @@ class Predictor:
                 reader, meta, track, keep_rgb=keep_rgb, prefetch_frames=PREFETCH_FRAMES
             )
             return
-        size = self.input_size
+        size = self._start_input(meta)
         transform = self.family.transform
         device = self.device if self.gpu_resize else None
 

@@ -6,6 +6,7 @@
   pixel format or size), frames converted to RGB, rotation metadata applied.
 - ``FrameFolderReader``: a folder of numbered images (the layout of the published
   datasets), at a frame rate the caller gives.
+- ``ImageReader``: a still image (a file with an image suffix) as a one-frame input.
 
 ``prefetch`` runs any frame iterator on a background thread behind a bounded queue.
 """
@@ -28,6 +29,7 @@ from salcli.defaults import DEFAULT_FOLDER_FPS, FALLBACK_FPS, MAX_FPS
 from salcli.errors import InputError, one_line
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+IMAGE_CODEC = "image"  # VideoMeta.codec of a still image ("images": a folder of frames)
 MAX_PIXELS = 8192 * 8192  # frames larger than this are refused (memory)
 MAX_CORRUPT_PACKETS = 1000  # a stream with more undecodable packets than this is refused
 MISSING_FRAMES_TOLERANCE = 0.01  # fraction of a stated frame count that may go undecoded
@@ -60,6 +62,11 @@ class VideoMeta:
     has_audio: bool = False
     rotation: int = 0  # degrees, counter-clockwise, as applied to the frames
     codec: str = ""
+
+    @property
+    def still(self) -> bool:
+        """A still image (``ImageReader``), not a video."""
+        return self.codec == IMAGE_CODEC
 
     @property
     def stem(self) -> str:
@@ -335,12 +342,7 @@ class FrameFolderReader(VideoReader):
         )
 
     def _read(self, path: Path) -> np.ndarray:
-        import cv2
-
-        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if bgr is None:
-            raise InputError(f"{path}: not a readable image")
-        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        return read_image(path)
 
     def __iter__(self) -> Iterator[Frame]:
         import cv2
@@ -353,10 +355,50 @@ class FrameFolderReader(VideoReader):
             yield Frame(index=i, time=i / self.meta.fps, rgb=rgb)
 
 
+def read_image(path: Path) -> np.ndarray:
+    """(H, W, 3) uint8 RGB of an image file (OpenCV, EXIF orientation applied)."""
+    import cv2
+
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise InputError(f"{path}: not a readable image")
+    if _too_large(bgr.shape[1], bgr.shape[0]):
+        raise InputError(f"{path}: an image of {bgr.shape[1]}x{bgr.shape[0]} is too large")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def is_image_file(path: str | Path) -> bool:
+    """A file (not a folder) with an image suffix: a still image."""
+    path = Path(path)
+    return path.suffix.lower() in IMAGE_SUFFIXES and not path.is_dir()
+
+
+class ImageReader(VideoReader):
+    """A still image as a one-frame input (``meta.codec`` ``IMAGE_CODEC``): the model
+    families with an image procedure (UNISAL) predict it as an image."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        if not self.path.exists():
+            raise InputError(f"{self.path}: no such file")
+        self._rgb: np.ndarray | None = read_image(self.path)
+        h, w = self._rgb.shape[:2]
+        rate = DEFAULT_FOLDER_FPS
+        self.meta = VideoMeta(path=self.path, width=w, height=h, fps=rate, n_frames=1,
+                              duration=1 / rate, codec=IMAGE_CODEC)  # fmt: skip
+
+    def __iter__(self) -> Iterator[Frame]:
+        if self._rgb is None:
+            raise InputError(f"{self.path}: an image can be iterated once")
+        rgb, self._rgb = self._rgb, None
+        yield Frame(index=0, time=0.0, rgb=rgb)
+
+
 def open_video(
     source: str | Path, *, fps: float | None = None, on_warning: Warn | None = None
 ) -> VideoReader:
-    """A reader for a media file or a folder of frames; ``InputError`` if neither.
+    """A reader for a media file, a still image or a folder of frames; ``InputError`` if
+    none of them.
 
     ``fps`` is the frame rate of a folder of frames; a media file has its own (a
     different ``fps`` for one is reported through ``on_warning`` and not used).
@@ -364,6 +406,8 @@ def open_video(
     path = Path(source)
     if path.is_dir():
         return FrameFolderReader(path, fps=fps)
+    if is_image_file(path):
+        return ImageReader(path)
     reader = PyAVReader(path, on_warning=on_warning)
     if fps is not None and abs(fps - reader.meta.fps) > 1e-6 * fps:
         reader._warn(f"a frame rate of {fps:g} is for folders of frames; the video's own "

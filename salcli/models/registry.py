@@ -39,6 +39,8 @@ from salcli.errors import WeightsError, escape
 from salcli.models import (
     stavis,
     stavis_procedure,
+    unisal,
+    unisal_procedure,
     vinet,
     vinet_a,
     vinet_a_procedure,
@@ -78,6 +80,20 @@ class Variant:
 
 
 @dataclass(frozen=True)
+class Domains:
+    """A family whose layers come in per-domain sets (UNISAL): which exist, the defaults
+    for videos and for still images, and what a domain fixes of the procedure."""
+
+    names: tuple[str, ...]  # as the checkpoints spell them
+    video_default: str
+    image_default: str
+    canonical: Callable[[str], str | None]  # a name in any case -> its spelling, or None
+    sequences: Callable[[str], int]  # interleaved sequences of a domain (1: static)
+    # (frame height, frame width, domain) -> the model input (h, w) when none is given
+    input_size: Callable[[int, int, str], tuple[int, int]]
+
+
+@dataclass(frozen=True)
 class ModelFamily:
     name: str
     label: str
@@ -101,6 +117,8 @@ class ModelFamily:
     # the licence of the published weights where it restricts their use: said once when
     # one is loaded (salcli.inference.predictor)
     licence_notice: str | None = None
+    domains: Domains | None = None  # per-domain layers (UNISAL): chosen with ``domain``
+    recurrent: bool = False  # a hidden state carried across frames (no clips, no --stride)
 
     def holds(self, state_dict: Mapping[str, torch.Tensor]) -> str | None:
         """The arch of one of this family's variants that ``state_dict`` holds, or None
@@ -359,7 +377,35 @@ VINET_A = ModelFamily(
     licence_notice=f"the ViNet-A weights are {_VINET_PP_LICENCE}",
 )
 
-FAMILIES: tuple[ModelFamily, ...] = (VINET, AVINET, VINET_S, STAVIS, VINET_A)
+# --- UNISAL ----------------------------------------------------------------------------
+
+UNISAL = ModelFamily(
+    name="unisal",
+    label="UNISAL",
+    clip_len=1,  # one frame a step; the past is in the state of its sequence
+    input_size=unisal_procedure.INPUT_SIZE,
+    size_multiple=unisal.SIZE_MULTIPLE,
+    # no frames lack a past: frames 0 ... P-1 start their sequences from the zero state,
+    # as the authors' procedure does
+    warmups=("reference",),
+    clips=lambda policy: unisal_procedure.FrameClips(),
+    transform=unisal_procedure.frame_to_tensor,
+    postprocess=unisal_procedure.postprocess,
+    postprocess_doc=unisal_procedure.POSTPROCESS_DOC,
+    variants=(Variant(unisal.ARCH, "UNISAL", unisal.Unisal, unisal.ARCH, "weights_best.pth"),),
+    detect=unisal.detect,
+    domains=Domains(
+        names=unisal.DOMAINS,
+        video_default=unisal_procedure.DEFAULT_VIDEO_DOMAIN,
+        image_default=unisal_procedure.DEFAULT_IMAGE_DOMAIN,
+        canonical=unisal.canonical_domain,
+        sequences=unisal_procedure.sequences,
+        input_size=unisal_procedure.input_size,
+    ),
+    recurrent=True,
+)
+
+FAMILIES: tuple[ModelFamily, ...] = (VINET, AVINET, VINET_S, STAVIS, VINET_A, UNISAL)
 
 # --- parts -----------------------------------------------------------------------------
 
@@ -416,6 +462,12 @@ _VINET_S_FILES = (
     ("mvva-split1", "mvva", "trained on split 1 of MVVA"),
 )
 STAVIS_SPLITS = (1, 2, 3)  # one STAViS model per split of the audio-visual sets
+_UNISAL_REPO = Source(
+    page="https://github.com/rdroste/unisal",
+    where="the folder training_runs/pretrained_unisal/ of https://github.com/rdroste/unisal "
+    "(committed to the repository)",
+    licence="Apache-2.0 (the repository's; none stated apart for the weights)",
+)
 
 
 def _published(name: str, arch: str, file: str, trained_on: str, source: Source,
@@ -483,6 +535,14 @@ CHECKPOINTS: tuple[Checkpoint, ...] = (
     _published("vinet-a-mvva-split1", "vinet-a", "ViNet_A_mvva_1_neck_32_kldiv_cc___2_0.pt",
                "fine-tuned on split 1 of MVVA", _VINET_PP,
                note="predict split 1's test videos with it"),
+    # --- UNISAL (ECCV 2020): one model for the video domains and SALICON images ---
+    _published("unisal", "unisal", "weights_best.pth",
+               "trained jointly on DHF1K, Hollywood-2, UCF-Sports and SALICON", _UNISAL_REPO,
+               note="salcli's default UNISAL weights; --domain chooses DHF1K (videos), "
+               "Hollywood, UCFSports or SALICON (images)"),
+    _published("unisal-mit1003", "unisal", "weights_ft_mit1003.pth",
+               "weights_best.pth fine-tuned on MIT1003 through the SALICON domain",
+               _UNISAL_REPO, note="for images (MIT1003 / MIT300), in the SALICON domain"),
 )  # fmt: skip
 
 # --- what the declarations give --------------------------------------------------------

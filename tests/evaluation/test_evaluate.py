@@ -425,8 +425,10 @@ def test_cli_default_root_and_errors(av, tmp_path, monkeypatch):
         (["--predictions", "."], "--baseline and --predictions exclude each other"),
         (["--weights", "w.pt"], "--weights / --audio run the model; they do not apply to "
          "--predictions"),
-        (["--precision", "fp32"], "--warmup / --precision run the model; they do not apply "
-         "to --predictions"),
+        (["--precision", "fp32"], "--warmup / --precision / --domain run the model; they do "
+         "not apply to --predictions"),
+        (["--domain", "DHF1K"], "--warmup / --precision / --domain run the model; they do "
+         "not apply to --predictions"),
         (["--metrics", " , "], "--metrics names no metric"),
         (["--split", "7"], "--split must be 1, 2, 3 or all, not '7'"),
     ],

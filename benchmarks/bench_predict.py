@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/bench_predict.py [--video PATH] [--frames 36]
         [--size 360x640] [--input-size 224x384] [--batch-sizes 1,2,8,16] [--weights PATH]
-        [--rounds 1] [--models vinet,vinet-s]
+        [--rounds 1] [--models vinet,vinet-s,tased]
     .venv/bin/python benchmarks/bench_predict.py --memory [--frames 600,60]
 
 Reports, each phase in its own process (so peak RSS is its own):
@@ -32,9 +32,12 @@ Reports, each phase in its own process (so peak RSS is its own):
 ``--memory`` instead runs salcli (png + h5 outputs) on generated videos of each length
 in ``--frames`` at a small size, and reports peak RSS per length.
 
-``--models`` runs all of the above for each model in turn (``vinet``, ``vinet-s``; the
-authors' phase re-enacts each one's own scripts), then the ratio of each model's rates to
-the first one's: end to end (salcli's defaults) and model only (the best batch).
+``--models`` runs all of the above for each model in turn (``vinet``, ``vinet-s``,
+``vinet-a``, ``tased``; the authors' phase re-enacts each one's own scripts: TASED-Net's
+is benchmarks/tased_authors_pipeline.py, lossless PNG frames and OpenCV's resize, its
+maps resized to the frame so that the CCs compare frame by frame), then the ratio of each
+model's rates to the first one's: end to end (salcli's defaults) and model only (the best
+batch).
 
 Weights: ``--weights`` (one model) or the deterministic checkpoint of salcli.testing, from
 each model's key manifest (the timings and CCs do not depend on the values much; a real
@@ -67,6 +70,7 @@ MANIFESTS = {
     "vinet": ROOT / "tests" / "data" / "vinet.keys.json",
     "vinet-s": ROOT / "tests" / "data" / "vinet_s.keys.json",
     "vinet-a": ROOT / "tests" / "data" / "vinet_a.keys.json",
+    "tased": ROOT / "tests" / "data" / "tased.keys.json",
 }
 # each model's input size (--input-size applies to the others); ViNet-A takes only this one
 FIXED_INPUT = {"vinet-a": "256x456"}
@@ -153,9 +157,13 @@ def phase_authors(args) -> dict:
     import authors_pipeline as ap
 
     model = _model(args.weights, args.model)
-    run = ap.run(
-        model, args.video, Path(args.out), input_size=_size(args.input_size), procedure=args.model
-    )
+    size = _size(args.input_size)
+    if args.model == "tased":  # its own script: PNG frames, maps resized to the frame
+        import tased_authors_pipeline as tap
+
+        run = tap.run(model, args.video, Path(args.out), input_size=size, resize_to_frame=True)
+    else:
+        run = ap.run(model, args.video, Path(args.out), input_size=size, procedure=args.model)
     return {
         "frames": len(run.maps),
         "seconds": run.predict_s,
@@ -478,7 +486,9 @@ def main() -> None:
     )
     ap.add_argument("--repeats", type=int, default=2, help="model-only timings (best of)")
     ap.add_argument("--weights", help="a checkpoint of the one model (default: deterministic)")
-    ap.add_argument("--models", default="vinet", help="comma-separated: vinet, vinet-s, vinet-a")
+    ap.add_argument(
+        "--models", default="vinet", help="comma-separated: vinet, vinet-s, vinet-a, tased"
+    )
     ap.add_argument("--model", default="vinet", help=argparse.SUPPRESS)  # a child's
     ap.add_argument("--memory", action="store_true", help="peak RSS against video length")
     ap.add_argument("--skip-model", action="store_true", help="no model-only figures")

@@ -300,3 +300,21 @@ def test_bf16_runs_with_its_weights_cast_once(published):
         want = _model(published)(clip)
     assert got.dtype == torch.float32 and got.shape == (2, 64, 96)
     assert np.corrcoef(got.numpy().ravel(), want.numpy().ravel())[0, 1] > 0.9
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_unpooling_and_model_give_the_cpu_answer(published, reference_clip):
+    """CUDA's own max_unpool3d leaves colliding writes in no fixed order; salcli's
+    max-reduction gives the CPU kernel's answer there too (fp64: no argmax near-tie
+    flips between the devices)."""
+    g = torch.Generator().manual_seed(4)
+    x = F.relu(torch.randn(2, 8, 4, 28, 48, generator=g, dtype=torch.float64) - 0.5)
+    values, indices = pool_with_indices(x, SIDE_POOL)
+    cpu = F.max_unpool3d(values, indices, (1, 3, 3), (1, 2, 2), (0, 1, 1), output_size=x.shape[2:])
+    gpu = max_unpool(values.cuda(), indices.cuda(), x.shape[2:])
+    assert torch.equal(gpu.cpu(), cpu)
+    model = _model(published).double().cuda()
+    with torch.inference_mode():
+        got = model(reference_clip.double().cuda()).cpu().numpy()
+    assert np.abs(got - np.load(DATA / "tased_fp64.expected.npy")).max() <= FP64_TOLERANCE

@@ -383,6 +383,7 @@ TASED = ModelFamily(
     unwrap=tased.unwrap_checkpoint,
     fold=tased.fold_batchnorm,
     cast=tased.cast_for_precision,
+    trainable=True,  # with its own recipe (salcli.training.recipe)
 )
 
 FAMILIES: tuple[ModelFamily, ...] = (VINET, AVINET, VINET_S, STAVIS, VINET_A, TASED)

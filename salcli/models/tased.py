@@ -48,7 +48,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from salcli.models.checkpoints import unwrap_state_dict
-from salcli.models.layers import in_fp32, max_pool3d, run_sequential
+from salcli.models.layers import cast_convolutions, in_fp32, max_pool3d, run_sequential
 from salcli.models.s3d import BN_EPS_S3D, S3DBackbone
 
 ARCH = "tased"
@@ -235,14 +235,6 @@ def cast_for_precision(model: nn.Module, dtype: torch.dtype) -> nn.Module:
     """Every convolution's weights (transposed ones included) stored once in ``dtype``,
     but the fp32 tail's (see ``salcli.models.vinet.cast_for_precision``: the same maps
     under autocast, one weight cast less per layer and call)."""
-    if dtype == torch.float32:
-        return model
-    keep = set()
-    for mod in model.modules():
-        if isinstance(mod, TASED):
-            keep.update(mod.convtsp4[-FP32_TAIL:].modules())
-    with torch.no_grad():
-        for mod in model.modules():
-            if isinstance(mod, (nn.Conv3d, nn.ConvTranspose3d)) and mod not in keep:
-                mod.to(dtype)
-    return model
+    return cast_convolutions(
+        model, dtype, TASED, "convtsp4", FP32_TAIL, (nn.Conv3d, nn.ConvTranspose3d)
+    )

@@ -25,14 +25,13 @@ theirs), as it is: nothing folded, fp32, eval mode.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
-from authors_pipeline import AuthorsRun, extract_frames
+from authors_pipeline import AuthorsRun, timed_run
 from scipy.ndimage import gaussian_filter
 from torch import nn
 
@@ -126,18 +125,11 @@ def run(
 ) -> AuthorsRun:
     """Extract ``video`` to frame files under ``workdir``, then predict them; timed apart.
     ``maps`` is empty (0 frames) for a video under 63 frames."""
-    workdir = Path(workdir)
-    started = time.perf_counter()
-    frames = extract_frames(video, workdir / "frames", frame_format)
-    extracted = time.perf_counter()
-    maps = predict_folder(
-        model,
-        frames,
-        workdir / "maps" if save_maps else None,
-        input_size=input_size,
-        resize_to_frame=resize_to_frame,
-    )
-    done = time.perf_counter()
-    if maps is None:
-        maps = np.zeros((0, *input_size), dtype=np.uint8)
-    return AuthorsRun(maps=maps, extract_s=extracted - started, predict_s=done - extracted)
+
+    def predict(frames: list[Path], out: Path | None) -> np.ndarray:
+        maps = predict_folder(
+            model, frames, out, input_size=input_size, resize_to_frame=resize_to_frame
+        )
+        return np.zeros((0, *input_size), dtype=np.uint8) if maps is None else maps
+
+    return timed_run(video, workdir, frame_format, save_maps, predict)

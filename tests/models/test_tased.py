@@ -239,7 +239,7 @@ def _symmetric_gaussian(m: np.ndarray, sigma: float, radius: int) -> np.ndarray:
 def test_maps_are_floored_blurred_at_the_model_size_and_divided_by_the_max():
     rng = np.random.default_rng(1)
     raw = rng.uniform(0.2, 0.8, size=(64, 96)).astype(np.float32)
-    floored = np.floor(raw * 255) / 255
+    floored = np.floor(raw * np.float32(255)).astype(np.float64) / 255  # int(255 s) / 255.
     want = _symmetric_gaussian(floored, 7.0, 28)
     want /= want.max()
     got = TP.published_map(raw)

@@ -60,6 +60,7 @@ def _maps(checkpoint, video, **kw):
     return Predictor(checkpoint, **{**opts, **kw}).predict(video)
 
 
+@pytest.mark.slow
 def test_reference_maps_are_the_reversed_clips_by_hand(checkpoint, state, short_video):
     """Frame t's map is TASED-Net on clip_indices(t, reference), post-processed as the
     authors do and resized to the frame; after frame 31 the warm-ups agree."""
@@ -79,9 +80,11 @@ def test_reference_maps_are_the_reversed_clips_by_hand(checkpoint, state, short_
         assert np.abs(ours[t] - want).max() < 1e-5, t
     mirror = _maps(checkpoint, short_video, warmup="mirror", batch_size=1, reuse=False)
     assert np.abs(mirror[T - 1 :] - ours[T - 1 :]).max() < 1e-5
-    assert np.abs(mirror[: T - 1] - ours[: T - 1]).max(axis=(1, 2)).min() > 1e-3
+    # frame 0's clip is frames 31 ... 0 under both; frames 1 ... 30 differ
+    assert np.abs(mirror[1 : T - 1] - ours[1 : T - 1]).max(axis=(1, 2)).min() > 1e-3
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("batch_size,reuse", [(3, False), (4, True)])
 def test_batches_and_overlap_reuse_give_the_same_maps(checkpoint, short_video, batch_size, reuse):
     torch.set_num_threads(2)

@@ -278,6 +278,7 @@ def test_short_videos_get_a_map_for_every_frame(n):
 # --- the engine's rewrites ---------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_overlap_reuse_gives_the_per_clip_maps_in_fp64():
     """In fp64 no argmax near-tie flips: the shared backbone work is the same numbers."""
     torch.manual_seed(0)
@@ -289,6 +290,7 @@ def test_overlap_reuse_gives_the_per_clip_maps_in_fp64():
     torch.testing.assert_close(got, want, atol=1e-10, rtol=0)
 
 
+@pytest.mark.slow
 def test_bf16_runs_with_its_weights_cast_once(published):
     model = cast_for_precision(fold_batchnorm(_model(published)), torch.bfloat16)
     convs = [m for m in model.modules() if isinstance(m, torch.nn.ConvTranspose3d)]

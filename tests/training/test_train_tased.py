@@ -106,6 +106,7 @@ def test_encoder_from_a_vinet_checkpoint_decoder_afresh(tmp_path):
                if k.startswith("backbone."))  # fmt: skip
 
 
+@pytest.mark.slow
 def test_an_epoch_on_a_tiny_set_writes_a_tased_checkpoint(tiny, tmp_path):
     out = tmp_path / "run"
     options = TrainOptions(
@@ -118,7 +119,8 @@ def test_an_epoch_on_a_tiny_set_writes_a_tased_checkpoint(tiny, tmp_path):
     assert result.status == "done" and result.epochs == 1
     record = result.history[-1]
     assert record.windows == 3 and math.isfinite(record.train_loss)
-    assert math.isfinite(record.val_loss) and math.isfinite(record.cc)
+    # CC may be NaN: a map flatter than the authors' 1/255 flooring is constant after it
+    assert math.isfinite(record.val_loss) and math.isfinite(record.kld)
     info = json.loads((out / "options.json").read_text())
     assert info["arch"] == "tased" and info["options"]["loss"] == "kld-batch"
     assert info["options"]["micro_batch"] == 2 and info["steps_per_epoch"] == 1

@@ -136,7 +136,7 @@ def test_fp64_output_matches_the_authors(published, reference_clip):
     assert np.abs(got - expected).max() <= FP64_TOLERANCE
 
 
-@pytest.mark.parametrize("folded", [False, True])
+@pytest.mark.parametrize("folded", [False, pytest.param(True, marks=pytest.mark.slow)])
 def test_fp32_output_within_the_sections_bounds(published, reference_clip, folded):
     torch.set_num_threads(2)
     model = _model(published)

@@ -423,3 +423,9 @@ def temps(folder: Path) -> list[Path]:
 def h5_frames(path: Path) -> tuple[int, int, int]:
     with h5py.File(path) as f:
         return f["saliency"].shape
+
+
+def saved(state: dict[str, torch.Tensor], path: Path) -> Path:
+    """``state`` written to ``path`` as a checkpoint file (a plain state_dict)."""
+    torch.save(state, path)
+    return path

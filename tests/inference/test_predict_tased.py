@@ -11,7 +11,15 @@ import sys
 import numpy as np
 import pytest
 import torch
-from helpers import DATA, REPO_ROOT, SMALL_INPUT, h5_frames, make_av_dataset, write_video
+from helpers import (
+    DATA,
+    REPO_ROOT,
+    SMALL_INPUT,
+    h5_frames,
+    make_av_dataset,
+    saved,
+    write_video,
+)
 from typer.testing import CliRunner
 
 from salcli.cli import app
@@ -44,9 +52,7 @@ def state() -> dict[str, torch.Tensor]:
 
 @pytest.fixture(scope="module")
 def checkpoint(state, tmp_path_factory):
-    path = tmp_path_factory.mktemp("tased") / "TASED_updated.pt"
-    torch.save(state, path)
-    return path
+    return saved(state, tmp_path_factory.mktemp("tased") / "TASED_updated.pt")
 
 
 @pytest.fixture(scope="module")

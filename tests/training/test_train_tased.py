@@ -106,7 +106,6 @@ def test_encoder_from_a_vinet_checkpoint_decoder_afresh(tmp_path):
                if k.startswith("backbone."))  # fmt: skip
 
 
-@pytest.mark.slow
 def test_an_epoch_on_a_tiny_set_writes_a_tased_checkpoint(tiny, tmp_path):
     out = tmp_path / "run"
     options = TrainOptions(

@@ -36,7 +36,7 @@ Needs Pillow (``pip install pillow``), which salcli itself does not use.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -261,16 +261,30 @@ def run(
     procedure: str = "vinet",
 ) -> AuthorsRun:
     """Extract ``video`` to JPEGs under ``workdir``, then predict them; timed separately."""
+    return timed_run(
+        video,
+        workdir,
+        frame_format,
+        save_maps,
+        lambda frames, out: predict_folder(
+            model, frames, out, input_size=input_size, procedure=procedure
+        ),
+    )
+
+
+def timed_run(
+    video: str | Path,
+    workdir: str | Path,
+    frame_format: str,
+    save_maps: bool,
+    predict: Callable[[list[Path], Path | None], np.ndarray],
+) -> AuthorsRun:
+    """``video`` extracted to ``frame_format`` files under ``workdir``/frames, then
+    ``predict(frame files, map folder or None)`` -> (N, H, W) uint8; each phase timed."""
     workdir = Path(workdir)
     started = time.perf_counter()
     frames = extract_frames(video, workdir / "frames", frame_format)
     extracted = time.perf_counter()
-    maps = predict_folder(
-        model,
-        frames,
-        workdir / "maps" if save_maps else None,
-        input_size=input_size,
-        procedure=procedure,
-    )
+    maps = predict(frames, workdir / "maps" if save_maps else None)
     done = time.perf_counter()
     return AuthorsRun(maps=maps, extract_s=extracted - started, predict_s=done - extracted)

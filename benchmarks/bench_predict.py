@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/bench_predict.py [--video PATH] [--frames 36]
         [--size 360x640] [--input-size 224x384] [--batch-sizes 1,2,8,16] [--weights PATH]
-        [--rounds 1] [--models vinet,vinet-s]
+        [--rounds 1] [--models vinet,vinet-s,tased]
     .venv/bin/python benchmarks/bench_predict.py --memory [--frames 600,60]
 
 Reports, each phase in its own process (so peak RSS is its own):
@@ -34,7 +34,9 @@ in ``--frames`` at a small size, and reports peak RSS per length.
 
 ``--models`` runs all of the above for each model in turn (``vinet``, ``vinet-s``,
 ``vinet-a``, ``vinet-e``: the ensemble of ViNet-S and ViNet-A, end to end only;
-``unisal``; the authors' phase re-enacts each one's own scripts), then the ratio of each
+``tased``, ``unisal``; the authors' phase re-enacts each one's own scripts: TASED-Net's
+is benchmarks/tased_authors_pipeline.py, lossless PNG frames and OpenCV's resize, its
+maps resized to the frame so that the CCs compare frame by frame), then the ratio of each
 model's rates to the first one's: end to end (salcli's defaults) and model only (the best
 batch). UNISAL (recurrent, one frame a step) has no model-only phase; its authors' phase
 is their folder demo (benchmarks/unisal_authors_pipeline.py: PNG frames, 5 interleaved
@@ -73,6 +75,7 @@ MANIFESTS = {
     "vinet-s": ROOT / "tests" / "data" / "vinet_s.keys.json",
     "vinet-a": ROOT / "tests" / "data" / "vinet_a.keys.json",
     "unisal": ROOT / "tests" / "data" / "unisal.keys.json",
+    "tased": ROOT / "tests" / "data" / "tased.keys.json",
 }
 # ensembles: name -> its members (ViNet-E: ViNet-S and ViNet-A, averaged at ViNet-A's size)
 ENSEMBLES = {"vinet-e": ("vinet-s", "vinet-a")}
@@ -180,6 +183,11 @@ def phase_authors(args) -> dict:
         import unisal_authors_pipeline as uap
 
         run = uap.run(model, args.video, Path(args.out), domain="DHF1K")
+    elif args.model == "tased":  # its own script: PNG frames, maps resized to the frame
+        import tased_authors_pipeline as tap
+
+        size = _size(args.input_size)
+        run = tap.run(model, args.video, Path(args.out), input_size=size, resize_to_frame=True)
     else:
         import authors_pipeline as ap
 
@@ -518,7 +526,7 @@ def main() -> None:
     ap.add_argument(
         "--models",
         default="vinet",
-        help="comma-separated: vinet, vinet-s, vinet-a, vinet-e, unisal",
+        help="comma-separated: vinet, vinet-s, vinet-a, vinet-e, tased, unisal",
     )
     ap.add_argument("--model", default="vinet", help=argparse.SUPPRESS)  # a child's
     ap.add_argument("--memory", action="store_true", help="peak RSS against video length")

@@ -677,3 +677,9 @@ def make_diem_scenes(
             dens = np.round(255 * dens / max(dens.max(), 1e-12)).astype(np.uint8)
             _write_av_frame(fdir, adir, k, rgb[..., ::-1], fix, dens, "v5")
     _write_fold_lists(root, "DIEM", {n: len(xs) for n, xs in scenes.items()}, fps, ())
+
+
+def saved(state: dict[str, torch.Tensor], path: Path) -> Path:
+    """``state`` written to ``path`` as a checkpoint file (a plain state_dict)."""
+    torch.save(state, path)
+    return path

@@ -87,7 +87,7 @@ def resolve_reuse(option: bool | None, model: nn.Module, device: torch.device, c
 
     if not supports_reuse(model):
         if option:
-            raise UsageError("overlap reuse works only with ViNet / AViNet models")
+            raise UsageError("overlap reuse works only with ViNet / AViNet / TASED-Net models")
         return False
     if option is not None:
         return bool(option)

@@ -38,6 +38,7 @@ from torch import nn
 
 from salcli.models.layers import as_triple, conv3d, fused_steps, max_pool3d
 from salcli.models.s3d import InceptionBlock
+from salcli.models.tased import TASED
 from salcli.models.vinet import AViNet, ViNet
 
 CHUNK_CLIPS = 2  # clips taken together through the per-clip stages (bounds memory)
@@ -295,8 +296,9 @@ def _chunks(n: int, size: int) -> Iterator[slice]:
 
 def supports_reuse(model: nn.Module) -> bool:
     """Whether ``model`` has the S3D composition overlap reuse works on: ``s3d`` (its
-    ``shallow_stages``), ``encode_sound`` and ``finish`` (ViNet and AViNet do)."""
-    return isinstance(model, ViNet | AViNet)
+    ``shallow_stages``), ``encode_sound`` and ``finish`` (ViNet, AViNet and TASED-Net
+    do)."""
+    return isinstance(model, ViNet | AViNet | TASED)
 
 
 def forward_windows(
@@ -315,7 +317,7 @@ def forward_windows(
     The per-clip stages run ``chunk`` clips at a time.
     """
     if not supports_reuse(model):
-        raise TypeError("overlap reuse needs a ViNet or AViNet model")
+        raise TypeError("overlap reuse needs a ViNet, AViNet or TASED-Net model")
     n = frames.shape[2] - clip_len + 1
     if n < 1:
         raise ValueError(f"{frames.shape[2]} frames are fewer than one clip of {clip_len}")

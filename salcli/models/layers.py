@@ -190,6 +190,32 @@ def run_sequential(seq: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
     return x
 
 
+def cast_convolutions(
+    model: nn.Module,
+    dtype: torch.dtype,
+    owner: type[nn.Module],
+    tail: str,
+    tail_len: int,
+    kinds: tuple[type[nn.Module], ...] = (nn.Conv3d,),
+) -> nn.Module:
+    """Every convolution of ``kinds`` in ``model`` stored in ``dtype`` (in place), but the
+    last ``tail_len`` modules of each ``owner``'s ``tail`` sequence, which keep fp32: a
+    family's weight cast for a 16-bit run (``cast_for_precision``); fp32 changes nothing."""
+    if dtype == torch.float32:
+        return model
+    keep = {
+        kept
+        for mod in model.modules()
+        if isinstance(mod, owner)
+        for kept in getattr(mod, tail)[-tail_len:].modules()
+    }
+    with torch.no_grad():
+        for mod in model.modules():
+            if isinstance(mod, kinds) and mod not in keep:
+                mod.to(dtype)
+    return model
+
+
 @torch.no_grad()
 def fold_conv_bn(conv: nn.Conv3d | nn.Conv2d, bn: nn.Module) -> bool:
     """conv <- bn(conv(.)) in eval mode: scale the weights, shift the bias.

@@ -39,6 +39,8 @@ from salcli.errors import WeightsError, escape
 from salcli.models import (
     stavis,
     stavis_procedure,
+    tased,
+    tased_procedure,
     unisal,
     unisal_procedure,
     vinet,
@@ -377,6 +379,31 @@ VINET_A = ModelFamily(
     licence_notice=f"the ViNet-A weights are {_VINET_PP_LICENCE}",
 )
 
+# --- TASED-Net -------------------------------------------------------------------------
+
+TASED = ModelFamily(
+    name="tased",
+    label="TASED-Net",
+    clip_len=tased.CLIP_LEN,
+    input_size=(tased_procedure.INPUT_H, tased_procedure.INPUT_W),
+    size_multiple=tased.SIZE_MULTIPLE,
+    warmups=WARMUP_POLICIES,  # reference: the reversed future clip (tased_procedure)
+    clips=tased_procedure.clips,
+    transform=tased_procedure.frame_to_tensor,
+    postprocess=tased_procedure.postprocess,
+    postprocess_doc=(
+        "model map floored to 1/255 steps, SciPy Gaussian blur (sigma 7, reflect) at the "
+        "model's size, divided by its maximum (the authors' maps), then resized (OpenCV "
+        "bilinear) to the frame's size"
+    ),
+    variants=(Variant(tased.ARCH, "TASED-Net", tased.TASED, tased.ARCH, "TASED_updated.pt"),),
+    detect=tased.detect,
+    unwrap=tased.unwrap_checkpoint,
+    fold=tased.fold_batchnorm,
+    cast=tased.cast_for_precision,
+    trainable=True,  # with its own recipe (salcli.training.recipe)
+)
+
 # --- UNISAL ----------------------------------------------------------------------------
 
 UNISAL = ModelFamily(
@@ -405,7 +432,7 @@ UNISAL = ModelFamily(
     recurrent=True,
 )
 
-FAMILIES: tuple[ModelFamily, ...] = (VINET, AVINET, VINET_S, STAVIS, VINET_A, UNISAL)
+FAMILIES: tuple[ModelFamily, ...] = (VINET, AVINET, VINET_S, STAVIS, VINET_A, TASED, UNISAL)
 
 # --- parts -----------------------------------------------------------------------------
 
@@ -451,6 +478,12 @@ _VINET_PP = Source(
     where="the Google Drive file linked from the README of "
     "https://github.com/ViNet-Saliency/vinet_v2 (no direct URL)",
     licence="CC BY-NC-SA 4.0 (non-commercial)",
+)
+_TASED_DRIVE = Source(
+    page="https://github.com/kylemin/TASED-Net",
+    where="the Google Drive file linked from the README of https://github.com/kylemin/TASED-Net "
+    "(no direct URL)",
+    licence="MIT (the code's; none stated for the weights, trained on DHF1K)",
 )
 _AV_SETS = ("DIEM", "Coutrot_db1", "Coutrot_db2", "AVAD", "ETMD_av", "SumMe")
 # (registry name suffix, the file's prefix, what it was trained on) of the ViNet-S files
@@ -535,6 +568,10 @@ CHECKPOINTS: tuple[Checkpoint, ...] = (
     _published("vinet-a-mvva-split1", "vinet-a", "ViNet_A_mvva_1_neck_32_kldiv_cc___2_0.pt",
                "fine-tuned on split 1 of MVVA", _VINET_PP,
                note="predict split 1's test videos with it"),
+    # --- TASED-Net (ICCV 2019): the one file the README links ---
+    _published("tased-dhf1k", tased.ARCH, "TASED_updated.pt", "trained on DHF1K", _TASED_DRIVE,
+               note="the README's updated model (2019-11-17), not the paper's; salcli's "
+               "default TASED-Net weights"),
     # --- UNISAL (ECCV 2020): one model for the video domains and SALICON images ---
     _published("unisal", "unisal", "weights_best.pth",
                "trained jointly on DHF1K, Hollywood-2, UCF-Sports and SALICON", _UNISAL_REPO,

@@ -23,7 +23,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from salcli.models.layers import fold_conv_bn, in_fp32, max_pool3d, run_sequential
+from salcli.models.layers import (
+    cast_convolutions,
+    fold_conv_bn,
+    in_fp32,
+    max_pool3d,
+    run_sequential,
+)
 from salcli.models.s3d import BasicConv3d, S3DBackbone, SepConv3d
 from salcli.models.soundnet import SoundNet8
 
@@ -275,17 +281,9 @@ def cast_for_precision(model: nn.Module, dtype: torch.dtype) -> nn.Module:
     convolution (AViNet's fusions, the transformer). A model cast so must run under
     autocast (its layers then take inputs of either dtype); fp32 changes nothing.
     """
-    if dtype == torch.float32:
-        return model
-    keep = set()  # modules that stay fp32
-    for mod in model.modules():
-        if isinstance(mod, HierarchicalDecoder):
-            keep.update(mod.convtsp4[-FP32_TAIL:].modules())
-    with torch.no_grad():
-        for mod in model.modules():
-            if isinstance(mod, (nn.Conv2d, nn.Conv3d)) and mod not in keep:
-                mod.to(dtype)
-    return model
+    return cast_convolutions(
+        model, dtype, HierarchicalDecoder, "convtsp4", FP32_TAIL, (nn.Conv2d, nn.Conv3d)
+    )
 
 
 def detect(state_dict: Mapping[str, torch.Tensor]) -> str | None:

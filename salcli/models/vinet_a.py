@@ -52,7 +52,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from salcli.models.layers import in_fp32, max_pool3d, run_sequential
+from salcli.models.layers import cast_convolutions, in_fp32, max_pool3d, run_sequential
 from salcli.models.slowfast import SlowFast, SlowFastFeatures
 
 ARCH = "vinet-a"
@@ -257,17 +257,7 @@ def cast_for_precision(model: nn.Module, dtype: torch.dtype) -> nn.Module:
     under ``torch.autocast(dtype=dtype)``: the values autocast computes from the fp32
     weights, without casting them on every call. The decoder's fp32 tail keeps fp32;
     fp32 changes nothing. Cast so, the model must run under autocast."""
-    if dtype == torch.float32:
-        return model
-    keep = set()
-    for mod in model.modules():
-        if isinstance(mod, Decoder):
-            keep.update(mod.convtsp6[-FP32_TAIL:].modules())
-    with torch.no_grad():
-        for mod in model.modules():
-            if isinstance(mod, nn.Conv3d) and mod not in keep:
-                mod.to(dtype)
-    return model
+    return cast_convolutions(model, dtype, Decoder, "convtsp6", FP32_TAIL)
 
 
 def detect(state_dict: Mapping[str, torch.Tensor]) -> str | None:

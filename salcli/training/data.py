@@ -18,12 +18,14 @@
   so that the T frames before it exist, when the video has T frames or more), redrawn
   while its density map is empty. Both are pure functions of their arguments, so a resumed
   run (or another number of DataLoader workers, or of ranks) sees the very same windows.
-- ``WindowDataset``: decodes a window (frames resized and normalized by
-  ``salcli.models.vinet_procedure.frame_to_tensor``, exactly as predict does), its target
+- ``WindowDataset``: decodes a window (frames resized and normalized by the model's
+  frame transform, exactly as predict does: ``salcli.models.vinet_procedure.frame_to_tensor``
+  by default, TASED-Net's ``tased_procedure.frame_to_tensor`` for it), its target
   (the last frame's density map resized to the model input with OpenCV's bilinear
   ``INTER_LINEAR``, as the authors' loader did) and, for AViNet, its audio excerpt
   (``salcli.models.vinet_procedure.clip_excerpt`` on the dataset's wav, as predict makes
-  it).
+  it). With ``flip`` (TASED-Net's recipe) frames and target are flipped left-right
+  together with probability 1/2, a pure function of (seed, epoch, video).
 - ``validation_windows``: fixed windows of the validation videos (every ``stride``-th
   frame from T-1 on, frames with an empty ground truth left out), scored after each epoch.
 """
@@ -31,7 +33,7 @@
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,6 +66,7 @@ from salcli.models.vinet_procedure import (
     frame_to_tensor,
 )
 from salcli.training.options import VAL_STRIDE
+from salcli.training.recipe import flips
 from salcli.training.videofiles import VAL_EVERY, VideoFiles, training_videos
 
 AV_SETS = ("diem", "coutrot1", "coutrot2", "avad", "etmd", "summe")  # dataset "av"
@@ -440,10 +443,16 @@ def resize_target(density: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return d
 
 
-def clip_tensor(video: TrainVideo, indices: Sequence[int], size: tuple[int, int]) -> torch.Tensor:
-    """The frames ``indices`` of ``video`` as one model input, (3, T, h, w) float32."""
+def clip_tensor(
+    video: TrainVideo,
+    indices: Sequence[int],
+    size: tuple[int, int],
+    transform: Callable[..., torch.Tensor] = frame_to_tensor,
+) -> torch.Tensor:
+    """The frames ``indices`` of ``video`` as one model input, (3, T, h, w) float32, each
+    through ``transform`` (rgb, size) -> (3, h, w)."""
     # warm-up clips repeat frames: each distinct one decoded once, kept at the input size
-    cache = {i: frame_to_tensor(rgb, size) for i, rgb in video.rgb(indices)}
+    cache = {i: transform(rgb, size) for i, rgb in video.rgb(indices)}
     return torch.stack([cache[i] for i in indices], dim=1)  # (3, T, h, w)
 
 
@@ -460,7 +469,8 @@ class WindowDataset(torch.utils.data.Dataset):
 
     ``clip`` (3, T, h, w), ``target`` (h, w), ``valid`` () bool (False: the video had no
     non-empty target; the sample is left out of the loss), ``audio`` (1, 70560, 1) with
-    ``audio=True``.
+    ``audio=True``. Frames through ``transform``; with ``flip``, clip and target flipped
+    left-right together in half of the windows (``salcli.training.recipe.flips``).
     """
 
     def __init__(
@@ -470,11 +480,15 @@ class WindowDataset(torch.utils.data.Dataset):
         seed: int,
         size: tuple[int, int] = (INPUT_H, INPUT_W),
         audio: bool = False,
+        transform: Callable[..., torch.Tensor] = frame_to_tensor,
+        flip: bool = False,
     ):
         self.videos = list(videos)
         self.seed = int(seed)
         self.size = tuple(size)
         self.audio = audio
+        self.transform = transform
+        self.flip = flip
 
     def __len__(self) -> int:
         return len(self.videos)
@@ -495,10 +509,13 @@ class WindowDataset(torch.utils.data.Dataset):
             return sample
         indices = video.window(last)
         sample = {
-            "clip": clip_tensor(video, indices, self.size),
+            "clip": clip_tensor(video, indices, self.size, self.transform),
             "target": torch.from_numpy(resize_target(dens, self.size)),  # (h, w)
             "valid": torch.tensor(True),
         }
+        if self.flip and flips(self.seed, epoch, zlib.crc32(video.key.encode())):
+            sample["clip"] = sample["clip"].flip(-1)  # (3, T, h, w): W reversed
+            sample["target"] = sample["target"].flip(-1)
         if self.audio:
             sample["audio"] = audio_tensor(video, indices)
         return sample
@@ -515,11 +532,13 @@ class ValDataset(torch.utils.data.Dataset):
         *,
         size: tuple[int, int] = (INPUT_H, INPUT_W),
         audio: bool = False,
+        transform: Callable[..., torch.Tensor] = frame_to_tensor,
     ):
         self.videos = list(videos)
         self.windows = list(windows)
         self.size = tuple(size)
         self.audio = audio
+        self.transform = transform
 
     def __len__(self) -> int:
         return len(self.windows)
@@ -529,7 +548,7 @@ class ValDataset(torch.utils.data.Dataset):
         video = self.videos[w.video]
         indices = video.window(w.last)
         sample = {
-            "clip": clip_tensor(video, indices, self.size),
+            "clip": clip_tensor(video, indices, self.size, self.transform),
             "target": torch.from_numpy(resize_target(video.density_map(w.last), self.size)),
             "index": torch.tensor(index),
         }

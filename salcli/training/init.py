@@ -12,6 +12,11 @@
   from ``S3D_kinetics400.pt``), its grouped decoder from PyTorch's initialisation; a
   ViNet checkpoint gives it its backbone only; a ViNet-S checkpoint (a published one)
   fine-tunes the whole model.
+- TASED-Net: its S3D encoder (``base1`` ... ``base4``, ViNet's backbone under the same
+  names) from the same files (the authors' ``run_train.py`` starts from
+  ``S3D_kinetics400.pt``), the decoder from PyTorch's initialisation; a ViNet checkpoint
+  gives it its encoder only; a TASED-Net checkpoint (``TASED_updated.pt``) fine-tunes the
+  whole model.
 - AViNet: the visual part (S3D + decoder) from a ViNet checkpoint (default
   ``ViNet_DHF1K.pt``), SoundNet-8 from ``soundnet8_final.pth``, the fusion layers
   initialised afresh. An AViNet checkpoint of the same fusion continues its training.
@@ -44,6 +49,7 @@ from salcli.errors import UsageError, WeightsError, escape
 from salcli.models.checkpoints import check_keys, read_checkpoint
 from salcli.models.registry import CHECKPOINTS, TRAINABLE, arch_of, build_model, describe, label
 from salcli.models.s3d import BasicConv3d, S3DBackbone, SepConv3d
+from salcli.models.tased import TASED
 from salcli.weights.cache import resolve_weights
 from salcli.weights.store import s3d_layout
 
@@ -75,7 +81,18 @@ def visual_part(model: nn.Module) -> nn.Module:
 
 
 def backbone_of(model: nn.Module) -> S3DBackbone:
-    return visual_part(model).backbone
+    """The S3D backbone: ViNet's ``backbone``; TASED-Net is its own encoder."""
+    visual = visual_part(model)
+    return visual if isinstance(visual, TASED) else visual.backbone
+
+
+def load_backbone(model: nn.Module, state: Mapping[str, torch.Tensor], path: str | Path) -> None:
+    """A complete ``S3DBackbone`` state_dict into ``model``'s backbone, strictly: TASED-Net's
+    decoder, beside its encoder in one module, keeps what it has."""
+    backbone = backbone_of(model)
+    check_keys(_meta_backbone(), state, path)
+    own = backbone.state_dict()
+    backbone.load_state_dict({**own, **state} if isinstance(backbone, TASED) else state)
 
 
 def audio_part(model: nn.Module) -> nn.Module | None:
@@ -239,13 +256,13 @@ def initial_model(
         sd = read_checkpoint(init_path)
         kind = arch_of(sd)
         if kind is None:
-            backbone_of(model).load_state_dict(s3d_backbone_state(sd, init_path), strict=True)
+            load_backbone(model, s3d_backbone_state(sd, init_path), init_path)
             lines.append(f"S3D backbone: {init_path} (Kinetics-400, mapped by name)")
             lines.append("decoder: random")
-        elif kind == "vinet" and arch == "vinet-s":  # ViNet's backbone is ViNet-S's
+        elif kind == "vinet" and arch in ("vinet-s", "tased"):  # ViNet's backbone is theirs
             backbone = {k.removeprefix("backbone."): v for k, v in sd.items()
                         if k.startswith("backbone.")}  # fmt: skip
-            _load_strict(backbone_of(model), backbone, init_path)
+            load_backbone(model, backbone, init_path)
             lines.append(f"S3D backbone: {init_path} (a ViNet checkpoint's)")
             lines.append("decoder: random")
         elif kind == "vinet":

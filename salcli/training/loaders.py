@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
 
+from salcli.models.vinet_procedure import frame_to_tensor
 from salcli.training.data import (
     TrainingSets,
     ValDataset,
@@ -103,14 +104,18 @@ def make_loaders(
     workers: int | None,
     procs: Processes,
     device: torch.device,
+    transform: Callable[..., torch.Tensor] = frame_to_tensor,
+    flip: bool = False,
 ) -> Loaders:
     """The training and validation loaders of this rank; ``workers`` None: the default
-    for ``device``."""
+    for ``device``; ``transform`` and ``flip``: the model's recipe's frames
+    (``salcli.training.recipe``)."""
     batches = EpochBatches(len(sets.train), batch_size, seed, procs)
     if workers is None:
         workers = default_loader_workers(device, procs.world)
-    train_ds = WindowDataset(sets.train, seed=seed, size=size, audio=audio)
-    val_ds = ValDataset(sets.val, val_windows, size=size, audio=audio)
+    train_ds = WindowDataset(sets.train, seed=seed, size=size, audio=audio, transform=transform,
+                             flip=flip)  # fmt: skip
+    val_ds = ValDataset(sets.val, val_windows, size=size, audio=audio, transform=transform)
     loader_kw = dict(
         num_workers=workers,
         pin_memory=device.type == "cuda",

@@ -52,14 +52,16 @@ from salcli import __version__
 from salcli.errors import DatasetError, OptionError
 from salcli.files import write_text_atomic
 from salcli.inference.hardware import PRECISION_NAMES, emulated_precision, resolve_precision
+from salcli.models.registry import family_of
 from salcli.models.vinet_procedure import CLIP_LEN
 from salcli.training.data import TrainingSets, training_sets, validation_windows
 from salcli.training.init import initial_model
 from salcli.training.loaders import Loaders, make_loaders, shut_down
 from salcli.training.log import EpochRecord, write_log
-from salcli.training.loss import VAL_METRICS, loss_per_sample, window_scores
+from salcli.training.loss import VAL_METRICS, loss_per_sample, summed, window_scores
 from salcli.training.options import TrainOptions, parse_loss
 from salcli.training.processes import all_sum, barrier, end_processes, start_processes
+from salcli.training.recipe import make_optimizer, recipe_of, set_lr
 from salcli.training.state import (
     BEST,
     LAST,
@@ -121,6 +123,8 @@ class _Run:
         self.stop = stop
         self.out = Path(options.out).expanduser()
         self.terms = parse_loss(options.loss)
+        self.recipe = recipe_of(options.model)  # optimizer, schedule, frames (AViNet: ViNet's)
+        self.postprocess = family_of(options.arch)[0].postprocess  # maps as predict writes
 
     # -- set-up ----------------------------------------------------------------
 
@@ -169,8 +173,7 @@ class _Run:
             self.net = DistributedDataParallel(
                 model, device_ids=ids, find_unused_parameters=_find_unused(o)
             )
-        fused = self.device.type in ("cpu", "cuda")
-        self.optimizer = torch.optim.Adam(model.parameters(), lr=o.lr, fused=fused)
+        self.optimizer = make_optimizer(model, self.recipe, o.lr, self.device)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.dtype == torch.float16)
         self.loaders: Loaders = make_loaders(
             self.sets,
@@ -182,6 +185,8 @@ class _Run:
             workers=o.loader_workers,
             procs=self.procs,
             device=self.device,
+            transform=self.recipe.transform,
+            flip=self.recipe.flip,
         )
         self.steps = len(self.loaders.batches.global_batches(0))
         self.progress = Progress()
@@ -252,26 +257,40 @@ class _Run:
         return all_sum([flag], self.procs, self.device)[0] > 0
 
     def _train_step(self, batch: dict[str, torch.Tensor]) -> tuple[float, int]:
-        """One optimizer step; (loss sum, windows) of this rank's share."""
+        """One optimizer step over this rank's share, ``micro_batch`` windows per forward
+        pass, their gradients summed; (loss sum, windows) of this rank's share."""
         valid = batch["valid"]
         n_valid = int(valid.sum())
         if 0 < n_valid < valid.numel():  # a video without any usable target: leave it out
             batch = {k: v[valid] for k, v in batch.items()}
         batch = self._to_device(batch)
         total = all_sum([n_valid], self.procs, self.device)[0]
-        with self._autocast():
-            pred = _forward(self.net, batch, self.o.audio)
-        per = loss_per_sample(pred, batch["target"], self.terms)  # (B,)
-        if n_valid == 0:
-            per = per * 0.0
-        # the mean over the global batch, whatever each rank holds (DDP averages ranks)
-        loss = per.sum() * (self.procs.world / max(total, 1.0))
+        # the mean over the global batch, whatever each rank holds (DDP averages ranks);
+        # kld-batch: the sum of the mini-batches' KL divergences (TASED-Net's recipe)
+        scale = self.procs.world * (1.0 if summed(self.terms) else 1.0 / max(total, 1.0))
+        step = self.progress.epoch * self.steps + self.progress.step  # of the whole run
+        set_lr(self.optimizer, self.recipe, step, self.steps * self.o.epochs)
         self.optimizer.zero_grad(set_to_none=True)
+        size = batch["target"].shape[0]
+        micro = self.o.micro_batch or size
+        loss_sum = 0.0
+        for start in range(0, size, micro):
+            part = {k: v[start : start + micro] for k, v in batch.items()}
+            last = start + micro >= size
+            alone = last or not self.procs.enabled  # DDP syncs the last backward pass only
+            with contextlib.nullcontext() if alone else self.net.no_sync():
+                with self._autocast():
+                    pred = _forward(self.net, part, self.o.audio)
+                per = loss_per_sample(pred, part["target"], self.terms)  # (b,)
+                if n_valid == 0:
+                    per = per * 0.0
+                if total > 0:
+                    self.scaler.scale(per.sum() * scale).backward()
+            loss_sum += float(per.detach().sum())
         if total > 0:
-            self.scaler.scale(loss).backward()
             self.scaler.step(self.optimizer)
             self.scaler.update()
-        return float(per.detach().sum()) if n_valid else 0.0, n_valid
+        return loss_sum if n_valid else 0.0, n_valid
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
@@ -286,11 +305,12 @@ class _Run:
             batch = self._to_device(batch)
             with self._autocast():
                 pred = _forward(model, batch, self.o.audio)
-            per = loss_per_sample(pred, batch["target"], self.terms).cpu().numpy()
+            # each window on its own (kld-batch: its own KL divergence)
+            per = loss_per_sample(pred, batch["target"], self.terms, group=1).cpu().numpy()
             maps = pred.float().cpu().numpy()  # (B, h, w)
             for i, m, loss in zip(index, maps, per, strict=True):
                 dens, fix = self.loaders.val_ds.ground_truth(i)
-                for k, s in enumerate(window_scores(loss, m, dens, fix)):
+                for k, s in enumerate(window_scores(loss, m, dens, fix, self.postprocess)):
                     if math.isfinite(s):
                         sums[k] += s
                         counts[k] += 1

@@ -12,12 +12,10 @@ from salcli.defaults import DEFAULT_DEVICE, DEFAULT_FUSION, DEFAULT_PRECISION, F
 from salcli.errors import OptionError, UsageError
 from salcli.models.vinet_procedure import CLIP_LEN, INPUT_H, INPUT_W
 from salcli.options import option, parse_size
+from salcli.training.recipe import recipe_of
 
-DEFAULT_EPOCHS = 40
-DEFAULT_BATCH = 8  # windows per optimizer step (all ranks together)
-DEFAULT_LR = 1e-4
-DEFAULT_LOSS = "kld"
-LOSS_TERMS = ("kld", "cc")
+LOSS_TERMS = ("kld", "cc", "kld-batch")
+BATCH_LOSS = "kld-batch"  # TASED-Net's KL over a mini-batch: alone, summed over a step
 BN_MODES = ("train", "frozen")  # BatchNorm while training: batch statistics, or running ones
 VAL_STRIDE = 4 * CLIP_LEN  # frames between two validation windows of a video
 DEFAULT_BN = "train"
@@ -25,11 +23,11 @@ DEFAULT_OUT = "run"
 DEFAULT_SEED = 0
 # options that shape the result: a resumed run must have the same ones
 RUN_DEFINING = ("dataset", "split", "model", "audio", "fusion", "batch_size", "lr", "loss",
-                "seed", "input_size", "val_stride", "init", "soundnet", "bn")  # fmt: skip
-VISUAL_MODELS = ("vinet", "vinet-s")  # what --model trains (with --audio: AViNet, on ViNet)
-# the loss of each model's published recipe: ViNet's paper trains with KL divergence, the
-# ViNet-S authors' train script with KL divergence minus CC
-RECIPE_LOSS = {"vinet": "kld", "vinet-s": "kld,cc"}
+                "seed", "input_size", "val_stride", "init", "soundnet", "bn",
+                "micro_batch")  # fmt: skip
+VISUAL_MODELS = ("vinet", "vinet-s", "tased")  # --model (with --audio: AViNet, on ViNet)
+# the fields whose default is the model's published recipe (salcli.training.recipe)
+RECIPE_FIELDS = ("loss", "lr", "batch_size", "epochs", "micro_batch")
 
 
 DATASET_HELP = (
@@ -57,8 +55,9 @@ class TrainOptions:
     model: str = option(
         "vinet",
         "--model",
-        help="The visual model: vinet, or vinet-s (ViNet-S: ViNet's backbone, a grouped "
-        "decoder; its weights' licence is CC BY-NC-SA 4.0). With --audio: AViNet, on ViNet.",
+        help="The visual model: vinet, vinet-s (ViNet-S: ViNet's backbone, a grouped "
+        "decoder; its weights' licence is CC BY-NC-SA 4.0) or tased (TASED-Net, with its "
+        "own recipe: SGD, KL over each mini-batch). With --audio: AViNet, on ViNet.",
     )
     audio: bool = option(False, "--audio", help="Train AViNet (the datasets' wav).")
     fusion: str = option(
@@ -67,24 +66,45 @@ class TrainOptions:
     init: str | None = option(
         None,
         "--init",
-        help="Starting weights: a checkpoint file or registry name (ViNet: S3D Kinetics-400 "
-        "or a ViNet checkpoint; AViNet: a ViNet or same-fusion AViNet checkpoint), or none "
-        "[default: ViNet from s3d-kinetics400 (or its torchvision copy), AViNet from "
-        "vinet-dhf1k].",
+        help="Starting weights: a checkpoint file or registry name (ViNet, ViNet-S, "
+        "TASED-Net: S3D Kinetics-400 or a checkpoint of the model or of ViNet; AViNet: a "
+        "ViNet or same-fusion AViNet checkpoint), or none "
+        "[default: the visual models from s3d-kinetics400 (or its torchvision copy), "
+        "AViNet from vinet-dhf1k].",
     )
     soundnet: str | None = option(
         None, "--soundnet", help="With --audio: SoundNet-8 weights [default: soundnet8]."
     )
-    epochs: int = option(DEFAULT_EPOCHS, "--epochs", help="Epochs (one window per video each).")
-    batch_size: int = option(
-        DEFAULT_BATCH, "--batch-size", "-b", help="Windows per step, all processes together."
+    epochs: int | None = option(
+        None,
+        "--epochs",
+        help="Epochs (one window per video each) [default: the model's recipe: 40; TASED-Net 67].",
     )
-    lr: float = option(DEFAULT_LR, "--lr", help="Adam's learning rate.")
+    batch_size: int | None = option(
+        None,
+        "--batch-size",
+        "-b",
+        help="Windows per step, all processes together [default: the model's recipe: 8; "
+        "TASED-Net 40].",
+    )
+    micro_batch: int | None = option(
+        None,
+        "--micro-batch",
+        help="Windows per forward pass (per process); a step's gradients are summed over "
+        "them [default: the whole step; TASED-Net's recipe: 8].",
+    )
+    lr: float | None = option(
+        None,
+        "--lr",
+        help="The learning rate: Adam's [default 1e-4]; TASED-Net: SGD's for the decoder, "
+        "the encoder's is 1/100 of it [default 0.1].",
+    )
     loss: str = option(
         None,
         "--loss",
-        help="kld, or kld,cc (KLD - CC); weights as kld,cc=0.5 [default: the model's "
-        "published recipe: kld for ViNet and AViNet, kld,cc for ViNet-S].",
+        help="kld, or kld,cc (KLD - CC); weights as kld,cc=0.5; or kld-batch (TASED-Net's "
+        "KL over each mini-batch, summed) [default: the model's published recipe: kld for "
+        "ViNet and AViNet, kld,cc for ViNet-S, kld-batch for TASED-Net].",
     )
     out: str = option(DEFAULT_OUT, "--out", "-o", help="Output folder of the run.")
     resume: bool = option(False, "--resume", help="Continue the run in --out.")
@@ -132,8 +152,10 @@ class TrainOptions:
         for name in ("root", "out"):
             value = getattr(self, name)
             object.__setattr__(self, name, None if value is None else str(value))
-        if self.loss is None:
-            object.__setattr__(self, "loss", RECIPE_LOSS.get(self.model, DEFAULT_LOSS))
+        recipe = recipe_of(self.model)
+        for name in RECIPE_FIELDS:
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, getattr(recipe, name))
 
     @property
     def arch(self) -> str:
@@ -145,6 +167,8 @@ class TrainOptions:
             raise OptionError("epochs", "must be at least 1")
         if self.batch_size < 1:
             raise OptionError("batch_size", "must be at least 1")
+        if self.micro_batch is not None and self.micro_batch < 1:
+            raise OptionError("micro_batch", "must be at least 1")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise OptionError("lr", "must be a positive number")
         if self.loader_workers is not None and self.loader_workers < 0:
@@ -196,4 +220,6 @@ def parse_loss(text: str) -> tuple[tuple[str, float], ...]:
         terms.append((name, w))
     if not terms or len({n for n, _ in terms}) != len(terms):
         raise UsageError(f"loss {text!r}: name each of {', '.join(LOSS_TERMS)} at most once")
+    if len(terms) > 1 and BATCH_LOSS in dict(terms):
+        raise UsageError(f"loss {text!r}: {BATCH_LOSS} is a loss alone (summed, not averaged)")
     return tuple(terms)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import sys
+from dataclasses import fields
 from pathlib import Path
 
 import typer
@@ -27,12 +28,14 @@ from salcli.cli.predict import (
     reported,
     warner,
 )
-from salcli.errors import EXIT_OK, UsageError
+from salcli.errors import EXIT_FAILED, EXIT_OK, UsageError
 from salcli.options import BatchOptions, PredictOptions
 from salcli.reframing.options import ReframeOptions
 
 TABLES = (BatchOptions, ReframeOptions, PredictOptions)
-NOT_FOR_REFRAME = ("h5_dtype",)  # predict's output option (its --format is reframe's own)
+# predict's output option (its --format is reframe's own); photos; claims (reframe's
+# batches do not claim videos: --shard splits them)
+NOT_FOR_REFRAME = ("h5_dtype", "images", "wait", "lease")
 
 
 def _param(name: str, annotation, default) -> inspect.Parameter:
@@ -139,14 +142,20 @@ def _evaluate(dataset, root, split, json_out, csv_out, *, quiet: bool, options: 
     to_stdout = [o for o, _ in outputs if is_stdout(o)]
     if len(to_stdout) > 1:
         raise UsageError("--json and --csv cannot both go to standard output")
-    batch_names = {"recursive", "glob", "overwrite", "shard"}
+    batch_names = {f.name for f in fields(BatchOptions)}
     reframe_opts, predict_opts = split_reframe_options(
         {k: v for k, v in options.items() if k not in batch_names}
     )
     warn = None if quiet else _console.warn
     reframer = Reframer(reframe_opts, predict_opts, on_warning=warn)
     on_video = None if quiet else (lambda name: say(f"salcli: reframing {name}"))
-    report = evaluate_reframe(reframer, dataset, root=root, split=split, on_video=on_video)
+
+    def on_failure(name: str, err) -> None:
+        say(f"salcli: error: {name}: {_console.message(err, *TABLES)}")
+
+    report = evaluate_reframe(
+        reframer, dataset, root=root, split=split, on_video=on_video, on_failure=on_failure
+    )
     for out, fmt in outputs:
         write_output(out, report.to_json() if fmt == "json" else report.to_csv())
     if not quiet:
@@ -156,3 +165,8 @@ def _evaluate(dataset, root, split, json_out, csv_out, *, quiet: bool, options: 
         )
         for line in text.splitlines():
             (say if to_stdout else typer.echo)(line)
+    if report.failed:
+        if not quiet:
+            say(f"salcli: {len(report.failed)} of {len(report.failed) + len(report.videos)} "
+                "videos failed")  # fmt: skip
+        raise typer.Exit(EXIT_FAILED)

@@ -10,7 +10,9 @@ window, for three windows of the same size:
 
 A frame's share is its fixated pixels inside the window over all its fixated pixels;
 frames without fixations are left out. A video's figure is the mean over its frames, the
-overall figure the mean over videos.
+overall figure the mean over videos. A video that cannot be reframed (unreadable frames,
+maps of another video, no sound with ``--audio``) fails alone: it is listed with its
+error line in ``KeptReport.failed`` and left out of the figures.
 """
 
 from __future__ import annotations
@@ -19,11 +21,12 @@ import csv
 import io
 import json
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from salcli.errors import SalcliError
 from salcli.evaluation.datasets import Dataset, VideoItem
 from salcli.reframing.geometry import AXIS_X
 from salcli.reframing.run import Reframer
@@ -49,6 +52,7 @@ class KeptReport:
     dataset: str
     aspect: float
     videos: list[VideoKept]
+    failed: list[dict[str, str]] = field(default_factory=list)  # {"video", "error"}
 
     def overall(self) -> dict[str, float]:
         scored = [v for v in self.videos if v.frames]
@@ -62,6 +66,7 @@ class KeptReport:
             "measure": "share of fixations inside the window",
             "overall": self.overall(),
             "videos": [asdict(v) for v in self.videos],
+            "failed": self.failed,
         }
 
     def to_json(self) -> str:
@@ -136,12 +141,16 @@ def evaluate_reframe(
     root: str | Path | None = None,
     split: str | None = None,
     on_video: Callable[[str], None] | None = None,
+    on_failure: Callable[[str, SalcliError], None] | None = None,
 ) -> KeptReport:
     """The report of ``reframer``'s paths on ``dataset`` (see the module docstring). Maps
     of video ``<name>`` are read from ``maps_from/<name>.h5`` when the options name a
-    folder of stacks, else the model is run on the video's frames."""
+    folder of stacks, else the model is run on the video's frames. A video that fails is
+    reported to ``on_failure`` (name, error) and listed in the report's ``failed``; the
+    others are still scored."""
     ds = Dataset(dataset, root)
     videos: list[VideoKept] = []
+    failed: list[dict[str, str]] = []
     for s in ds.splits(split):
         for item in ds.videos(s):
             if item.problem:
@@ -152,6 +161,12 @@ def evaluate_reframe(
             if reframer.options.maps_from is not None:
                 maps = Path(reframer.options.maps_from) / f"{item.name}.h5"
             wav = item.wav if reframer.predict_options.audio else None
-            track = reframer.track(item.frames, maps_path=maps, fps=item.fps, audio_path=wav)
+            try:
+                track = reframer.track(item.frames, maps_path=maps, fps=item.fps, audio_path=wav)
+            except SalcliError as err:
+                failed.append({"video": item.name, "error": str(err)})
+                if on_failure is not None:
+                    on_failure(item.name, err)
+                continue
             videos.append(score_video(track, item))
-    return KeptReport(ds.name, reframer.options.aspect, videos)
+    return KeptReport(ds.name, reframer.options.aspect, videos, failed)

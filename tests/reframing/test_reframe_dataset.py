@@ -9,6 +9,7 @@ import numpy as np
 from helpers import make_diem_scenes, runner, scene_maps, use_fast_model, write_stack
 
 from salcli.cli import app
+from salcli.errors import EXIT_FAILED
 from salcli.reframing.evaluation import fixation_shares
 from salcli.reframing.geometry import AXIS_X, Layout
 from salcli.reframing.track import CropTrack
@@ -79,3 +80,22 @@ def test_shares_of_a_frame_are_counted_at_the_fixation_maps_size():
     salcli_share, centre, best = fixation_shares(track, fix, 0)
     assert np.allclose([salcli_share, centre, best], [2 / 3, 1 / 3, 2 / 3])
     assert fixation_shares(track, np.zeros((36, 80), dtype=bool), 0) is None
+
+
+def test_a_video_that_cannot_be_reframed_fails_alone(tmp_path):
+    """Maps of another length for one video: that one is reported with its error line and
+    left out of the figures, the others are scored, and the exit code says one failed."""
+    root = tmp_path / "data"
+    make_diem_scenes(root, SCENES, SIZE)
+    maps = tmp_path / "maps"
+    for name, xs in SCENES.items():
+        frames = root / "video_frames" / "DIEM" / name
+        xs = xs[:-3] if name == "crossing" else xs  # three maps short
+        write_stack(maps / f"{name}.h5", scene_maps(xs, SIZE), frames)
+    args = ["reframe", "--dataset", "diem", "--root", str(root), "--maps-from", str(maps)]
+    r = runner.invoke(app, [*args, "--json", "-"])
+    assert r.exit_code == EXIT_FAILED and "Traceback" not in r.stderr
+    report = json.loads(r.stdout)
+    assert [f["video"] for f in report["failed"]] == ["crossing"]
+    assert {v["video"] for v in report["videos"]} == set(SCENES) - {"crossing"}
+    assert "salcli: error: crossing: " in r.stderr and "1 of 3 videos failed" in r.stderr

@@ -35,6 +35,9 @@ class FamilyPredictor:
         self.variant = family.variant(variant)
         self.weights_path = None
 
+    def domain_for(self, source):
+        return None  # the family has no domains (UNISAL's have)
+
     def iter_maps(self, source, *, fps=None, audio_path=None):
         for i, p in enumerate(sorted(source.iterdir())):
             yield i, cv2.imread(str(p), cv2.IMREAD_COLOR)[:, :, 0].astype(np.float32) / 255

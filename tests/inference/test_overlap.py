@@ -82,7 +82,7 @@ def test_windows_cost_fewer_operations(vinet):
 
 
 def test_windows_reject_other_models_and_short_inputs(vinet):
-    with pytest.raises(TypeError, match="ViNet or AViNet"):
+    with pytest.raises(TypeError, match="ViNet, AViNet or TASED-Net"):
         forward_windows(nn.Identity(), torch.zeros(1, 3, T, 64, 96), T)
     with pytest.raises(ValueError, match="fewer than one clip"):
         forward_windows(vinet, torch.zeros(1, 3, T - 1, 64, 96), T)

@@ -186,6 +186,7 @@ def test_real_vinet_and_vinet_s(vinet_checkpoint, vinet_s_checkpoint, make_video
     assert min(np.abs(alone[0][t] - alone[1][t]).max() for t in range(2)) > 1e-3
 
 
+@pytest.mark.slow
 def test_vinet_s_and_vinet_a_are_vinet_e(vinet_s_checkpoint, tmp_path, make_video):
     """The real networks at their published sizes, the published warm-ups: each frame's
     raw map is ViNet-S's upsampled bicubically to 256x456 and averaged with ViNet-A's;

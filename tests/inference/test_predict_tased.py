@@ -66,6 +66,7 @@ def _maps(checkpoint, video, **kw):
     return Predictor(checkpoint, **{**opts, **kw}).predict(video)
 
 
+@pytest.mark.slow
 def test_reference_maps_are_the_reversed_clips_by_hand(checkpoint, state, short_video):
     """Frame t's map is TASED-Net on clip_indices(t, reference), post-processed as the
     authors do and resized to the frame; after frame 31 the warm-ups agree."""

@@ -26,6 +26,7 @@ MAX_FPS = 1000.0  # frames/s; rates above this are taken as broken metadata
 RECORD_SUFFIX = ".salcli.json"  # <stem>.salcli.json: a video's completion record
 OVERLAY_SUFFIX = "_saliency.mp4"  # <stem>_saliency.mp4: the overlay video
 CLAIM_SUFFIX = ".salcli.claim"  # .<stem>.salcli.claim: a run is computing the video
+CLAIM_LOCK_SUFFIX = ".lock"  # .<stem>.salcli.claim.lock: a run is taking a dead claim over
 SALIENCY_VIDEO_SUFFIX = ".mp4"  # <stem>.mp4: the maps as a grey video (format "video")
 
 # --- claims (salcli.corpus.claims) --------------------------------------------

@@ -12,9 +12,13 @@ A claim is **stale** when its holder is gone: on the same host when no process r
 its pid and start time (a pid given again to another process does not keep it alive); a
 claim from another host when its heartbeat is older than the lease (``--lease``: well
 above the heartbeat period, so a slow file system or a loaded machine does not lose its
-claims). A stale claim is taken over, atomically: the claim is first renamed aside (of
-several runs racing, one rename succeeds) and kept only if it is still the stale claim
-read (its token and inode), else put back; then the new claim is created.
+claims). A stale claim is taken over by one run at a time: the run first creates the
+take-over lock ``.<stem>.salcli.claim.lock`` (as a claim is created, below), then reads
+the claim again and removes it only if it is still the stale claim it read (its token
+and inode), then releases the lock and creates its own claim like any run. A live claim
+is never moved or removed by another run, so of several runs racing exactly one holds
+the video. A lock whose holder died mid-take-over is stale by the same rule and is
+moved aside (renamed, then removed if it is still that lock).
 
 Creating a claim is a hard link of a complete file (written under a temporary name) to
 the claim's name: ``link`` fails when the name exists, atomically on local disks and on
@@ -42,7 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from salcli import identity
-from salcli.defaults import DEFAULT_LEASE_S, HEARTBEATS_PER_LEASE
+from salcli.defaults import CLAIM_LOCK_SUFFIX, DEFAULT_LEASE_S, HEARTBEATS_PER_LEASE
 from salcli.files import kill_point, make_folder, temp_name
 from salcli.identity import Holder, me
 from salcli.media.records import claim_path, missing_parents, remove_empty
@@ -190,8 +194,9 @@ def _create_exclusive(path: Path, content: bytes) -> bool:
 
 
 def _set_aside(stale: ClaimInfo) -> bool:
-    """Take ``stale`` away from its name, if it is still there (one of several runs
-    racing succeeds); a newer claim moved by mistake is put back. True when taken."""
+    """Take ``stale`` (a take-over lock whose run died) away from its name, if it is still
+    there (one of several runs racing succeeds); a newer lock moved by mistake is put
+    back. True when taken."""
     aside = temp_name(stale.path, "old")
     try:
         os.rename(stale.path, aside)
@@ -203,11 +208,15 @@ def _set_aside(stale: ClaimInfo) -> bool:
             with contextlib.suppress(OSError):
                 os.link(aside, stale.path)  # a live claim made meanwhile: back it goes
             return False
-        kill_point("takeover", stale.path.name)
         return True
     finally:
         with contextlib.suppress(OSError):
             aside.unlink()
+
+
+def takeover_lock_path(claim: Path) -> Path:
+    """The take-over lock of the claim at ``claim``: ``.<stem>.salcli.claim.lock``."""
+    return claim.with_name(claim.name + CLAIM_LOCK_SUFFIX)
 
 
 class Claims:
@@ -242,7 +251,7 @@ class Claims:
             if info is not None:
                 if not info.stale(self.lease_s):
                     break
-                if not _set_aside(info):
+                if not self._take_over(info):
                     continue
                 taken = info
             token = secrets.token_hex(CLAIM_TOKEN_BYTES)
@@ -252,6 +261,33 @@ class Claims:
                 return claim
         remove_empty(created)
         return info if info is not None else read_claim(path) or self._unknown(path)
+
+    def _take_over(self, stale: ClaimInfo) -> bool:
+        """Remove ``stale`` from its name under the take-over lock, if it is still there;
+        True when this run removed it. A lock held by a dead run is set aside (False:
+        look again)."""
+        lock = takeover_lock_path(stale.path)
+        token = secrets.token_hex(CLAIM_TOKEN_BYTES)
+        if not _create(lock, self._content(token, None)):
+            held = read_claim(lock)
+            if held is not None and held.stale(self.lease_s):
+                _set_aside(held)
+            return False
+        try:
+            now = read_claim(stale.path)
+            if now is None or (now.token, now.inode) != (stale.token, stale.inode):
+                return False  # taken over, or given back, meanwhile
+            kill_point("takeover", stale.path.name)
+            try:
+                stale.path.unlink()
+            except FileNotFoundError:
+                return False
+            return True
+        finally:
+            mine = read_claim(lock)
+            if mine is not None and mine.token == token:
+                with contextlib.suppress(OSError):
+                    lock.unlink()
 
     def _unknown(self, path: Path) -> ClaimInfo:
         """A claim that kept changing under ``TAKEOVER_TRIES`` looks: held by others."""

@@ -30,6 +30,7 @@ from pathlib import Path
 
 from salcli import identity
 from salcli.defaults import (
+    CLAIM_LOCK_SUFFIX,
     CLAIM_SUFFIX,
     DEFAULT_LEASE_S,
     FORMATS,
@@ -274,9 +275,10 @@ def temporaries(out_dir: Path) -> dict[str, list[Temporary]]:
 
 def video_names(out_dir: Path, stem: str, naming: Naming = PREDICT_NAMING) -> set[str]:
     """The names of every file salcli keeps for ``stem`` in ``out_dir``: outputs of every
-    format ``naming`` knows, record, claim."""
+    format ``naming`` knows, record, claim and its take-over lock."""
     names = {p.name for p in expected_outputs(out_dir, stem, naming.formats, naming)}
-    return names | {record_path(out_dir, stem).name, claim_path(out_dir, stem).name}
+    claim = claim_path(out_dir, stem).name
+    return names | {record_path(out_dir, stem).name, claim, claim + CLAIM_LOCK_SUFFIX}
 
 
 def _sweep(

@@ -152,7 +152,7 @@ KILL_POINTS = {  # SALCLI_TEST_KILL: where b's run dies
     "before record": "record:b",  # outputs renamed, no record
     "record rename": "rename:b.salcli.json",  # the record's temporary written
     "before release": "release:b",  # the record written, the claim still there
-    "take-over": "takeover:.b.salcli.claim",  # a dead run's claim moved aside
+    "take-over": "takeover:.b.salcli.claim",  # under the take-over lock of a dead run's claim
 }
 
 

@@ -121,6 +121,7 @@ def assert_same_outputs(out: Path, local: Path, names) -> None:
             assert (out / name / png.name).read_bytes() == png.read_bytes()
 
 
+@pytest.mark.slow
 def test_outputs_equal_a_local_run(ray_address, corpus, local, vinet_checkpoint, tmp_path):
     out = tmp_path / "out"
     r = predict(corpus, "-o", out, "--ray", ray_address, "--jsonl", weights=vinet_checkpoint)

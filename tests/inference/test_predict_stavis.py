@@ -454,6 +454,7 @@ def _half(stavis_checkpoint, make_video, precision: str, n: int) -> None:
     assert all(len(np.unique(m)) > 256 for m in half)  # the map is not quantized
 
 
+@pytest.mark.slow
 def test_bf16_matches_fp32(stavis_checkpoint, make_video):
     """One clip: bf16 is emulated, slowly, on CPUs without AVX512-BF16 or AMX."""
     _half(stavis_checkpoint, make_video, "bf16", n=1)

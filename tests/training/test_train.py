@@ -255,6 +255,7 @@ def _short(blobs, init, out, **kw) -> TrainOptions:
     return TrainOptions(**{**base, **kw})
 
 
+@pytest.mark.slow
 def test_an_interrupted_run_resumed_ends_with_the_same_weights(blobs, init_ckpt, tmp_path):
     whole = train(_short(blobs, init_ckpt, tmp_path / "whole"))
     assert whole.status == "done" and whole.epochs == 2

@@ -1,6 +1,8 @@
 """Readers for the published saliency datasets, in the layouts they are distributed in.
 
-Two layouts (docs/evaluate.md, "Dataset layouts", draws both as trees):
+Three layouts (docs/evaluate.md, "Dataset layouts", draws them as trees), in one module
+because every dataset reads through the same ``Dataset``/``VideoItem`` seam, which the
+scoring, training and reframe evaluation share:
 
 - frame folders (DHF1K and the processed Hollywood-2 / UCF-Sports)::
 

@@ -19,8 +19,8 @@ from salcli.errors import EXIT_INTERRUPTED, EXIT_USAGE, SalcliError
 
 app = typer.Typer(
     name="salcli",
-    help="Video saliency with ViNet, AViNet and STAViS: predict maps, score them against eye "
-    "tracking, train.",
+    help="Video saliency with the published models (ViNet, AViNet, ViNet-S, ViNet-A, STAViS, "
+    "TASED-Net, UNISAL): predict maps, score them against eye tracking, train, reframe.",
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,

@@ -118,7 +118,7 @@ def _epoch_line(r, epochs: int) -> str:
 
 
 def train_command(*, quiet: bool, **values) -> None:
-    """Train or fine-tune ViNet / AViNet (the published recipe by default)."""
+    """Train or fine-tune ViNet, AViNet, ViNet-S or TASED-Net (the published recipe by default)."""
     display = _Display(quiet)
     stopper = _Stopper(display.say)
     try:

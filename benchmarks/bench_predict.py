@@ -94,14 +94,20 @@ def _peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
 
 
+def _members(weights: str | None, arch: str) -> list[tuple[str | None, str]]:
+    """(file or None, member) of the ensemble ``arch``: ``weights`` is their files joined
+    by commas, None for the deterministic checkpoints."""
+    files = weights.split(",") if weights else [None] * len(ENSEMBLES[arch])
+    return list(zip(files, ENSEMBLES[arch], strict=True))
+
+
 def _model(weights: str | None, arch: str = "vinet") -> torch.nn.Module | tuple:
     """The model as the authors run it: loaded, not folded, fp32 (an ensemble's: a tuple
     of its members', ``weights`` then their files joined by commas)."""
     from salcli.models.registry import build_model, load_checkpoint
 
     if arch in ENSEMBLES:
-        files = weights.split(",") if weights else [None] * len(ENSEMBLES[arch])
-        return tuple(_model(f, m) for f, m in zip(files, ENSEMBLES[arch], strict=True))
+        return tuple(_model(f, m) for f, m in _members(weights, arch))
     if weights:
         return load_checkpoint(weights, audio=False)[2].eval()
     model = build_model(arch).eval()
@@ -125,8 +131,7 @@ def checkpoint_file(
     file that ``Predictor`` loads as the CLI does (BatchNorm folded, cast to the precision);
     an ensemble's: its members' files."""
     if arch in ENSEMBLES:
-        files = weights.split(",") if weights else [None] * len(ENSEMBLES[arch])
-        return [checkpoint_file(folder, f, m) for f, m in zip(files, ENSEMBLES[arch], strict=True)]
+        return [checkpoint_file(folder, f, m) for f, m in _members(weights, arch)]
     if weights:
         return Path(weights)
     path = Path(folder) / f"{arch}_deterministic.pt"
